@@ -1,0 +1,103 @@
+//! Tower middleware and axum extractors for token authentication.
+//!
+//! [`JwtAuthLayer`] wraps any `tower::Service<http::Request<B>>`: it reads a token from
+//! `Authorization: Bearer …` or a named cookie (never from the query string), verifies it with
+//! [`jsonwebtoken`] against a [`KeySet`] (algorithm pinned per key, keys by `kid`,
+//! `exp`/`nbf`/`iss`/`aud`, leeway, required claims), checks a [`RevocationStore`], and puts
+//! typed [`Claims<T>`] into the request extensions. Failures answer as RFC 6750 says:
+//! 401 with `WWW-Authenticate: Bearer error="invalid_token"…`, 400 `invalid_request`,
+//! 403 `insufficient_scope`.
+//!
+//! [`TokenIssuer`] mints access tokens (random `jti`, `iat`, `exp`), and [`Logout`] revokes
+//! them, one by one or all of a user's at once.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Json, Router, routing::get};
+//! use jsonwebtoken::Algorithm;
+//! use tower_token_auth::{
+//!     Claims, JwtAuthLayer, KeySet, RequireScopeLayer, SigningKey, TokenIssuer, Verifier,
+//!     VerifyingKey,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let secret = b"a secret of at least thirty-two bytes!";
+//! let keys = KeySet::new().with_key(VerifyingKey::hmac(Algorithm::HS256, secret)?)?;
+//! let verifier = Verifier::builder(keys)
+//!     .issuer("my-app")
+//!     .audience("my-app")
+//!     .require_claims(["exp", "sub"])
+//!     .build()?;
+//! let issuer = TokenIssuer::new(SigningKey::hmac(Algorithm::HS256, secret)?)
+//!     .issuer("my-app")
+//!     .audience("my-app");
+//!
+//! async fn me(claims: Claims) -> Json<Claims> {
+//!     Json(claims)
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/admin", get(|| async { "admin" }))
+//!     .layer(RequireScopeLayer::new("admin")?)
+//!     .route("/me", get(me))
+//!     .layer(JwtAuthLayer::new(verifier))
+//!     .route("/health", get(|| async { "ok" })); // added after the layer: public
+//!
+//! let token = issuer.issue("alice", "read")?.token; // send as `Authorization: Bearer …`
+//! # let _ = (app, token);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Plain tower or hyper code reads `req.extensions().get::<Claims>()` instead of extractors.
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `axum` | yes | `Claims<T>` / `Option<Claims<T>>` extractors, `IntoResponse` for errors |
+//! | `redis` | yes | Redis-backed stores (dependency only, stores land with later releases) |
+//! | `aws_lc_rs` | yes | jsonwebtoken's aws-lc-rs crypto backend |
+//! | `rust_crypto` | no | jsonwebtoken's pure-Rust backend; with both enabled aws-lc-rs is used |
+//! | `testing` | no | [`testing::TestKeys`] for applications' own tests |
+//!
+//! Building with neither crypto backend is a compile error.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod body;
+mod claims;
+mod crypto;
+mod error;
+#[cfg(feature = "axum")]
+mod extract;
+mod future;
+mod issuer;
+mod keys;
+mod layer;
+mod logout;
+pub mod revocation;
+mod scope;
+mod source;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod verifier;
+
+pub use body::AuthBody;
+pub use claims::{Audience, AuthStatus, Claims, NoCustomClaims};
+pub use error::{
+    AuthError, AuthErrorKind, ConfigError, ErrorResponder, InvalidRequest, InvalidToken,
+    Rfc6750Responder,
+};
+#[cfg(feature = "axum")]
+pub use extract::ClaimsRejection;
+pub use future::ResponseFuture;
+pub use issuer::{IssueError, IssuedToken, SigningKey, TokenIssuer};
+pub use jsonwebtoken::Algorithm;
+pub use keys::{KeySet, VerifyingKey};
+pub use layer::{JwtAuth, JwtAuthLayer};
+pub use logout::Logout;
+pub use revocation::{MemoryStore, RevocationStore};
+pub use scope::{RequireScope, RequireScopeLayer};
+pub use source::{AccessCookie, TokenSource};
+pub use verifier::{DEFAULT_MAX_TOKEN_LEN, Verifier, VerifierBuilder};

@@ -1,0 +1,195 @@
+//! The in-process revocation store.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use super::{BoxFuture, RevocationCheck, RevocationError, RevocationStatus, RevocationStore, TokenRef, now_secs};
+
+/// An in-memory [`RevocationStore`], the embedded default.
+///
+/// Entries expire with the tokens they revoke: a revoked `jti` is kept until its `exp`, a user
+/// revocation until its `keep_until`. Expired entries are swept on writes whenever the map has
+/// doubled since the last sweep, so memory stays proportional to the live entries. Checks take
+/// a read lock and skip the maps entirely while nothing is revoked.
+///
+/// It lives in one process: several instances of a service need a shared store (the Redis
+/// store, feature `redis`). Clones share the same state.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    state: RwLock<State>,
+    // Set once the first revocation is recorded: until then checks need no lock.
+    any: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tokens: HashMap<Box<str>, u64>,
+    users: HashMap<Box<str>, UserRevocation>,
+    sweep_at_len: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct UserRevocation {
+    issued_before: u64,
+    keep_until: u64,
+}
+
+impl State {
+    fn is_revoked(&self, token: &TokenRef<'_>, now: u64) -> bool {
+        if let Some(jti) = token.jti {
+            if self.tokens.get(jti).is_some_and(|&until| until >= now) {
+                return true;
+            }
+        }
+        if let Some(sub) = token.sub {
+            if let Some(u) = self.users.get(sub) {
+                if u.keep_until >= now && token.iat.is_none_or(|iat| iat <= u.issued_before) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn maybe_sweep(&mut self, now: u64) {
+        let len = self.tokens.len() + self.users.len();
+        if len >= self.sweep_at_len.max(64) {
+            self.sweep(now);
+        }
+    }
+
+    fn sweep(&mut self, now: u64) {
+        self.tokens.retain(|_, until| *until >= now);
+        self.users.retain(|_, u| u.keep_until >= now);
+        self.sweep_at_len = 2 * (self.tokens.len() + self.users.len());
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many revocation records are held (live and not yet swept).
+    pub fn len(&self) -> usize {
+        let state = self.read();
+        state.tokens.len() + state.users.len()
+    }
+
+    /// Whether the store holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every expired record now.
+    pub fn sweep(&self) {
+        self.write().sweep(now_secs());
+    }
+
+    /// Synchronous form of [`RevocationStore::check`].
+    pub fn is_revoked(&self, token: &TokenRef<'_>) -> bool {
+        self.inner.any.load(Ordering::Acquire) && self.read().is_revoked(token, now_secs())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere mid-write of plain maps; the data
+        // is still usable, and refusing all checks would take the service down.
+        self.inner.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.inner.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a token revocation (synchronous form of [`RevocationStore::revoke_token`]).
+    pub fn revoke_token_now(&self, jti: &str, expires_at: u64) {
+        let now = now_secs();
+        let mut state = self.write();
+        let until = state.tokens.entry(jti.into()).or_insert(0);
+        *until = (*until).max(expires_at);
+        state.maybe_sweep(now);
+        self.inner.any.store(true, Ordering::Release);
+    }
+
+    /// Records a user revocation (synchronous form of [`RevocationStore::revoke_user`]).
+    pub fn revoke_user_now(&self, sub: &str, issued_before: u64, keep_until: u64) {
+        let now = now_secs();
+        let mut state = self.write();
+        let entry = state.users.entry(sub.into()).or_insert(UserRevocation {
+            issued_before,
+            keep_until,
+        });
+        entry.issued_before = entry.issued_before.max(issued_before);
+        entry.keep_until = entry.keep_until.max(keep_until);
+        state.maybe_sweep(now);
+        self.inner.any.store(true, Ordering::Release);
+    }
+}
+
+impl RevocationStore for MemoryStore {
+    fn check(&self, token: &TokenRef<'_>) -> RevocationCheck {
+        RevocationCheck::Ready(Ok(RevocationStatus::from_revoked(self.is_revoked(token))))
+    }
+
+    fn revoke_token<'a>(
+        &'a self,
+        jti: &'a str,
+        expires_at: u64,
+    ) -> BoxFuture<'a, Result<(), RevocationError>> {
+        self.revoke_token_now(jti, expires_at);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn revoke_user<'a>(
+        &'a self,
+        sub: &'a str,
+        issued_before: u64,
+        keep_until: u64,
+    ) -> BoxFuture<'a, Result<(), RevocationError>> {
+        self.revoke_user_now(sub, issued_before, keep_until);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok<'a>(jti: &'a str, sub: &'a str, iat: u64) -> TokenRef<'a> {
+        TokenRef { jti: Some(jti), sub: Some(sub), iat: Some(iat), exp: None }
+    }
+
+    #[test]
+    fn token_and_user_revocation() {
+        let s = MemoryStore::new();
+        let now = now_secs();
+        assert!(!s.is_revoked(&tok("a", "u", now)));
+        s.revoke_token_now("a", now + 60);
+        assert!(s.is_revoked(&tok("a", "u", now)));
+        assert!(!s.is_revoked(&tok("b", "u", now)));
+        s.revoke_user_now("u", now, now + 60);
+        assert!(s.is_revoked(&tok("b", "u", now)));
+        assert!(!s.is_revoked(&tok("b", "u", now + 1)), "issued after the revocation");
+        assert!(s.is_revoked(&TokenRef { jti: None, sub: Some("u"), iat: None, exp: None }));
+    }
+
+    #[test]
+    fn expired_entries_are_ignored_and_swept() {
+        let s = MemoryStore::new();
+        let now = now_secs();
+        for i in 0..1000 {
+            s.revoke_token_now(&format!("old{i}"), now - 10);
+        }
+        assert!(!s.is_revoked(&tok("old1", "u", now)));
+        assert!(s.len() < 200, "sweeps keep the map near its live size, got {}", s.len());
+        s.sweep();
+        assert_eq!(s.len(), 0);
+    }
+}

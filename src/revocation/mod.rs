@@ -1,0 +1,155 @@
+//! Revocation: the store trait the layer consults, and its shared types.
+//!
+//! A token is revoked when its `jti` was revoked (until the token's own `exp`, after which
+//! the entry may vanish: the token is dead anyway), or when every token of its subject issued
+//! at or before some instant was revoked ("log out everywhere", password change).
+//!
+//! The layer calls [`RevocationStore::check`] once per request, after the signature and time
+//! checks passed. `check` answers synchronously when it can ([`RevocationCheck::Ready`]: the
+//! memory store always does, a caching Redis store does in steady state) and returns a boxed
+//! future only when it must ask a remote server.
+//!
+//! # A custom store
+//!
+//! ```
+//! use std::collections::HashSet;
+//! use std::sync::Mutex;
+//! use tower_token_auth::revocation::{
+//!     BoxFuture, RevocationCheck, RevocationError, RevocationStatus, RevocationStore, TokenRef,
+//! };
+//!
+//! /// Revokes single tokens only, forever (a toy: entries never expire).
+//! #[derive(Debug, Default)]
+//! struct SetStore(Mutex<HashSet<String>>);
+//!
+//! impl RevocationStore for SetStore {
+//!     fn check(&self, token: &TokenRef<'_>) -> RevocationCheck {
+//!         let set = self.0.lock().unwrap();
+//!         let revoked = token.jti.is_some_and(|j| set.contains(j));
+//!         RevocationCheck::Ready(Ok(RevocationStatus::from_revoked(revoked)))
+//!     }
+//!     fn revoke_token<'a>(&'a self, jti: &'a str, _expires_at: u64)
+//!         -> BoxFuture<'a, Result<(), RevocationError>> {
+//!         self.0.lock().unwrap().insert(jti.to_owned());
+//!         Box::pin(async { Ok(()) })
+//!     }
+//!     fn revoke_user<'a>(&'a self, _sub: &'a str, _before: u64, _until: u64)
+//!         -> BoxFuture<'a, Result<(), RevocationError>> {
+//!         Box::pin(async { Err(RevocationError::Unsupported("per-user revocation")) })
+//!     }
+//! }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+/// A boxed, `Send` future, as the store trait returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the revocation check needs to know of a verified token.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenRef<'a> {
+    /// The token's `jti`.
+    pub jti: Option<&'a str>,
+    /// The token's `sub`.
+    pub sub: Option<&'a str>,
+    /// The token's `iat`. A token without one counts as issued before any user revocation.
+    pub iat: Option<u64>,
+    /// The token's `exp`.
+    pub exp: Option<u64>,
+}
+
+/// The answer of a revocation check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationStatus {
+    /// Not revoked.
+    Active,
+    /// Revoked: the request must be refused.
+    Revoked,
+}
+
+impl RevocationStatus {
+    /// `Revoked` when `revoked` is true.
+    pub fn from_revoked(revoked: bool) -> Self {
+        if revoked { Self::Revoked } else { Self::Active }
+    }
+}
+
+/// A check answered now, or one that needs I/O.
+pub enum RevocationCheck {
+    /// The answer is known without I/O.
+    Ready(Result<RevocationStatus, RevocationError>),
+    /// The store must ask a remote server.
+    Pending(BoxFuture<'static, Result<RevocationStatus, RevocationError>>),
+}
+
+impl fmt::Debug for RevocationCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ready(r) => f.debug_tuple("Ready").field(r).finish(),
+            Self::Pending(_) => f.write_str("Pending(..)"),
+        }
+    }
+}
+
+/// A revocation store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RevocationError {
+    /// The backend could not be reached or answered with an error.
+    #[error("revocation backend unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store cannot guarantee it has seen every revocation (e.g. after a lost
+    /// subscription), so it refuses to answer.
+    #[error("revocation state is not known to be fresh")]
+    Stale,
+    /// The operation timed out.
+    #[error("revocation backend timed out")]
+    Timeout,
+    /// The token cannot be revoked individually (it has no `jti` or no `exp`).
+    #[error("token cannot be revoked: it has no {0}")]
+    NotRevocable(&'static str),
+    /// The store does not support this operation.
+    #[error("operation not supported by this store: {0}")]
+    Unsupported(&'static str),
+}
+
+/// Where revocations are recorded and checked.
+///
+/// Implementations must be cheap to call from the request path: `check` should not block
+/// and should answer `Ready` whenever no I/O is needed.
+pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
+    /// Whether `token` is revoked. Called only for tokens that passed verification.
+    fn check(&self, token: &TokenRef<'_>) -> RevocationCheck;
+
+    /// Revokes the token with this `jti` until `expires_at` (its `exp`, Unix seconds).
+    fn revoke_token<'a>(
+        &'a self,
+        jti: &'a str,
+        expires_at: u64,
+    ) -> BoxFuture<'a, Result<(), RevocationError>>;
+
+    /// Revokes every token of `sub` issued at or before `issued_before` (Unix seconds). The
+    /// record may be dropped after `keep_until`, once every such token has expired (use
+    /// `now + the longest token lifetime`).
+    fn revoke_user<'a>(
+        &'a self,
+        sub: &'a str,
+        issued_before: u64,
+        keep_until: u64,
+    ) -> BoxFuture<'a, Result<(), RevocationError>>;
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,281 @@
+//! Token verification: size cap, key selection by `kid`, pinned algorithm, signature, and the
+//! time, issuer, audience and required-claim checks, all through `jsonwebtoken`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Validation, decode, decode_header};
+use serde::de::DeserializeOwned;
+
+use crate::claims::Claims;
+use crate::error::{AuthError, ConfigError, InvalidToken};
+use crate::keys::{KeySet, VerifyingKey};
+
+/// The default cap on a token's length, in bytes.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Claims the verifier can require. `exp` is required unless removed with
+/// [`VerifierBuilder::require_claims`].
+const KNOWN_CLAIMS: &[&str] = &["exp", "nbf", "iat", "sub", "iss", "aud", "jti", "scope"];
+
+/// Verifies JWTs against a [`KeySet`]. Cheap to clone.
+///
+/// ```
+/// use std::time::Duration;
+/// use jsonwebtoken::Algorithm;
+/// use tower_token_auth::{KeySet, Verifier, VerifyingKey};
+///
+/// let keys = KeySet::new().with_key(VerifyingKey::hmac(Algorithm::HS256, &[7u8; 32])?)?;
+/// let verifier = Verifier::builder(keys)
+///     .issuer("https://auth.example")
+///     .audience("orders")
+///     .leeway(Duration::from_secs(30))
+///     .require_claims(["exp", "sub", "jti"])
+///     .build()?;
+/// assert!(verifier.verify::<tower_token_auth::NoCustomClaims>("not.a.token").is_err());
+/// # Ok::<_, tower_token_auth::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    by_kid: HashMap<String, Entry>,
+    default: Option<Entry>,
+    max_token_len: usize,
+    require_iat: bool,
+    require_jti: bool,
+    require_scope: bool,
+    typ: Option<String>,
+}
+
+struct Entry {
+    key: VerifyingKey,
+    validation: Validation,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &(self.inner.by_kid.len() + usize::from(self.inner.default.is_some())))
+            .field("max_token_len", &self.inner.max_token_len)
+            .field("typ", &self.inner.typ)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Verifier`].
+#[derive(Debug, Clone)]
+pub struct VerifierBuilder {
+    keys: KeySet,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    leeway: Duration,
+    required: Vec<String>,
+    max_token_len: usize,
+    typ: Option<String>,
+}
+
+impl VerifierBuilder {
+    /// Accept tokens from this issuer (`iss` becomes required). May be called repeatedly.
+    pub fn issuer(mut self, iss: impl Into<String>) -> Self {
+        self.issuers.push(iss.into());
+        self
+    }
+
+    /// Accept tokens meant for this audience (`aud` becomes required). May be called
+    /// repeatedly. Without any audience, tokens that carry an `aud` claim are refused
+    /// (RFC 7519 §4.1.3).
+    pub fn audience(mut self, aud: impl Into<String>) -> Self {
+        self.audiences.push(aud.into());
+        self
+    }
+
+    /// Clock skew tolerated on `exp` and `nbf` (default 30 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// The claims a token must carry, replacing the default (`exp`). Known names: `exp`,
+    /// `nbf`, `iat`, `sub`, `iss`, `aud`, `jti`, `scope`.
+    pub fn require_claims<I, S>(mut self, claims: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.required = claims.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Tokens longer than `len` bytes are refused before any parsing (default 8 KiB).
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// Require the JOSE header `typ` to be this value, e.g. `at+jwt` for RFC 9068 access
+    /// tokens (compared case-insensitively, with or without the `application/` prefix).
+    pub fn require_typ(mut self, typ: impl Into<String>) -> Self {
+        self.typ = Some(typ.into());
+        self
+    }
+
+    /// Checks the configuration and builds the verifier.
+    pub fn build(self) -> Result<Verifier, ConfigError> {
+        if self.keys.is_empty() {
+            return Err(ConfigError::new("the key set is empty"));
+        }
+        if self.leeway > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::new("leeway above one day"));
+        }
+        if self.max_token_len == 0 {
+            return Err(ConfigError::new("max_token_len must be positive"));
+        }
+        let mut required = self.required;
+        for claim in &required {
+            if !KNOWN_CLAIMS.contains(&claim.as_str()) {
+                return Err(ConfigError::new(format!("unknown claim `{claim}` in require_claims")));
+            }
+        }
+        if !self.issuers.is_empty() {
+            required.push("iss".into());
+        }
+        if !self.audiences.is_empty() {
+            required.push("aud".into());
+        }
+        let has = |c: &str| required.iter().any(|r| r == c);
+        let compile = |key: &VerifyingKey| {
+            let mut v = Validation::new(key.alg);
+            v.leeway = self.leeway.as_secs();
+            v.validate_nbf = true;
+            v.validate_exp = true;
+            v.set_required_spec_claims(&required);
+            if !self.issuers.is_empty() {
+                v.set_issuer(&self.issuers);
+            }
+            if !self.audiences.is_empty() {
+                v.set_audience(&self.audiences);
+            }
+            Entry {
+                key: key.clone(),
+                validation: v,
+            }
+        };
+        let mut by_kid = HashMap::new();
+        let mut default = None;
+        for key in self.keys.iter() {
+            match &key.kid {
+                Some(kid) => {
+                    by_kid.insert(kid.clone(), compile(key));
+                }
+                None => default = Some(compile(key)),
+            }
+        }
+        Ok(Verifier {
+            inner: Arc::new(Inner {
+                by_kid,
+                default,
+                max_token_len: self.max_token_len,
+                require_iat: has("iat"),
+                require_jti: has("jti"),
+                require_scope: has("scope"),
+                typ: self.typ,
+            }),
+        })
+    }
+}
+
+impl Verifier {
+    /// Starts a builder over `keys`, with a 30 s leeway, `exp` required and an 8 KiB cap.
+    pub fn builder(keys: KeySet) -> VerifierBuilder {
+        VerifierBuilder {
+            keys,
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            leeway: Duration::from_secs(30),
+            required: vec!["exp".into()],
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            typ: None,
+        }
+    }
+
+    /// The configured cap on a token's length.
+    pub fn max_token_len(&self) -> usize {
+        self.inner.max_token_len
+    }
+
+    /// Verifies `token` and returns its claims.
+    ///
+    /// Checks, in order: length cap, header, key by `kid`, the key's pinned algorithm, `typ`,
+    /// signature, `exp`/`nbf` with leeway, `iss`, `aud`, and the required claims. Revocation is
+    /// not checked here; [`JwtAuthLayer`](crate::JwtAuthLayer) does it after these pass.
+    pub fn verify<T: DeserializeOwned>(&self, token: &str) -> Result<Claims<T>, AuthError> {
+        let inner = &*self.inner;
+        if token.len() > inner.max_token_len {
+            return Err(AuthError::invalid_token(InvalidToken::TooLarge));
+        }
+        let header = decode_header(token).map_err(|_| AuthError::invalid_token(InvalidToken::Malformed))?;
+        let entry = match header.kid.as_deref() {
+            Some(kid) => inner.by_kid.get(kid),
+            None => inner.default.as_ref(),
+        }
+        .ok_or_else(|| AuthError::invalid_token(InvalidToken::UnknownKey))?;
+        if header.alg != entry.key.alg {
+            return Err(AuthError::invalid_token(InvalidToken::AlgorithmMismatch));
+        }
+        // No extension this verifier understands may be marked critical (RFC 7515 §4.1.11).
+        if header.crit.is_some() {
+            return Err(AuthError::invalid_token(InvalidToken::Malformed));
+        }
+        if let Some(want) = &inner.typ {
+            let ok = header.typ.as_deref().is_some_and(|t| {
+                let t = t.strip_prefix("application/").unwrap_or(t);
+                t.eq_ignore_ascii_case(want)
+            });
+            if !ok {
+                return Err(AuthError::invalid_token(InvalidToken::WrongType));
+            }
+        }
+        let claims = decode::<Claims<T>>(token, &entry.key.key, &entry.validation)
+            .map_err(|e| map_error(e.into_kind()))?
+            .claims;
+        for (required, present, name) in [
+            (inner.require_iat, claims.iat.is_some(), "iat"),
+            (inner.require_jti, claims.jti.is_some(), "jti"),
+            (inner.require_scope, claims.scope.is_some(), "scope"),
+        ] {
+            if required && !present {
+                return Err(AuthError::invalid_token(InvalidToken::MissingClaim(name.into())));
+            }
+        }
+        Ok(claims)
+    }
+}
+
+fn map_error(kind: ErrorKind) -> AuthError {
+    let reason = match kind {
+        ErrorKind::InvalidSignature => InvalidToken::BadSignature,
+        ErrorKind::ExpiredSignature => InvalidToken::Expired,
+        ErrorKind::ImmatureSignature => InvalidToken::NotYetValid,
+        ErrorKind::InvalidIssuer => InvalidToken::WrongIssuer,
+        ErrorKind::InvalidAudience => InvalidToken::WrongAudience,
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => InvalidToken::AlgorithmMismatch,
+        ErrorKind::MissingRequiredClaim(c) => InvalidToken::MissingClaim(c),
+        ErrorKind::InvalidClaimFormat(c) => InvalidToken::InvalidClaim(c),
+        ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidKeyFormat
+        | ErrorKind::Provider(_) => {
+            tracing::warn!(target: "tower_token_auth", "key could not verify a token: {kind:?}");
+            InvalidToken::BadSignature
+        }
+        _ => InvalidToken::Malformed,
+    };
+    AuthError::invalid_token(reason)
+}
