@@ -1,0 +1,168 @@
+//! The axum side: `Claims<T>` and `Option<Claims<T>>` extractors, the scope guard on a
+//! router, and what happens when the layer is missing.
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
+use tower_token_auth::testing::TestKeys;
+use tower_token_auth::{AuthError, Claims, JwtAuthLayer, RequireScopeLayer};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Tenant {
+    tenant: String,
+}
+
+async fn call(
+    app: &Router,
+    token: Option<&str>,
+    uri: &str,
+) -> (StatusCode, String, Option<String>) {
+    let mut req = Request::builder().uri(uri);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let res = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let www = res
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap(), www)
+}
+
+#[tokio::test]
+async fn typed_custom_claims() {
+    let keys = TestKeys::hs256();
+    let app =
+        Router::new()
+            .route(
+                "/t",
+                get(|c: Claims<Tenant>| async move {
+                    format!("{} of {}", c.sub.unwrap(), c.custom.tenant)
+                }),
+            )
+            .layer(JwtAuthLayer::new(keys.verifier()).for_claims::<Tenant>());
+    let token = keys
+        .issuer()
+        .issue_with(
+            "alice",
+            "read",
+            &Tenant {
+                tenant: "acme".into(),
+            },
+        )
+        .unwrap()
+        .token;
+    assert_eq!(call(&app, Some(&token), "/t").await.1, "alice of acme");
+    // A token without the application's required claim is refused as invalid.
+    let plain = keys.mint("alice", "read");
+    let (status, _, www) = call(&app, Some(&plain), "/t").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(www.unwrap().contains(r#"error="invalid_token""#));
+}
+
+#[tokio::test]
+async fn optional_claims_extractor() {
+    let keys = TestKeys::es256();
+    let app = Router::new()
+        .route(
+            "/hello",
+            get(|c: Option<Claims>| async move {
+                match c {
+                    Some(c) => format!("hello {}", c.sub.unwrap()),
+                    None => "hello stranger".to_owned(),
+                }
+            }),
+        )
+        .route("/strict", get(|c: Claims| async move { c.sub.unwrap() }))
+        .layer(JwtAuthLayer::new(keys.verifier()).optional());
+    assert_eq!(call(&app, None, "/hello").await.1, "hello stranger");
+    let token = keys.mint("bob", "");
+    assert_eq!(call(&app, Some(&token), "/hello").await.1, "hello bob");
+    let (status, _, _) = call(&app, Some("garbage.token.here"), "/hello").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a bad token is refused even in optional mode"
+    );
+    // The strict extractor on an optional route answers 401 with a bare challenge.
+    let (status, _, www) = call(&app, None, "/strict").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(www.as_deref(), Some("Bearer"));
+}
+
+#[tokio::test]
+async fn scope_guard_and_handler_check() {
+    let keys = TestKeys::hs256();
+    let app = Router::new()
+        .route("/admin", get(|| async { "admin" }))
+        .layer(RequireScopeLayer::new("admin").unwrap())
+        .route(
+            "/write",
+            get(|c: Claims| async move { c.require_scope("write").map(|()| "written") }),
+        )
+        .layer(JwtAuthLayer::new(keys.verifier()))
+        .route("/health", get(|| async { "ok" }));
+    let reader = keys.mint("alice", "read");
+    let admin = keys.mint("root", "read write admin");
+    let (status, body, www) = call(&app, Some(&reader), "/admin").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        www.as_deref(),
+        Some(
+            r#"Bearer error="insufficient_scope", error_description="insufficient scope", scope="admin""#
+        )
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"],
+        "insufficient_scope"
+    );
+    assert_eq!(call(&app, Some(&admin), "/admin").await.0, StatusCode::OK);
+    assert_eq!(
+        call(&app, Some(&reader), "/write").await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(call(&app, Some(&admin), "/write").await.1, "written");
+    assert_eq!(call(&app, None, "/admin").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, None, "/health").await.1, "ok");
+}
+
+#[tokio::test]
+async fn missing_layer_is_reported_not_hidden() {
+    let app = Router::new().route(
+        "/me",
+        get(|c: Claims| async move { c.sub.unwrap_or_default() }),
+    );
+    let (status, body, _) = call(&app, None, "/me").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("JwtAuthLayer"), "{body}");
+
+    // Layer for one claims type, extractor for another: also a configuration error.
+    let keys = TestKeys::hs256();
+    let app = Router::new()
+        .route(
+            "/t",
+            get(|c: Claims<Tenant>| async move { c.custom.tenant }),
+        )
+        .layer(JwtAuthLayer::new(keys.verifier()));
+    let (status, body, _) = call(&app, Some(&keys.mint("a", "")), "/t").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("same claims type"), "{body}");
+}
+
+#[tokio::test]
+async fn auth_error_into_response() {
+    use axum::response::IntoResponse;
+    let res = AuthError::insufficient_scope("x").into_response();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+}
