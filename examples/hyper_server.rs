@@ -1,0 +1,100 @@
+//! `JwtAuthLayer` around a bare hyper 1 service: no axum, just tower + hyper-util.
+//!
+//! ```sh
+//! cargo run --example hyper_server
+//! ```
+//!
+//! Serves on `127.0.0.1:3001` (`BIND` overrides). There is no login route: at start-up the
+//! example mints a token with a random HS256 secret and prints a `curl` command that uses it.
+//! The handler reads the verified claims from the request extensions.
+
+use std::convert::Infallible;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use rand::RngCore;
+use tower::{ServiceBuilder, service_fn};
+use tower_token_auth::{
+    Algorithm, Claims, JwtAuthLayer, KeySet, SigningKey, TokenIssuer, Verifier, VerifyingKey,
+};
+use tracing_subscriber::EnvFilter;
+
+const ISSUER: &str = "hyper-server";
+const DEFAULT_BIND: &str = "127.0.0.1:3001";
+
+/// The application: only reached with a verified token, whose claims the layer inserted.
+async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let sub = req
+        .extensions()
+        .get::<Claims>()
+        .and_then(|claims| claims.sub.clone())
+        .unwrap_or_default();
+    Ok(Response::new(Full::from(format!("hello, {sub}\n"))))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,tower_token_auth=debug")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let keys = KeySet::new().with_key(VerifyingKey::hmac(Algorithm::HS256, &secret)?)?;
+    let verifier = Verifier::builder(keys)
+        .issuer(ISSUER)
+        .audience(ISSUER)
+        .require_claims(["exp", "sub"])
+        .build()?;
+    let issuer = TokenIssuer::new(SigningKey::hmac(Algorithm::HS256, &secret)?)
+        .issuer(ISSUER)
+        .audience(ISSUER)
+        .ttl(Duration::from_secs(60 * 60));
+    let token = issuer.issue("alice", "read")?.token;
+
+    let service = ServiceBuilder::new()
+        .layer(JwtAuthLayer::new(verifier))
+        .service(service_fn(hello));
+
+    let bind = std::env::var("BIND").unwrap_or_else(|_| DEFAULT_BIND.to_owned());
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "hyper_server listening");
+    println!(
+        "\n# with the token (200, valid for one hour):\n\
+         curl -i http://{addr}/ -H 'Authorization: Bearer {token}'\n\n\
+         # without it (401, WWW-Authenticate: Bearer):\n\
+         curl -i http://{addr}/\n"
+    );
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let service = TowerToHyperService::new(service.clone());
+        tokio::spawn(async move {
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection error");
+            }
+        });
+    }
+}
