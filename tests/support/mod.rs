@@ -1,0 +1,272 @@
+//! Shared helpers for integration tests: free ports, spawning example binaries, and a small
+//! HTTP client. All traffic goes to 127.0.0.1.
+//!
+//! Each test crate compiles this module on its own and uses only part of it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// A port on 127.0.0.1 that was free a moment ago (the OS picked it; another process could
+/// still take it before the caller binds).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding 127.0.0.1:0")
+        .port()
+}
+
+/// The path of example binary `name`, built by `cargo test` (or `cargo build --examples`)
+/// next to the test binaries: `target/<profile>/examples/<name>`.
+pub fn example_bin(name: &str) -> PathBuf {
+    // The test runs as target/<profile>/deps/<test>-<hash>.
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary is in target/<profile>/deps");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "example binary {} not found; run `cargo build --examples` (or `cargo test`, which builds them)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running example binary, killed when dropped (also when the test panics).
+pub struct ChildGuard {
+    child: Child,
+    name: String,
+    log: PathBuf,
+}
+
+impl ChildGuard {
+    /// Spawns example `name` with `envs` set, stdout and stderr going to a log file under
+    /// the target directory (its path and content show up in failure messages).
+    pub fn spawn_example(name: &str, envs: &[(&str, &str)]) -> Self {
+        let bin = example_bin(name);
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "{name}-{}-{}.log",
+            std::process::id(),
+            free_port()
+        ));
+        let out = File::create(&log).expect("creating the child's log file");
+        let err = out.try_clone().expect("cloning the log file handle");
+        let child = Command::new(&bin)
+            .envs(envs.iter().copied())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
+        Self {
+            child,
+            name: name.to_owned(),
+            log,
+        }
+    }
+
+    /// What the child wrote so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The exit status, if the child has exited.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("polling the child")
+    }
+
+    /// Waits up to `timeout` for the child to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_exit() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?}; log:\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Polls `GET http://{addr}{path}` until it answers 200; panics with the child's log when
+    /// the child exits or `timeout` passes first.
+    pub async fn wait_ready(
+        &mut self,
+        http: &Http,
+        addr: SocketAddr,
+        path: &str,
+        timeout: Duration,
+    ) {
+        let deadline = Instant::now() + timeout;
+        let url = format!("http://{addr}{path}");
+        loop {
+            if let Some(status) = self.try_exit() {
+                panic!(
+                    "{} exited early ({status}); log:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            if let Ok(res) = http.try_send(Method::GET, &url, None, None).await {
+                if res.status == StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready at {url} within {timeout:?}; log:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// A response read in full.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    /// The body as JSON; panics with the body when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `WWW-Authenticate` header, or "" when absent.
+    pub fn www_authenticate(&self) -> &str {
+        self.headers
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().expect("visible ASCII header"))
+            .unwrap_or("")
+    }
+}
+
+/// A plain-HTTP/1 client (hyper-util's legacy client) with a per-request timeout.
+#[derive(Clone)]
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Http {
+    pub fn new() -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Sends a request, optionally with a bearer token and a JSON body.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        url: &str,
+        bearer: Option<&str>,
+        json: Option<&serde_json::Value>,
+    ) -> Result<Resp, Box<dyn std::error::Error + Send + Sync>> {
+        let mut req = Request::builder().method(method).uri(url);
+        if let Some(token) = bearer {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match json {
+            Some(v) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Full::from(v.to_string())
+            }
+            None => Full::default(),
+        };
+        let exchange = async {
+            let res = self.client.request(req.body(body)?).await?;
+            let (parts, body) = res.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Resp {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(30), exchange).await?
+    }
+
+    /// Like [`try_send`](Self::try_send), panicking on transport errors.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        bearer: Option<&str>,
+        json: Option<&serde_json::Value>,
+    ) -> Resp {
+        self.try_send(method.clone(), url, bearer, json)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+    }
+
+    /// Sends a raw body with the given content type.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        url: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Resp {
+        let req = Request::builder()
+            .method(method)
+            .uri(url)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Full::from(body.to_owned()))
+            .expect("valid request");
+        let res = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+            .await
+            .expect("timely response")
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let (parts, body) = res.into_parts();
+        Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await.expect("reading body").to_bytes(),
+        }
+    }
+}
