@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The project's one test command, for a newcomer on a fresh Debian/Ubuntu machine and for CI.
+#
+#   scripts/test.sh
+#
+# 1. installs the system packages the tests need, with apt, only when they are missing;
+# 2. cargo fmt --check, clippy (warnings are errors), tests (unit, integration, examples,
+#    doctests) and rustdoc (warnings are errors), all with every feature enabled.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# System packages the tests need. Append to the list, e.g. nginx libnginx-mod-http-js.
+SYSTEM_PACKAGES=(
+    redis-server
+)
+
+step() {
+    printf '\n==> %s\n' "$*"
+}
+
+install_system_packages() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        echo "note: not a Debian-based system; make sure these are installed: ${SYSTEM_PACKAGES[*]}" >&2
+        return
+    fi
+    local missing=() pkg
+    for pkg in "${SYSTEM_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    if ((${#missing[@]} == 0)); then
+        return
+    fi
+    step "installing system packages: ${missing[*]}"
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+ensure_rust_components() {
+    local component
+    for component in rustfmt clippy; do
+        if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+            if command -v rustup >/dev/null 2>&1; then
+                step "installing the $component component"
+                rustup component add "$component"
+            else
+                echo "error: cargo ${component/rustfmt/fmt} is not available; install $component" >&2
+                exit 1
+            fi
+        fi
+    done
+}
+
+install_system_packages
+ensure_rust_components
+
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets --all-features -- -D warnings"
+cargo clippy --all-targets --all-features -- -D warnings
+
+step "cargo test --all-features"
+cargo test --all-features
+
+step "cargo doc --no-deps --all-features (RUSTDOCFLAGS=-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+
+step "all checks passed"
