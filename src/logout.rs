@@ -49,9 +49,7 @@ impl Logout {
     ///
     /// Fails with [`RevocationError::NotRevocable`] when the token has no `jti` or `exp`.
     pub async fn revoke<T>(&self, claims: &Claims<T>) -> Result<(), RevocationError> {
-        let jti = claims.jti.as_deref().ok_or(RevocationError::NotRevocable("jti"))?;
-        let exp = claims.exp.ok_or(RevocationError::NotRevocable("exp"))?;
-        self.store.revoke_token(jti, exp).await
+        self.store.revoke_token(crate::layer::token_ref(claims)).await
     }
 
     /// "Log out everywhere": revokes every token of `sub` issued until now. Keep the record

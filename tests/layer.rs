@@ -665,11 +665,7 @@ impl RevocationStore for ProbeStore {
             RevocationCheck::Ready(answer)
         }
     }
-    fn revoke_token<'a>(
-        &'a self,
-        _: &'a str,
-        _: u64,
-    ) -> BoxFuture<'a, Result<(), RevocationError>> {
+    fn revoke_token<'a>(&'a self, _: TokenRef<'a>) -> BoxFuture<'a, Result<(), RevocationError>> {
         Box::pin(async { Ok(()) })
     }
     fn revoke_user<'a>(

@@ -29,9 +29,16 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct State {
-    tokens: HashMap<Box<str>, u64>,
+    tokens: HashMap<Box<str>, TokenRevocation>,
     users: HashMap<Box<str>, UserRevocation>,
     sweep_at_len: usize,
+}
+
+#[derive(Debug, Clone)]
+struct TokenRevocation {
+    until: u64,
+    // Kept so a shared store can write the revocation back under the user's key.
+    sub: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +50,7 @@ struct UserRevocation {
 impl State {
     fn is_revoked(&self, token: &TokenRef<'_>, now: u64) -> bool {
         if let Some(jti) = token.jti {
-            if self.tokens.get(jti).is_some_and(|&until| until >= now) {
+            if self.tokens.get(jti).is_some_and(|t| t.until >= now) {
                 return true;
             }
         }
@@ -65,7 +72,7 @@ impl State {
     }
 
     fn sweep(&mut self, now: u64) {
-        self.tokens.retain(|_, until| *until >= now);
+        self.tokens.retain(|_, t| t.until >= now);
         self.users.retain(|_, u| u.keep_until >= now);
         self.sweep_at_len = 2 * (self.tokens.len() + self.users.len());
     }
@@ -110,12 +117,41 @@ impl MemoryStore {
 
     /// Records a token revocation (synchronous form of [`RevocationStore::revoke_token`]).
     pub fn revoke_token_now(&self, jti: &str, expires_at: u64) {
+        self.revoke_token_of(jti, None, expires_at);
+    }
+
+    pub(crate) fn revoke_token_of(&self, jti: &str, sub: Option<&str>, expires_at: u64) {
         let now = now_secs();
         let mut state = self.write();
-        let until = state.tokens.entry(jti.into()).or_insert(0);
-        *until = (*until).max(expires_at);
+        let entry = state.tokens.entry(jti.into()).or_insert(TokenRevocation {
+            until: 0,
+            sub: None,
+        });
+        entry.until = entry.until.max(expires_at);
+        if entry.sub.is_none() {
+            entry.sub = sub.map(Into::into);
+        }
         state.maybe_sweep(now);
         self.inner.any.store(true, Ordering::Release);
+    }
+
+    /// Every live record: tokens as (jti, sub, exp), users as (sub, issued_before, keep_until).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn snapshot(&self, now: u64) -> (Vec<(String, Option<String>, u64)>, Vec<(String, u64, u64)>) {
+        let state = self.read();
+        let tokens = state
+            .tokens
+            .iter()
+            .filter(|(_, t)| t.until >= now)
+            .map(|(jti, t)| (jti.to_string(), t.sub.as_deref().map(str::to_owned), t.until))
+            .collect();
+        let users = state
+            .users
+            .iter()
+            .filter(|(_, u)| u.keep_until >= now)
+            .map(|(sub, u)| (sub.to_string(), u.issued_before, u.keep_until))
+            .collect();
+        (tokens, users)
     }
 
     /// Records a user revocation (synchronous form of [`RevocationStore::revoke_user`]).
@@ -138,13 +174,11 @@ impl RevocationStore for MemoryStore {
         RevocationCheck::Ready(Ok(RevocationStatus::from_revoked(self.is_revoked(token))))
     }
 
-    fn revoke_token<'a>(
-        &'a self,
-        jti: &'a str,
-        expires_at: u64,
-    ) -> BoxFuture<'a, Result<(), RevocationError>> {
-        self.revoke_token_now(jti, expires_at);
-        Box::pin(std::future::ready(Ok(())))
+    fn revoke_token<'a>(&'a self, token: TokenRef<'a>) -> BoxFuture<'a, Result<(), RevocationError>> {
+        let result = token
+            .revocable()
+            .map(|(jti, exp)| self.revoke_token_now(jti, exp));
+        Box::pin(std::future::ready(result))
     }
 
     fn revoke_user<'a>(

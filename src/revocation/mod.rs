@@ -28,8 +28,11 @@
 //!         let revoked = token.jti.is_some_and(|j| set.contains(j));
 //!         RevocationCheck::Ready(Ok(RevocationStatus::from_revoked(revoked)))
 //!     }
-//!     fn revoke_token<'a>(&'a self, jti: &'a str, _expires_at: u64)
+//!     fn revoke_token<'a>(&'a self, token: TokenRef<'a>)
 //!         -> BoxFuture<'a, Result<(), RevocationError>> {
+//!         let Some(jti) = token.jti else {
+//!             return Box::pin(async { Err(RevocationError::NotRevocable("jti")) });
+//!         };
 //!         self.0.lock().unwrap().insert(jti.to_owned());
 //!         Box::pin(async { Ok(()) })
 //!     }
@@ -46,8 +49,13 @@ use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{RedisRevocationStore, RedisStoreConfig};
 
 /// A boxed, `Send` future, as the store trait returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -128,12 +136,10 @@ pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
     /// Whether `token` is revoked. Called only for tokens that passed verification.
     fn check(&self, token: &TokenRef<'_>) -> RevocationCheck;
 
-    /// Revokes the token with this `jti` until `expires_at` (its `exp`, Unix seconds).
-    fn revoke_token<'a>(
-        &'a self,
-        jti: &'a str,
-        expires_at: u64,
-    ) -> BoxFuture<'a, Result<(), RevocationError>>;
+    /// Revokes one token until its `exp`. The token must have a `jti` and an `exp`
+    /// ([`RevocationError::NotRevocable`] otherwise); its `sub` lets stores keep a user's keys
+    /// together (e.g. on one Redis Cluster slot).
+    fn revoke_token<'a>(&'a self, token: TokenRef<'a>) -> BoxFuture<'a, Result<(), RevocationError>>;
 
     /// Revokes every token of `sub` issued at or before `issued_before` (Unix seconds). The
     /// record may be dropped after `keep_until`, once every such token has expired (use
@@ -144,6 +150,15 @@ pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
         issued_before: u64,
         keep_until: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>>;
+}
+
+impl TokenRef<'_> {
+    /// The `jti` and `exp` a single-token revocation needs.
+    pub fn revocable(&self) -> Result<(&str, u64), RevocationError> {
+        let jti = self.jti.ok_or(RevocationError::NotRevocable("jti"))?;
+        let exp = self.exp.ok_or(RevocationError::NotRevocable("exp"))?;
+        Ok((jti, exp))
+    }
 }
 
 /// Seconds since the Unix epoch.

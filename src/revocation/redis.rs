@@ -1,0 +1,677 @@
+//! A Redis-backed [`RevocationStore`] shared by many service instances, answering from a local
+//! cache kept fresh by pub/sub (feature `redis`).
+//!
+//! # How a check stays off the network
+//!
+//! Every revocation is written to Redis (a key that expires with the token) and published on
+//! one channel. Each instance subscribes to that channel and mirrors every revocation it hears
+//! into a local [`MemoryStore`]. A token the instance has never seen is looked up in Redis once
+//! (one `MGET` of its two keys) and then remembered as *confirmed* for the current subscription
+//! generation; later requests with it cost no round trip. Any revocation after the lookup
+//! arrives through the subscription, which was established before the lookup started.
+//!
+//! # Freshness and failure
+//!
+//! Each instance publishes a heartbeat on the channel every `heartbeat_interval` and watches for
+//! its own echo. The subscription counts as *live* only while an echo arrived within
+//! `staleness_bound`. While it is not live (Redis down, restarted, a silent network cut) the
+//! cache is not trusted for "not revoked" answers: every check reads Redis directly, bounded by
+//! `op_timeout`, and if Redis cannot answer the request is refused with 503 (fail closed) unless
+//! [`fail_open`](RedisStoreConfig::fail_open) is set. Revocations already known locally are
+//! always enforced, Redis or not. When the subscription comes back, a new generation starts and
+//! each token is read once more.
+//!
+//! Staleness bound: a revocation reaches a live instance as fast as Redis delivers pub/sub
+//! (sub-millisecond on loopback). If the subscription dies silently, an instance may answer
+//! from its cache for at most `staleness_bound` (default 2 s) after the last echo before it
+//! falls back to direct reads.
+//!
+//! # Redis restarted empty
+//!
+//! A marker key holds a random epoch. After every reconnection the instance compares it with
+//! the epoch it knew; if the marker is gone or different, Redis lost its data, and the instance
+//! writes back every live revocation it holds locally before it trusts its cache again (and
+//! logs a warning). Every instance does this, so the union of what the running instances knew
+//! is restored. Revocations that no running instance had seen are lost: run Redis with
+//! persistence (AOF or RDB) if that matters. On Redis Cluster the marker lives on one node.
+//!
+//! Key layout: see `docs/redis.md`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Client, RedisError, Script};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use super::{
+    BoxFuture, MemoryStore, RevocationCheck, RevocationError, RevocationStatus, RevocationStore,
+    TokenRef, now_secs,
+};
+
+/// Settings of a [`RedisRevocationStore`].
+#[derive(Debug, Clone)]
+pub struct RedisStoreConfig {
+    prefix: String,
+    op_timeout: Duration,
+    connect_timeout: Duration,
+    heartbeat_interval: Duration,
+    staleness_bound: Duration,
+    fail_open: bool,
+    confirmed_capacity: usize,
+}
+
+impl Default for RedisStoreConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "tta:".into(),
+            op_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_millis(250),
+            staleness_bound: Duration::from_secs(2),
+            fail_open: false,
+            confirmed_capacity: 100_000,
+        }
+    }
+}
+
+impl RedisStoreConfig {
+    /// Prefix of every key and of the channel (default `tta:`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The longest any Redis operation may take, a request's check included (default 500 ms).
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// The longest a connection attempt may take (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How often the instance proves its subscription alive (default 250 ms).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// How long after the last heartbeat echo the local cache is still trusted (default 2 s).
+    pub fn staleness_bound(mut self, bound: Duration) -> Self {
+        self.staleness_bound = bound;
+        self
+    }
+
+    /// Accept tokens when Redis cannot be asked (default false: refuse with 503). Revocations
+    /// known locally are enforced either way.
+    pub fn fail_open(mut self, fail_open: bool) -> Self {
+        self.fail_open = fail_open;
+        self
+    }
+
+    /// How many confirmed-unrevoked tokens to remember (default 100 000, about 100 bytes
+    /// each). When full, expired entries are dropped, and if that is not enough the whole
+    /// cache is (tokens are then looked up again once each).
+    pub fn confirmed_capacity(mut self, capacity: usize) -> Self {
+        self.confirmed_capacity = capacity;
+        self
+    }
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
+        match self.clone() {
+            Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+    }
+
+    async fn script(&self, inv: &redis::ScriptInvocation<'_>) -> Result<(), RedisError> {
+        match self.clone() {
+            Conn::Single(mut c) => inv.invoke_async(&mut c).await,
+            Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
+        }
+    }
+}
+
+/// The pub/sub payloads.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "k")]
+enum Event {
+    #[serde(rename = "t")]
+    Token {
+        jti: String,
+        sub: Option<String>,
+        exp: u64,
+    },
+    #[serde(rename = "u")]
+    User { sub: String, before: u64, until: u64 },
+    #[serde(rename = "h")]
+    Heartbeat { id: String },
+}
+
+// Raise a user's "revoked before" instant, never lower it; keep the longer expiry.
+const REVOKE_USER_LUA: &str = r"
+local cur = redis.call('GET', KEYS[1])
+local before = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[3])
+if cur then
+  local b = tonumber(string.match(cur, '^(%d+)'))
+  if b and b > before then before = b end
+  local pttl = redis.call('PTTL', KEYS[1])
+  if pttl > ttl * 1000 then ttl = math.ceil(pttl / 1000) end
+end
+redis.call('SET', KEYS[1], before .. ' ' .. ARGV[2], 'EX', ttl)
+return 1
+";
+
+struct Confirmed {
+    generation: u64,
+    exp: u64,
+}
+
+struct Shared {
+    config: RedisStoreConfig,
+    conn: Conn,
+    pubsub_clients: Vec<Client>,
+    channel: String,
+    instance_id: String,
+    revoked: MemoryStore,
+    confirmed: RwLock<HashMap<Box<str>, Confirmed>>,
+    generation: AtomicU64,
+    subscribed: AtomicBool,
+    last_echo_ms: AtomicU64,
+    epoch: tokio::sync::Mutex<Option<String>>,
+    revoke_user_script: Script,
+}
+
+/// A [`RevocationStore`] in Redis, for several instances of a service (feature `redis`).
+///
+/// See the [module docs](self) for how checks avoid Redis round trips, the freshness
+/// guarantee and the failure policy; the key layout is in `docs/redis.md`.
+///
+/// ```no_run
+/// use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig};
+/// use tower_token_auth::{JwtAuthLayer, testing::TestKeys};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisRevocationStore::connect("redis://127.0.0.1:6379/", RedisStoreConfig::default()).await?;
+/// let layer = JwtAuthLayer::new(TestKeys::hs256().verifier()).with_revocation_store(store);
+/// # let _ = layer; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisRevocationStore {
+    shared: Arc<Shared>,
+    _tasks: Arc<Tasks>,
+}
+
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+impl fmt::Debug for RedisRevocationStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRevocationStore")
+            .field("prefix", &self.shared.config.prefix)
+            .field("live", &self.is_live())
+            .field("generation", &self.shared.generation.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn unavailable(e: RedisError) -> RevocationError {
+    RevocationError::Unavailable(Box::new(e))
+}
+
+async fn bounded<T>(
+    limit: Duration,
+    fut: impl Future<Output = Result<T, RedisError>>,
+) -> Result<T, RevocationError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(unavailable),
+        Err(_) => Err(RevocationError::Timeout),
+    }
+}
+
+impl RedisRevocationStore {
+    /// Connects to one Redis server (`redis://host:port/db`). Must be called inside a Tokio
+    /// runtime. Redis need not be up yet: until it is, checks fail closed.
+    pub async fn connect(url: &str, config: RedisStoreConfig) -> Result<Self, RevocationError> {
+        let client = Client::open(url).map_err(unavailable)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.op_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let manager =
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_config).map_err(unavailable)?;
+        Ok(Self::start(config, Conn::Single(manager), vec![client]))
+    }
+
+    /// Connects to a Redis Cluster through its seed nodes. The cluster must be reachable now;
+    /// later outages are handled like those of a single server.
+    pub async fn connect_cluster(
+        nodes: &[&str],
+        config: RedisStoreConfig,
+    ) -> Result<Self, RevocationError> {
+        let client = ClusterClient::builder(nodes.iter().copied())
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(config.op_timeout)
+            .retries(1)
+            .build()
+            .map_err(unavailable)?;
+        let conn = bounded(config.connect_timeout * 2, client.get_async_connection()).await?;
+        // Cluster nodes forward PUBLISH to every node: subscribing on any one is enough.
+        let pubsub_clients = nodes
+            .iter()
+            .map(|n| Client::open(*n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        Ok(Self::start(config, Conn::Cluster(conn), pubsub_clients))
+    }
+
+    fn start(config: RedisStoreConfig, conn: Conn, pubsub_clients: Vec<Client>) -> Self {
+        let shared = Arc::new(Shared {
+            channel: format!("{}events", config.prefix),
+            instance_id: crate::issuer::random_id::<12>(),
+            config,
+            conn,
+            pubsub_clients,
+            revoked: MemoryStore::new(),
+            confirmed: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            subscribed: AtomicBool::new(false),
+            last_echo_ms: AtomicU64::new(0),
+            epoch: tokio::sync::Mutex::new(None),
+            revoke_user_script: Script::new(REVOKE_USER_LUA),
+        });
+        let subscriber = tokio::spawn(subscribe_loop(shared.clone()));
+        let heartbeat = tokio::spawn(heartbeat_loop(shared.clone()));
+        Self {
+            shared,
+            _tasks: Arc::new(Tasks(vec![subscriber, heartbeat])),
+        }
+    }
+
+    /// Whether the subscription is live, i.e. the local cache may answer checks.
+    pub fn is_live(&self) -> bool {
+        self.shared.is_live()
+    }
+
+    /// Waits until the subscription is live, up to `limit`. Useful at start-up.
+    pub async fn wait_live(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self.is_live() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.is_live()
+    }
+
+    /// The Redis key of a single-token revocation.
+    pub fn token_key(&self, sub: Option<&str>, jti: &str) -> String {
+        self.shared.token_key(sub, jti)
+    }
+
+    /// The Redis key of a user revocation.
+    pub fn user_key(&self, sub: &str) -> String {
+        self.shared.user_key(sub)
+    }
+}
+
+impl Shared {
+    fn token_key(&self, sub: Option<&str>, jti: &str) -> String {
+        format!("{}{{{}}}:t:{}", self.config.prefix, sub.unwrap_or(""), jti)
+    }
+
+    fn user_key(&self, sub: &str) -> String {
+        format!("{}{{{}}}:u", self.config.prefix, sub)
+    }
+
+    fn epoch_key(&self) -> String {
+        format!("{}epoch", self.config.prefix)
+    }
+
+    fn is_live(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire)
+            && now_ms().saturating_sub(self.last_echo_ms.load(Ordering::Acquire))
+                < self.config.staleness_bound.as_millis() as u64
+    }
+
+    fn confirmed_key<'t>(token: &TokenRef<'t>) -> std::borrow::Cow<'t, str> {
+        match token.jti {
+            Some(jti) => jti.into(),
+            // Tokens without jti are confirmed per subject.
+            None => format!("\0{}", token.sub.unwrap_or("")).into(),
+        }
+    }
+
+    fn confirm(&self, token: &TokenRef<'_>, generation: u64) {
+        let mut map = self.confirmed.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= self.config.confirmed_capacity {
+            let now = now_secs();
+            map.retain(|_, c| c.exp >= now);
+            if map.len() >= self.config.confirmed_capacity {
+                map.clear();
+            }
+        }
+        map.insert(
+            Self::confirmed_key(token).into_owned().into(),
+            Confirmed {
+                generation,
+                exp: token.exp.unwrap_or(u64::MAX),
+            },
+        );
+    }
+
+    fn is_confirmed(&self, token: &TokenRef<'_>, generation: u64) -> bool {
+        let map = self.confirmed.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&*Self::confirmed_key(token))
+            .is_some_and(|c| c.generation == generation)
+    }
+
+    async fn publish(&self, event: &Event) -> Result<(), RevocationError> {
+        let payload = serde_json::to_string(event).unwrap_or_default();
+        let cmd = redis::cmd("PUBLISH").arg(&self.channel).arg(payload).to_owned();
+        bounded(self.config.op_timeout, self.conn.run::<i64>(&cmd)).await.map(drop)
+    }
+
+    async fn write_token(&self, sub: Option<&str>, jti: &str, exp: u64) -> Result<(), RevocationError> {
+        let ttl = exp.saturating_sub(now_secs()).max(1);
+        let cmd = redis::cmd("SET")
+            .arg(self.token_key(sub, jti))
+            .arg(exp)
+            .arg("EX")
+            .arg(ttl)
+            .to_owned();
+        bounded(self.config.op_timeout, self.conn.run::<()>(&cmd)).await
+    }
+
+    async fn write_user(&self, sub: &str, before: u64, until: u64) -> Result<(), RevocationError> {
+        let ttl = until.saturating_sub(now_secs()).max(1);
+        let mut inv = self.revoke_user_script.prepare_invoke();
+        inv.key(self.user_key(sub)).arg(before).arg(until).arg(ttl);
+        bounded(self.config.op_timeout, self.conn.script(&inv)).await
+    }
+
+    /// Reads the token's two keys (one slot: they share the user's hash tag).
+    async fn read_status(&self, token: OwnedToken) -> Result<RevocationStatus, RevocationError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let live = self.is_live();
+        let mut keys = Vec::with_capacity(2);
+        if let Some(jti) = &token.jti {
+            keys.push(self.token_key(token.sub.as_deref(), jti));
+        }
+        if let Some(sub) = &token.sub {
+            keys.push(self.user_key(sub));
+        }
+        if keys.is_empty() {
+            return Ok(RevocationStatus::Active);
+        }
+        let cmd = redis::cmd("MGET").arg(&keys).to_owned();
+        let values: Vec<Option<String>> = bounded(self.config.op_timeout, self.conn.run(&cmd)).await?;
+        let mut values = values.into_iter();
+        let mut revoked = false;
+        if let Some(jti) = &token.jti {
+            if let Some(exp) = values.next().flatten() {
+                self.revoked
+                    .revoke_token_of(jti, token.sub.as_deref(), exp.parse().unwrap_or(u64::MAX));
+                revoked = true;
+            }
+        }
+        if let Some(sub) = &token.sub {
+            if let Some(v) = values.next().flatten() {
+                let mut parts = v.split(' ').map(|p| p.parse::<u64>().ok());
+                let before = parts.next().flatten().unwrap_or(u64::MAX);
+                let until = parts.next().flatten().unwrap_or(u64::MAX);
+                self.revoked.revoke_user_now(sub, before, until);
+                revoked |= token.iat.is_none_or(|iat| iat <= before);
+            }
+        }
+        if revoked {
+            return Ok(RevocationStatus::Revoked);
+        }
+        // Only a read made under a live subscription stays true: later revocations will
+        // arrive as messages.
+        if live && self.generation.load(Ordering::Acquire) == generation {
+            self.confirm(&token.as_ref(), generation);
+        }
+        Ok(RevocationStatus::Active)
+    }
+
+    fn apply(&self, payload: &[u8]) {
+        match serde_json::from_slice::<Event>(payload) {
+            Ok(Event::Token { jti, sub, exp }) => self.revoked.revoke_token_of(&jti, sub.as_deref(), exp),
+            Ok(Event::User { sub, before, until }) => self.revoked.revoke_user_now(&sub, before, until),
+            Ok(Event::Heartbeat { id }) => {
+                if id == self.instance_id {
+                    self.last_echo_ms.store(now_ms(), Ordering::Release);
+                }
+            }
+            Err(_) => tracing::warn!(target: "tower_token_auth", "ignoring a malformed revocation message"),
+        }
+    }
+
+    /// Checks the epoch marker; re-seeds Redis from the local mirror when it lost its data.
+    async fn reconcile_epoch(&self) -> Result<(), RevocationError> {
+        let key = self.epoch_key();
+        let mut known = self.epoch.lock().await;
+        let current: Option<String> =
+            bounded(self.config.op_timeout, self.conn.run(&redis::cmd("GET").arg(&key).to_owned())).await?;
+        if let (Some(k), Some(c)) = (known.as_ref(), current.as_ref()) {
+            if k == c {
+                return Ok(());
+            }
+        }
+        if known.is_some() {
+            tracing::warn!(
+                target: "tower_token_auth",
+                "Redis lost its revocation data (restart without persistence?); re-seeding it from this instance"
+            );
+            let (tokens, users) = self.revoked.snapshot(now_secs());
+            for (jti, sub, exp) in tokens {
+                self.write_token(sub.as_deref(), &jti, exp).await?;
+                self.publish(&Event::Token { jti, sub, exp }).await?;
+            }
+            for (sub, before, until) in users {
+                self.write_user(&sub, before, until).await?;
+                self.publish(&Event::User { sub, before, until }).await?;
+            }
+        }
+        let fresh = crate::issuer::random_id::<12>();
+        let set = redis::cmd("SET").arg(&key).arg(&fresh).arg("NX").to_owned();
+        bounded(self.config.op_timeout, self.conn.run::<Option<String>>(&set)).await?;
+        let adopted: Option<String> =
+            bounded(self.config.op_timeout, self.conn.run(&redis::cmd("GET").arg(&key).to_owned())).await?;
+        *known = adopted;
+        Ok(())
+    }
+}
+
+/// A token's fields, owned, for a check that outlives the request borrow.
+struct OwnedToken {
+    jti: Option<String>,
+    sub: Option<String>,
+    iat: Option<u64>,
+    exp: Option<u64>,
+}
+
+impl OwnedToken {
+    fn new(t: &TokenRef<'_>) -> Self {
+        Self {
+            jti: t.jti.map(str::to_owned),
+            sub: t.sub.map(str::to_owned),
+            iat: t.iat,
+            exp: t.exp,
+        }
+    }
+
+    fn as_ref(&self) -> TokenRef<'_> {
+        TokenRef {
+            jti: self.jti.as_deref(),
+            sub: self.sub.as_deref(),
+            iat: self.iat,
+            exp: self.exp,
+        }
+    }
+}
+
+async fn subscribe_loop(shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(50);
+    let mut node = 0usize;
+    loop {
+        let client = &shared.pubsub_clients[node % shared.pubsub_clients.len()];
+        node = node.wrapping_add(1);
+        let subscribed = async {
+            let mut pubsub = tokio::time::timeout(shared.config.connect_timeout, client.get_async_pubsub())
+                .await
+                .map_err(|_| RevocationError::Timeout)?
+                .map_err(unavailable)?;
+            bounded(shared.config.op_timeout, pubsub.subscribe(&shared.channel)).await?;
+            // Subscribed before anything is read: no revocation can fall in between.
+            shared.reconcile_epoch().await?;
+            Ok::<_, RevocationError>(pubsub)
+        }
+        .await;
+        let pubsub = match subscribed {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(target: "tower_token_auth", error = %e, "revocation subscription failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        shared.generation.fetch_add(1, Ordering::AcqRel);
+        shared.subscribed.store(true, Ordering::Release);
+        tracing::info!(target: "tower_token_auth", "revocation subscription live");
+        let mut stream = pubsub.into_on_message();
+        let mut watchdog = tokio::time::interval(shared.config.staleness_bound);
+        loop {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(msg) => shared.apply(msg.get_payload_bytes()),
+                    None => break,
+                },
+                _ = watchdog.tick() => {
+                    // A subscription that hears not even its own heartbeat is dead.
+                    let silent = now_ms().saturating_sub(shared.last_echo_ms.load(Ordering::Acquire))
+                        > 2 * shared.config.staleness_bound.as_millis() as u64;
+                    if silent && shared.last_echo_ms.load(Ordering::Acquire) != 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        shared.subscribed.store(false, Ordering::Release);
+        shared.last_echo_ms.store(0, Ordering::Release);
+        tracing::warn!(target: "tower_token_auth", "revocation subscription lost; checks read Redis directly until it is back");
+    }
+}
+
+async fn heartbeat_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if shared.subscribed.load(Ordering::Acquire) {
+            let event = Event::Heartbeat {
+                id: shared.instance_id.clone(),
+            };
+            let _ = shared.publish(&event).await;
+        }
+    }
+}
+
+impl RevocationStore for RedisRevocationStore {
+    fn check(&self, token: &TokenRef<'_>) -> RevocationCheck {
+        let shared = &self.shared;
+        if shared.revoked.is_revoked(token) {
+            return RevocationCheck::Ready(Ok(RevocationStatus::Revoked));
+        }
+        let generation = shared.generation.load(Ordering::Acquire);
+        if shared.is_live() && shared.is_confirmed(token, generation) {
+            return RevocationCheck::Ready(Ok(RevocationStatus::Active));
+        }
+        let shared = self.shared.clone();
+        let owned = OwnedToken::new(token);
+        RevocationCheck::Pending(Box::pin(async move {
+            match shared.read_status(owned).await {
+                Err(e) if shared.config.fail_open => {
+                    tracing::warn!(target: "tower_token_auth", error = %e, "revocation store unavailable; failing open");
+                    Ok(RevocationStatus::Active)
+                }
+                other => other,
+            }
+        }))
+    }
+
+    fn revoke_token<'a>(&'a self, token: TokenRef<'a>) -> BoxFuture<'a, Result<(), RevocationError>> {
+        Box::pin(async move {
+            let (jti, exp) = token.revocable()?;
+            // Enforced here at once, whatever Redis says.
+            self.shared.revoked.revoke_token_of(jti, token.sub, exp);
+            self.shared.write_token(token.sub, jti, exp).await?;
+            self.shared
+                .publish(&Event::Token {
+                    jti: jti.to_owned(),
+                    sub: token.sub.map(str::to_owned),
+                    exp,
+                })
+                .await
+        })
+    }
+
+    fn revoke_user<'a>(
+        &'a self,
+        sub: &'a str,
+        issued_before: u64,
+        keep_until: u64,
+    ) -> BoxFuture<'a, Result<(), RevocationError>> {
+        Box::pin(async move {
+            self.shared.revoked.revoke_user_now(sub, issued_before, keep_until);
+            self.shared.write_user(sub, issued_before, keep_until).await?;
+            self.shared
+                .publish(&Event::User {
+                    sub: sub.to_owned(),
+                    before: issued_before,
+                    until: keep_until,
+                })
+                .await
+        })
+    }
+}
