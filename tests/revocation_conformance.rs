@@ -14,7 +14,10 @@ use tower_token_auth::revocation::{
 };
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 async fn status(store: &dyn RevocationStore, token: TokenRef<'_>) -> RevocationStatus {
@@ -32,7 +35,10 @@ async fn eventually(store: &dyn RevocationStore, token: TokenRef<'_>, want: Revo
         if got == want {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(1), "still {got:?}, wanted {want:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "still {got:?}, wanted {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -52,7 +58,11 @@ async fn revoke_token_rejects_only_that_token(w: &dyn RevocationStore, r: &dyn R
     let t = now();
     assert_eq!(status(r, tok("a1", "alice", t)).await, Active);
     w.revoke_token(tok("a1", "alice", t)).await.unwrap();
-    assert_eq!(status(w, tok("a1", "alice", t)).await, Revoked, "the writer enforces at once");
+    assert_eq!(
+        status(w, tok("a1", "alice", t)).await,
+        Revoked,
+        "the writer enforces at once"
+    );
     eventually(r, tok("a1", "alice", t), Revoked).await;
     assert_eq!(status(r, tok("a2", "alice", t)).await, Active);
     assert_eq!(status(r, tok("b1", "bob", t)).await, Active);
@@ -64,10 +74,27 @@ async fn revoke_user_rejects_older_tokens_only(w: &dyn RevocationStore, r: &dyn 
     w.revoke_user("carol", t, t + 600).await.unwrap();
     eventually(r, tok("c1", "carol", t), Revoked).await;
     eventually(r, tok("c0", "carol", t - 100), Revoked).await;
-    assert_eq!(status(r, tok("c2", "carol", t + 1)).await, Active, "issued later");
-    assert_eq!(status(r, tok("d1", "dave", t)).await, Active, "another user");
-    let no_iat = TokenRef { jti: Some("c3"), sub: Some("carol"), iat: None, exp: Some(t + 600) };
-    assert_eq!(status(r, no_iat).await, Revoked, "no iat cannot prove it is newer");
+    assert_eq!(
+        status(r, tok("c2", "carol", t + 1)).await,
+        Active,
+        "issued later"
+    );
+    assert_eq!(
+        status(r, tok("d1", "dave", t)).await,
+        Active,
+        "another user"
+    );
+    let no_iat = TokenRef {
+        jti: Some("c3"),
+        sub: Some("carol"),
+        iat: None,
+        exp: Some(t + 600),
+    };
+    assert_eq!(
+        status(r, no_iat).await,
+        Revoked,
+        "no iat cannot prove it is newer"
+    );
 }
 
 async fn user_revocation_is_never_lowered(w: &dyn RevocationStore, r: &dyn RevocationStore) {
@@ -80,26 +107,63 @@ async fn user_revocation_is_never_lowered(w: &dyn RevocationStore, r: &dyn Revoc
 
 async fn entries_expire_with_the_token(w: &dyn RevocationStore, r: &dyn RevocationStore) {
     let t = now();
-    let short = TokenRef { jti: Some("f1"), sub: Some("frank"), iat: Some(t), exp: Some(t + 1) };
+    let short = TokenRef {
+        jti: Some("f1"),
+        sub: Some("frank"),
+        iat: Some(t),
+        exp: Some(t + 1),
+    };
     w.revoke_token(short).await.unwrap();
     eventually(r, short, Revoked).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(status(w, short).await, Active, "the record ends with the token");
+    assert_eq!(
+        status(w, short).await,
+        Active,
+        "the record ends with the token"
+    );
     assert_eq!(status(r, short).await, Active);
 }
 
-async fn tokens_without_jti_or_exp_are_not_revocable(w: &dyn RevocationStore, _r: &dyn RevocationStore) {
-    let no_jti = TokenRef { jti: None, sub: Some("g"), iat: Some(now()), exp: Some(now() + 60) };
-    assert!(matches!(w.revoke_token(no_jti).await, Err(RevocationError::NotRevocable("jti"))));
-    let no_exp = TokenRef { jti: Some("g1"), sub: Some("g"), iat: Some(now()), exp: None };
-    assert!(matches!(w.revoke_token(no_exp).await, Err(RevocationError::NotRevocable("exp"))));
+async fn tokens_without_jti_or_exp_are_not_revocable(
+    w: &dyn RevocationStore,
+    _r: &dyn RevocationStore,
+) {
+    let no_jti = TokenRef {
+        jti: None,
+        sub: Some("g"),
+        iat: Some(now()),
+        exp: Some(now() + 60),
+    };
+    assert!(matches!(
+        w.revoke_token(no_jti).await,
+        Err(RevocationError::NotRevocable("jti"))
+    ));
+    let no_exp = TokenRef {
+        jti: Some("g1"),
+        sub: Some("g"),
+        iat: Some(now()),
+        exp: None,
+    };
+    assert!(matches!(
+        w.revoke_token(no_exp).await,
+        Err(RevocationError::NotRevocable("exp"))
+    ));
 }
 
 async fn many_users_and_odd_names(w: &dyn RevocationStore, r: &dyn RevocationStore) {
     let t = now();
-    let subs = ["u{1}", "user:with:colons", "ünïcödé", "spaces in name", "}{", ""];
+    let subs = [
+        "u{1}",
+        "user:with:colons",
+        "ünïcödé",
+        "spaces in name",
+        "}{",
+        "",
+    ];
     for (i, sub) in subs.iter().enumerate() {
-        w.revoke_token(tok(&format!("odd{i}"), sub, t)).await.unwrap();
+        w.revoke_token(tok(&format!("odd{i}"), sub, t))
+            .await
+            .unwrap();
     }
     for (i, sub) in subs.iter().enumerate() {
         eventually(r, tok(&format!("odd{i}"), sub, t), Revoked).await;

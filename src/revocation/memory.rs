@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use super::{BoxFuture, RevocationCheck, RevocationError, RevocationStatus, RevocationStore, TokenRef, now_secs};
+use super::{
+    BoxFuture, RevocationCheck, RevocationError, RevocationStatus, RevocationStore, TokenRef,
+    now_secs,
+};
 
 /// An in-memory [`RevocationStore`], the embedded default.
 ///
@@ -137,13 +140,22 @@ impl MemoryStore {
 
     /// Every live record: tokens as (jti, sub, exp), users as (sub, issued_before, keep_until).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn snapshot(&self, now: u64) -> (Vec<(String, Option<String>, u64)>, Vec<(String, u64, u64)>) {
+    pub(crate) fn snapshot(
+        &self,
+        now: u64,
+    ) -> (Vec<(String, Option<String>, u64)>, Vec<(String, u64, u64)>) {
         let state = self.read();
         let tokens = state
             .tokens
             .iter()
             .filter(|(_, t)| t.until >= now)
-            .map(|(jti, t)| (jti.to_string(), t.sub.as_deref().map(str::to_owned), t.until))
+            .map(|(jti, t)| {
+                (
+                    jti.to_string(),
+                    t.sub.as_deref().map(str::to_owned),
+                    t.until,
+                )
+            })
             .collect();
         let users = state
             .users
@@ -174,7 +186,10 @@ impl RevocationStore for MemoryStore {
         RevocationCheck::Ready(Ok(RevocationStatus::from_revoked(self.is_revoked(token))))
     }
 
-    fn revoke_token<'a>(&'a self, token: TokenRef<'a>) -> BoxFuture<'a, Result<(), RevocationError>> {
+    fn revoke_token<'a>(
+        &'a self,
+        token: TokenRef<'a>,
+    ) -> BoxFuture<'a, Result<(), RevocationError>> {
         let result = token
             .revocable()
             .map(|(jti, exp)| self.revoke_token_now(jti, exp));
@@ -197,7 +212,12 @@ mod tests {
     use super::*;
 
     fn tok<'a>(jti: &'a str, sub: &'a str, iat: u64) -> TokenRef<'a> {
-        TokenRef { jti: Some(jti), sub: Some(sub), iat: Some(iat), exp: None }
+        TokenRef {
+            jti: Some(jti),
+            sub: Some(sub),
+            iat: Some(iat),
+            exp: None,
+        }
     }
 
     #[test]
@@ -210,8 +230,16 @@ mod tests {
         assert!(!s.is_revoked(&tok("b", "u", now)));
         s.revoke_user_now("u", now, now + 60);
         assert!(s.is_revoked(&tok("b", "u", now)));
-        assert!(!s.is_revoked(&tok("b", "u", now + 1)), "issued after the revocation");
-        assert!(s.is_revoked(&TokenRef { jti: None, sub: Some("u"), iat: None, exp: None }));
+        assert!(
+            !s.is_revoked(&tok("b", "u", now + 1)),
+            "issued after the revocation"
+        );
+        assert!(s.is_revoked(&TokenRef {
+            jti: None,
+            sub: Some("u"),
+            iat: None,
+            exp: None
+        }));
     }
 
     #[test]
@@ -222,7 +250,11 @@ mod tests {
             s.revoke_token_now(&format!("old{i}"), now - 10);
         }
         assert!(!s.is_revoked(&tok("old1", "u", now)));
-        assert!(s.len() < 200, "sweeps keep the map near its live size, got {}", s.len());
+        assert!(
+            s.len() < 200,
+            "sweeps keep the map near its live size, got {}",
+            s.len()
+        );
         s.sweep();
         assert_eq!(s.len(), 0);
     }

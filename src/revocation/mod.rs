@@ -52,10 +52,10 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
-pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisRevocationStore, RedisStoreConfig};
+pub use memory::MemoryStore;
 
 /// A boxed, `Send` future, as the store trait returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -139,7 +139,10 @@ pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
     /// Revokes one token until its `exp`. The token must have a `jti` and an `exp`
     /// ([`RevocationError::NotRevocable`] otherwise); its `sub` lets stores keep a user's keys
     /// together (e.g. on one Redis Cluster slot).
-    fn revoke_token<'a>(&'a self, token: TokenRef<'a>) -> BoxFuture<'a, Result<(), RevocationError>>;
+    fn revoke_token<'a>(
+        &'a self,
+        token: TokenRef<'a>,
+    ) -> BoxFuture<'a, Result<(), RevocationError>>;
 
     /// Revokes every token of `sub` issued at or before `issued_before` (Unix seconds). The
     /// record may be dropped after `keep_until`, once every such token has expired (use

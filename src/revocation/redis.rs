@@ -163,7 +163,11 @@ enum Event {
         exp: u64,
     },
     #[serde(rename = "u")]
-    User { sub: String, before: u64, until: u64 },
+    User {
+        sub: String,
+        before: u64,
+        until: u64,
+    },
     #[serde(rename = "h")]
     Heartbeat { id: String },
 }
@@ -238,7 +242,10 @@ impl fmt::Debug for RedisRevocationStore {
         f.debug_struct("RedisRevocationStore")
             .field("prefix", &self.shared.config.prefix)
             .field("live", &self.is_live())
-            .field("generation", &self.shared.generation.load(Ordering::Relaxed))
+            .field(
+                "generation",
+                &self.shared.generation.load(Ordering::Relaxed),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -274,8 +281,8 @@ impl RedisRevocationStore {
             .set_response_timeout(Some(config.op_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let manager =
-            ConnectionManager::new_lazy_with_config(client.clone(), manager_config).map_err(unavailable)?;
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+            .map_err(unavailable)?;
         Ok(Self::start(config, Conn::Single(manager), vec![client]))
     }
 
@@ -405,11 +412,21 @@ impl Shared {
 
     async fn publish(&self, event: &Event) -> Result<(), RevocationError> {
         let payload = serde_json::to_string(event).unwrap_or_default();
-        let cmd = redis::cmd("PUBLISH").arg(&self.channel).arg(payload).to_owned();
-        bounded(self.config.op_timeout, self.conn.run::<i64>(&cmd)).await.map(drop)
+        let cmd = redis::cmd("PUBLISH")
+            .arg(&self.channel)
+            .arg(payload)
+            .to_owned();
+        bounded(self.config.op_timeout, self.conn.run::<i64>(&cmd))
+            .await
+            .map(drop)
     }
 
-    async fn write_token(&self, sub: Option<&str>, jti: &str, exp: u64) -> Result<(), RevocationError> {
+    async fn write_token(
+        &self,
+        sub: Option<&str>,
+        jti: &str,
+        exp: u64,
+    ) -> Result<(), RevocationError> {
         let ttl = exp.saturating_sub(now_secs()).max(1);
         let cmd = redis::cmd("SET")
             .arg(self.token_key(sub, jti))
@@ -442,13 +459,17 @@ impl Shared {
             return Ok(RevocationStatus::Active);
         }
         let cmd = redis::cmd("MGET").arg(&keys).to_owned();
-        let values: Vec<Option<String>> = bounded(self.config.op_timeout, self.conn.run(&cmd)).await?;
+        let values: Vec<Option<String>> =
+            bounded(self.config.op_timeout, self.conn.run(&cmd)).await?;
         let mut values = values.into_iter();
         let mut revoked = false;
         if let Some(jti) = &token.jti {
             if let Some(exp) = values.next().flatten() {
-                self.revoked
-                    .revoke_token_of(jti, token.sub.as_deref(), exp.parse().unwrap_or(u64::MAX));
+                self.revoked.revoke_token_of(
+                    jti,
+                    token.sub.as_deref(),
+                    exp.parse().unwrap_or(u64::MAX),
+                );
                 revoked = true;
             }
         }
@@ -474,14 +495,20 @@ impl Shared {
 
     fn apply(&self, payload: &[u8]) {
         match serde_json::from_slice::<Event>(payload) {
-            Ok(Event::Token { jti, sub, exp }) => self.revoked.revoke_token_of(&jti, sub.as_deref(), exp),
-            Ok(Event::User { sub, before, until }) => self.revoked.revoke_user_now(&sub, before, until),
+            Ok(Event::Token { jti, sub, exp }) => {
+                self.revoked.revoke_token_of(&jti, sub.as_deref(), exp)
+            }
+            Ok(Event::User { sub, before, until }) => {
+                self.revoked.revoke_user_now(&sub, before, until)
+            }
             Ok(Event::Heartbeat { id }) => {
                 if id == self.instance_id {
                     self.last_echo_ms.store(now_ms(), Ordering::Release);
                 }
             }
-            Err(_) => tracing::warn!(target: "tower_token_auth", "ignoring a malformed revocation message"),
+            Err(_) => {
+                tracing::warn!(target: "tower_token_auth", "ignoring a malformed revocation message")
+            }
         }
     }
 
@@ -489,8 +516,11 @@ impl Shared {
     async fn reconcile_epoch(&self) -> Result<(), RevocationError> {
         let key = self.epoch_key();
         let mut known = self.epoch.lock().await;
-        let current: Option<String> =
-            bounded(self.config.op_timeout, self.conn.run(&redis::cmd("GET").arg(&key).to_owned())).await?;
+        let current: Option<String> = bounded(
+            self.config.op_timeout,
+            self.conn.run(&redis::cmd("GET").arg(&key).to_owned()),
+        )
+        .await?;
         if let (Some(k), Some(c)) = (known.as_ref(), current.as_ref()) {
             if k == c {
                 return Ok(());
@@ -513,9 +543,16 @@ impl Shared {
         }
         let fresh = crate::issuer::random_id::<12>();
         let set = redis::cmd("SET").arg(&key).arg(&fresh).arg("NX").to_owned();
-        bounded(self.config.op_timeout, self.conn.run::<Option<String>>(&set)).await?;
-        let adopted: Option<String> =
-            bounded(self.config.op_timeout, self.conn.run(&redis::cmd("GET").arg(&key).to_owned())).await?;
+        bounded(
+            self.config.op_timeout,
+            self.conn.run::<Option<String>>(&set),
+        )
+        .await?;
+        let adopted: Option<String> = bounded(
+            self.config.op_timeout,
+            self.conn.run(&redis::cmd("GET").arg(&key).to_owned()),
+        )
+        .await?;
         *known = adopted;
         Ok(())
     }
@@ -556,10 +593,11 @@ async fn subscribe_loop(shared: Arc<Shared>) {
         let client = &shared.pubsub_clients[node % shared.pubsub_clients.len()];
         node = node.wrapping_add(1);
         let subscribed = async {
-            let mut pubsub = tokio::time::timeout(shared.config.connect_timeout, client.get_async_pubsub())
-                .await
-                .map_err(|_| RevocationError::Timeout)?
-                .map_err(unavailable)?;
+            let mut pubsub =
+                tokio::time::timeout(shared.config.connect_timeout, client.get_async_pubsub())
+                    .await
+                    .map_err(|_| RevocationError::Timeout)?
+                    .map_err(unavailable)?;
             bounded(shared.config.op_timeout, pubsub.subscribe(&shared.channel)).await?;
             // Subscribed before anything is read: no revocation can fall in between.
             shared.reconcile_epoch().await?;
@@ -640,7 +678,10 @@ impl RevocationStore for RedisRevocationStore {
         }))
     }
 
-    fn revoke_token<'a>(&'a self, token: TokenRef<'a>) -> BoxFuture<'a, Result<(), RevocationError>> {
+    fn revoke_token<'a>(
+        &'a self,
+        token: TokenRef<'a>,
+    ) -> BoxFuture<'a, Result<(), RevocationError>> {
         Box::pin(async move {
             let (jti, exp) = token.revocable()?;
             // Enforced here at once, whatever Redis says.
@@ -663,8 +704,12 @@ impl RevocationStore for RedisRevocationStore {
         keep_until: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
         Box::pin(async move {
-            self.shared.revoked.revoke_user_now(sub, issued_before, keep_until);
-            self.shared.write_user(sub, issued_before, keep_until).await?;
+            self.shared
+                .revoked
+                .revoke_user_now(sub, issued_before, keep_until);
+            self.shared
+                .write_user(sub, issued_before, keep_until)
+                .await?;
             self.shared
                 .publish(&Event::User {
                     sub: sub.to_owned(),
