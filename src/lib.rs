@@ -81,6 +81,7 @@ mod scope;
 mod source;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod token_cache;
 mod verifier;
 
 pub use body::AuthBody;
