@@ -125,7 +125,9 @@ impl AuthError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self.kind {
-            AuthErrorKind::MissingToken | AuthErrorKind::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            AuthErrorKind::MissingToken | AuthErrorKind::InvalidToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             AuthErrorKind::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             AuthErrorKind::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             AuthErrorKind::RevocationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -333,7 +335,10 @@ mod tests {
     fn missing_token_has_no_error_code() {
         let res = AuthError::missing_token().to_response(Some("api"));
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(res.headers()[header::WWW_AUTHENTICATE], r#"Bearer realm="api""#);
+        assert_eq!(
+            res.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="api""#
+        );
     }
 
     #[test]

@@ -68,7 +68,9 @@ impl IntoResponse for RevocationError {
     }
 }
 
-fn lookup<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Result<Option<Claims<T>>, ClaimsRejection> {
+fn lookup<T: Clone + Send + Sync + 'static>(
+    parts: &Parts,
+) -> Result<Option<Claims<T>>, ClaimsRejection> {
     if let Some(claims) = parts.extensions.get::<Claims<T>>() {
         return Ok(Some(claims.clone()));
     }

@@ -93,7 +93,9 @@ where
         loop {
             match state.as_mut().project() {
                 StateProj::Rejected { response } => {
-                    let response = response.take().expect("ResponseFuture polled after completion");
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(response.map(AuthBody::full)));
                 }
                 StateProj::Checking {
@@ -104,16 +106,14 @@ where
                 } => {
                     let outcome = ready!(check.as_mut().poll(cx));
                     let error = match outcome {
-                        Ok(RevocationStatus::Active) => {
-                            match (inner.take(), request.take()) {
-                                (Some(mut inner), Some(request)) => {
-                                    let future = inner.call(request);
-                                    state.set(State::Calling { future });
-                                    continue;
-                                }
-                                _ => panic!("ResponseFuture polled after completion"),
+                        Ok(RevocationStatus::Active) => match (inner.take(), request.take()) {
+                            (Some(mut inner), Some(request)) => {
+                                let future = inner.call(request);
+                                state.set(State::Calling { future });
+                                continue;
                             }
-                        }
+                            _ => panic!("ResponseFuture polled after completion"),
+                        },
                         Ok(RevocationStatus::Revoked) => {
                             let e = AuthError::invalid_token(InvalidToken::Revoked);
                             crate::layer::log_rejection(&e);
@@ -130,7 +130,9 @@ where
                     });
                 }
                 StateProj::Calling { future } => {
-                    return future.poll(cx).map(|r| r.map(|res| res.map(AuthBody::inner)));
+                    return future
+                        .poll(cx)
+                        .map(|r| r.map(|res| res.map(AuthBody::inner)));
                 }
             }
         }

@@ -39,7 +39,9 @@ fn family(alg: Algorithm, want: AlgorithmFamily) -> Result<(), ConfigError> {
     if alg.family() == want {
         Ok(())
     } else {
-        Err(ConfigError::new(format!("algorithm {alg:?} does not fit a {want:?} key")))
+        Err(ConfigError::new(format!(
+            "algorithm {alg:?} does not fit a {want:?} key"
+        )))
     }
 }
 
@@ -54,7 +56,11 @@ impl SigningKey {
                 min_hmac_len(alg)
             )));
         }
-        Ok(Self { kid: None, alg, key: EncodingKey::from_secret(secret) })
+        Ok(Self {
+            kid: None,
+            alg,
+            key: EncodingKey::from_secret(secret),
+        })
     }
 
     /// An RSA private key in PEM (RS*/PS*).
@@ -63,7 +69,11 @@ impl SigningKey {
         family(alg, AlgorithmFamily::Rsa)?;
         let key = EncodingKey::from_rsa_pem(pem)
             .map_err(|e| ConfigError::new(format!("invalid RSA private key PEM: {e}")))?;
-        Ok(Self { kid: None, alg, key })
+        Ok(Self {
+            kid: None,
+            alg,
+            key,
+        })
     }
 
     /// An EC private key in PKCS#8 PEM (ES256/ES384).
@@ -72,7 +82,11 @@ impl SigningKey {
         family(alg, AlgorithmFamily::Ec)?;
         let key = EncodingKey::from_ec_pem(pem)
             .map_err(|e| ConfigError::new(format!("invalid EC private key PEM: {e}")))?;
-        Ok(Self { kid: None, alg, key })
+        Ok(Self {
+            kid: None,
+            alg,
+            key,
+        })
     }
 
     /// An Ed25519 private key in PKCS#8 PEM (EdDSA).
@@ -80,7 +94,11 @@ impl SigningKey {
         ensure_provider();
         let key = EncodingKey::from_ed_pem(pem)
             .map_err(|e| ConfigError::new(format!("invalid Ed25519 private key PEM: {e}")))?;
-        Ok(Self { kid: None, alg: Algorithm::EdDSA, key })
+        Ok(Self {
+            kid: None,
+            alg: Algorithm::EdDSA,
+            key,
+        })
     }
 
     /// Sets the `kid` written into each token's header.

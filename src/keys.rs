@@ -139,7 +139,9 @@ impl VerifyingKey {
         if let AlgorithmParameters::OctetKey(_) = jwk.algorithm {
             let len = key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0);
             if len < min_hmac_len(alg) {
-                return Err(ConfigError::new("symmetric JWK shorter than its hash output"));
+                return Err(ConfigError::new(
+                    "symmetric JWK shorter than its hash output",
+                ));
             }
         }
         let mut key = Self::from_parts(alg, key);

@@ -17,7 +17,9 @@ use crate::claims::{AuthStatus, Claims, NoCustomClaims};
 use crate::error::{AuthError, ConfigError, ErrorResponder, InvalidToken, Rfc6750Responder};
 use crate::future::ResponseFuture;
 use crate::logout::Logout;
-use crate::revocation::{MemoryStore, RevocationCheck, RevocationStatus, RevocationStore, TokenRef};
+use crate::revocation::{
+    MemoryStore, RevocationCheck, RevocationStatus, RevocationStore, TokenRef,
+};
 use crate::source::{AccessCookie, TokenSource, extract};
 use crate::verifier::Verifier;
 
@@ -148,7 +150,8 @@ impl<T> JwtAuthLayer<T> {
         cookie.validate()?;
         let c = self.config_mut();
         c.sources.retain(|s| !matches!(s, TokenSource::Cookie(_)));
-        c.sources.push(TokenSource::Cookie(cookie.name().to_owned()));
+        c.sources
+            .push(TokenSource::Cookie(cookie.name().to_owned()));
         c.cookie = Some(cookie);
         Ok(self)
     }
@@ -314,7 +317,11 @@ where
             req.extensions_mut().insert(AuthStatus::Preflight);
             return ResponseFuture::calling(self.inner.call(req));
         }
-        let verified = match extract(req.headers(), &config.sources, config.verifier.max_token_len()) {
+        let verified = match extract(
+            req.headers(),
+            &config.sources,
+            config.verifier.max_token_len(),
+        ) {
             Ok(Some(token)) => config.verifier.verify::<T>(token).map(Some),
             Ok(None) if config.mode == Mode::Optional => Ok(None),
             Ok(None) => Err(AuthError::missing_token()),

@@ -49,7 +49,9 @@ impl Logout {
     ///
     /// Fails with [`RevocationError::NotRevocable`] when the token has no `jti` or `exp`.
     pub async fn revoke<T>(&self, claims: &Claims<T>) -> Result<(), RevocationError> {
-        self.store.revoke_token(crate::layer::token_ref(claims)).await
+        self.store
+            .revoke_token(crate::layer::token_ref(claims))
+            .await
     }
 
     /// "Log out everywhere": revokes every token of `sub` issued until now. Keep the record

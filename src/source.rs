@@ -114,11 +114,17 @@ impl AccessCookie {
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let ok = !self.name.is_empty()
-            && self.name.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
         if ok {
             Ok(())
         } else {
-            Err(ConfigError::new(format!("invalid cookie name `{}`", self.name)))
+            Err(ConfigError::new(format!(
+                "invalid cookie name `{}`",
+                self.name
+            )))
         }
     }
 }
@@ -150,7 +156,9 @@ fn bearer(headers: &HeaderMap, max_len: usize) -> Result<Option<&str>, AuthError
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(AuthError::invalid_request(InvalidRequest::MultipleAuthorizationHeaders));
+        return Err(AuthError::invalid_request(
+            InvalidRequest::MultipleAuthorizationHeaders,
+        ));
     }
     let bytes = value.as_bytes();
     const SCHEME: &[u8] = b"bearer";
@@ -189,7 +197,11 @@ fn is_b64token(token: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
-fn cookie<'h>(headers: &'h HeaderMap, name: &str, max_len: usize) -> Result<Option<&'h str>, AuthError> {
+fn cookie<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+    max_len: usize,
+) -> Result<Option<&'h str>, AuthError> {
     let mut found: Option<&'h str> = None;
     for value in headers.get_all(header::COOKIE) {
         let Ok(value) = value.to_str() else {
@@ -202,7 +214,9 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str, max_len: usize) -> Result<Opti
                 continue;
             }
             if found.is_some() {
-                return Err(AuthError::invalid_request(InvalidRequest::DuplicateTokenCookie));
+                return Err(AuthError::invalid_request(
+                    InvalidRequest::DuplicateTokenCookie,
+                ));
             }
             let v = c.value_raw().unwrap_or("");
             let v = v
@@ -248,18 +262,29 @@ mod tests {
         assert_eq!(ok(b"Basic dXNlcjpwYXNz"), None);
         assert_eq!(ok(b"Bearerabc"), None);
         let err = |v: &[u8]| extract(&headers(&[("authorization", v)]), BOTH, 100).unwrap_err();
-        assert_eq!(err(b"Bearer").kind(), &crate::AuthErrorKind::InvalidRequest(InvalidRequest::EmptyBearerToken));
-        assert_eq!(err(b"Bearer a b").kind(), &crate::AuthErrorKind::InvalidRequest(InvalidRequest::MalformedBearerToken));
-        assert_eq!(err(b"Bearer ===").kind(), &crate::AuthErrorKind::InvalidRequest(InvalidRequest::MalformedBearerToken));
-        assert_eq!(err(b"Bearer \xff\xfe").kind(), &crate::AuthErrorKind::InvalidRequest(InvalidRequest::NonAsciiHeader));
+        assert_eq!(
+            err(b"Bearer").kind(),
+            &crate::AuthErrorKind::InvalidRequest(InvalidRequest::EmptyBearerToken)
+        );
+        assert_eq!(
+            err(b"Bearer a b").kind(),
+            &crate::AuthErrorKind::InvalidRequest(InvalidRequest::MalformedBearerToken)
+        );
+        assert_eq!(
+            err(b"Bearer ===").kind(),
+            &crate::AuthErrorKind::InvalidRequest(InvalidRequest::MalformedBearerToken)
+        );
+        assert_eq!(
+            err(b"Bearer \xff\xfe").kind(),
+            &crate::AuthErrorKind::InvalidRequest(InvalidRequest::NonAsciiHeader)
+        );
     }
 
     #[test]
     fn cookie_forms() {
         let src = [TokenSource::Cookie("at".into())];
-        let get = |v: &[u8]| {
-            extract(&headers(&[("cookie", v)]), &src, 100).map(|t| t.map(str::to_owned))
-        };
+        let get =
+            |v: &[u8]| extract(&headers(&[("cookie", v)]), &src, 100).map(|t| t.map(str::to_owned));
         assert_eq!(get(b"a=1; at=tok; b=2").unwrap().as_deref(), Some("tok"));
         assert_eq!(get(b"a=1; att=tok").unwrap(), None);
         assert_eq!(get(b"at=").unwrap(), None);

@@ -92,6 +92,9 @@ impl TestKeys {
 
     /// A valid token for `sub` with the space-delimited `scope`.
     pub fn mint(&self, sub: &str, scope: &str) -> String {
-        self.issuer.issue(sub, scope).expect("signing a test token").token
+        self.issuer
+            .issue(sub, scope)
+            .expect("signing a test token")
+            .token
     }
 }
