@@ -57,12 +57,15 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `axum` | yes | `Claims<T>` / `Option<Claims<T>>` extractors, `IntoResponse` for errors |
-//! | `redis` | yes | Redis-backed stores (dependency only, stores land with later releases) |
+//! | `redis` | yes | [`revocation::RedisRevocationStore`]: revocations shared by many instances through Redis or Redis Cluster, answered from a local cache kept fresh by pub/sub |
 //! | `aws_lc_rs` | yes | jsonwebtoken's aws-lc-rs crypto backend |
 //! | `rust_crypto` | no | jsonwebtoken's pure-Rust backend; with both enabled aws-lc-rs is used |
 //! | `testing` | no | [`testing::TestKeys`] for applications' own tests |
 //!
-//! Building with neither crypto backend is a compile error.
+//! Building with neither crypto backend is a compile error. With both, the crate installs
+//! aws-lc-rs as jsonwebtoken's process-wide provider the first time a key is built; an
+//! application that calls `jsonwebtoken` directly before building any key of this crate must
+//! install a provider itself (`jsonwebtoken::crypto::CryptoProvider::install_default`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
@@ -98,7 +101,7 @@ pub use jsonwebtoken::Algorithm;
 pub use keys::{KeySet, VerifyingKey};
 pub use layer::{JwtAuth, JwtAuthLayer};
 pub use logout::Logout;
-pub use revocation::{MemoryStore, RevocationStore};
+pub use revocation::{MemoryStore, RevocationError, RevocationStore};
 pub use scope::{RequireScope, RequireScopeLayer};
 pub use source::{AccessCookie, TokenSource};
 pub use verifier::{DEFAULT_MAX_TOKEN_LEN, Verifier, VerifierBuilder};

@@ -20,7 +20,7 @@ use crate::source::AccessCookie;
 /// let keys = TestKeys::hs256();
 /// let layer = JwtAuthLayer::new(keys.verifier());
 /// let logout = layer.logout();
-/// let claims = keys.verifier().verify(&keys.mint("alice", "read")).unwrap();
+/// let claims: tower_token_auth::Claims = keys.verifier().verify(&keys.mint("alice", "read")).unwrap();
 /// logout.revoke(&claims).await.unwrap(); // this token is refused from now on
 /// # }
 /// ```

@@ -15,6 +15,12 @@ use tower_token_auth::{
     VerifyingKey,
 };
 
+type Svc = tower::util::BoxCloneSyncService<
+    Request<Full<Bytes>>,
+    Response<tower_token_auth::AuthBody<Full<Bytes>>>,
+    std::convert::Infallible,
+>;
+
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 fn now() -> u64 {
@@ -127,11 +133,7 @@ async fn revocation_is_still_checked_on_hits() {
         }));
     let t = keys.mint("alice", "read");
     let svc = tower::util::BoxCloneSyncService::new(svc);
-    let send = |svc: tower::util::BoxCloneSyncService<
-        Request<Full<Bytes>>,
-        Response<tower_token_auth::AuthBody<Full<Bytes>>>,
-        std::convert::Infallible,
-    >| {
+    let send = |svc: Svc| {
         let req = Request::builder()
             .header(header::AUTHORIZATION, format!("Bearer {t}"))
             .body(Full::<Bytes>::default())

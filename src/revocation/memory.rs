@@ -37,6 +37,9 @@ struct State {
     sweep_at_len: usize,
 }
 
+/// Live records: tokens as (jti, sub, exp), users as (sub, issued_before, keep_until).
+pub(crate) type Snapshot = (Vec<(String, Option<String>, u64)>, Vec<(String, u64, u64)>);
+
 #[derive(Debug, Clone)]
 struct TokenRevocation {
     until: u64,
@@ -52,19 +55,17 @@ struct UserRevocation {
 
 impl State {
     fn is_revoked(&self, token: &TokenRef<'_>, now: u64) -> bool {
-        if let Some(jti) = token.jti {
-            if self.tokens.get(jti).is_some_and(|t| t.until >= now) {
-                return true;
-            }
-        }
-        if let Some(sub) = token.sub {
-            if let Some(u) = self.users.get(sub) {
-                if u.keep_until >= now && token.iat.is_none_or(|iat| iat <= u.issued_before) {
-                    return true;
-                }
-            }
-        }
-        false
+        let token_revoked = token
+            .jti
+            .and_then(|jti| self.tokens.get(jti))
+            .is_some_and(|t| t.until >= now);
+        let user_revoked = token
+            .sub
+            .and_then(|sub| self.users.get(sub))
+            .is_some_and(|u| {
+                u.keep_until >= now && token.iat.is_none_or(|iat| iat <= u.issued_before)
+            });
+        token_revoked || user_revoked
     }
 
     fn maybe_sweep(&mut self, now: u64) {
@@ -140,10 +141,7 @@ impl MemoryStore {
 
     /// Every live record: tokens as (jti, sub, exp), users as (sub, issued_before, keep_until).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn snapshot(
-        &self,
-        now: u64,
-    ) -> (Vec<(String, Option<String>, u64)>, Vec<(String, u64, u64)>) {
+    pub(crate) fn snapshot(&self, now: u64) -> Snapshot {
         let state = self.read();
         let tokens = state
             .tokens

@@ -209,7 +209,7 @@ struct Shared {
 
 /// A [`RevocationStore`] in Redis, for several instances of a service (feature `redis`).
 ///
-/// See the [module docs](self) for how checks avoid Redis round trips, the freshness
+/// See the [`revocation`](crate::revocation) module docs and `docs/redis.md` for how checks avoid Redis round trips, the freshness
 /// guarantee and the failure policy; the key layout is in `docs/redis.md`.
 ///
 /// ```no_run
@@ -463,24 +463,24 @@ impl Shared {
             bounded(self.config.op_timeout, self.conn.run(&cmd)).await?;
         let mut values = values.into_iter();
         let mut revoked = false;
-        if let Some(jti) = &token.jti {
-            if let Some(exp) = values.next().flatten() {
-                self.revoked.revoke_token_of(
-                    jti,
-                    token.sub.as_deref(),
-                    exp.parse().unwrap_or(u64::MAX),
-                );
-                revoked = true;
-            }
+        if let Some(jti) = &token.jti
+            && let Some(exp) = values.next().flatten()
+        {
+            self.revoked.revoke_token_of(
+                jti,
+                token.sub.as_deref(),
+                exp.parse().unwrap_or(u64::MAX),
+            );
+            revoked = true;
         }
-        if let Some(sub) = &token.sub {
-            if let Some(v) = values.next().flatten() {
-                let mut parts = v.split(' ').map(|p| p.parse::<u64>().ok());
-                let before = parts.next().flatten().unwrap_or(u64::MAX);
-                let until = parts.next().flatten().unwrap_or(u64::MAX);
-                self.revoked.revoke_user_now(sub, before, until);
-                revoked |= token.iat.is_none_or(|iat| iat <= before);
-            }
+        if let Some(sub) = &token.sub
+            && let Some(v) = values.next().flatten()
+        {
+            let mut parts = v.split(' ').map(|p| p.parse::<u64>().ok());
+            let before = parts.next().flatten().unwrap_or(u64::MAX);
+            let until = parts.next().flatten().unwrap_or(u64::MAX);
+            self.revoked.revoke_user_now(sub, before, until);
+            revoked |= token.iat.is_none_or(|iat| iat <= before);
         }
         if revoked {
             return Ok(RevocationStatus::Revoked);
@@ -521,10 +521,8 @@ impl Shared {
             self.conn.run(&redis::cmd("GET").arg(&key).to_owned()),
         )
         .await?;
-        if let (Some(k), Some(c)) = (known.as_ref(), current.as_ref()) {
-            if k == c {
-                return Ok(());
-            }
+        if known.is_some() && *known == current {
+            return Ok(());
         }
         if known.is_some() {
             tracing::warn!(

@@ -126,10 +126,10 @@ impl ChildGuard {
                     self.log()
                 );
             }
-            if let Ok(res) = http.try_send(Method::GET, &url, None, None).await {
-                if res.status == StatusCode::OK {
-                    return;
-                }
+            if let Ok(res) = http.try_send(Method::GET, &url, None, None).await
+                && res.status == StatusCode::OK
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
