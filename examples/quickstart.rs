@@ -8,6 +8,8 @@
 //!
 //! - `JWT_SECRET`: the HS256 secret, at least 32 bytes. Unset: a random one (tokens die with
 //!   the process).
+//! - `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`): share revocations through Redis, so every
+//!   instance of the quickstart on that Redis refuses a logged-out token. Unset: in memory.
 //! - `RUST_LOG`: log filter, default `info,tower_token_auth=debug` (logs go to stderr).
 //!
 //! Tokens carry `iss` = `aud` = `quickstart`, `sub`, `scope`, `jti`, `iat` and a 15-minute
@@ -42,7 +44,9 @@ use axum::{Json, Router};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
-use tower_token_auth::revocation::{RevocationError, RevocationStore};
+use tower_token_auth::revocation::{
+    RedisRevocationStore, RedisStoreConfig, RevocationError, RevocationStore,
+};
 use tower_token_auth::{
     Algorithm, Claims, JwtAuthLayer, KeySet, Logout, MemoryStore, RequireScopeLayer, SigningKey,
     TokenIssuer, Verifier, VerifyingKey,
@@ -96,13 +100,16 @@ async fn main() -> anyhow::Result<()> {
         .issuer(ISSUER)
         .audience(ISSUER)
         .require_claims(["exp", "sub"])
+        // Repeat requests with a token skip the signature check; exp/nbf and revocation are
+        // still checked every time.
+        .verified_token_cache(16 << 20)
         .build()?;
     let issuer = TokenIssuer::new(SigningKey::hmac(Algorithm::HS256, &secret)?)
         .issuer(ISSUER)
         .audience(ISSUER)
         .ttl(ACCESS_TOKEN_TTL);
 
-    let auth = JwtAuthLayer::new(verifier).with_shared_revocation_store(revocation_store()?);
+    let auth = JwtAuthLayer::new(verifier).with_shared_revocation_store(revocation_store().await?);
     let users = demo_users()?;
     // Any user's hash will do: same parameters, same cost.
     let dummy_hash = users[DEMO_USERS[0].0].password_hash.clone();
@@ -169,12 +176,26 @@ fn load_secret() -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// The one place that picks the revocation store.
-///
-/// For now always an in-process [`MemoryStore`]: revocations are lost on restart and not
-/// shared between instances. A shared store (e.g. Redis when `REDIS_URL` is set) belongs here.
-fn revocation_store() -> anyhow::Result<Arc<dyn RevocationStore>> {
-    Ok(Arc::new(MemoryStore::new()))
+/// The one place that picks the revocation store: Redis when `REDIS_URL` is set (revocations
+/// shared by every instance on that Redis), else an in-process [`MemoryStore`] (lost on
+/// restart, not shared).
+async fn revocation_store() -> anyhow::Result<Arc<dyn RevocationStore>> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            let store = RedisRevocationStore::connect(&url, RedisStoreConfig::default()).await?;
+            if !store.wait_live(Duration::from_secs(3)).await {
+                tracing::warn!(
+                    "Redis at {url} is not answering yet: token checks answer 503 until it does"
+                );
+            }
+            tracing::info!("revocation store: Redis at {url}");
+            Ok(Arc::new(store))
+        }
+        _ => {
+            tracing::info!("revocation store: in memory (set REDIS_URL to share it through Redis)");
+            Ok(Arc::new(MemoryStore::new()))
+        }
+    }
 }
 
 fn demo_users() -> anyhow::Result<HashMap<&'static str, User>> {
