@@ -1,0 +1,146 @@
+//! The server `scripts/bench.sh` loads with `wrk`: one axum "hello" route behind one of several
+//! authentication set-ups, so they can be compared side by side. Not an example to copy.
+//!
+//! Environment:
+//! - `MODE`: `bare` (no auth), `plain` (a hand-written jsonwebtoken middleware, the usual
+//!   baseline), `naive` (that middleware plus one Redis `GET` per request), `layer`
+//!   (`JwtAuthLayer` with the memory store) or `redis` (`JwtAuthLayer` with the Redis store).
+//! - `ALG`: `HS256` (default) or `ES256`.
+//! - `CACHE`: `1` turns on the verified-token cache for `layer` and `redis` (default `1`).
+//! - `BIND` (default `127.0.0.1:3200`), `REDIS_URL` (for `naive` and `redis`).
+//!
+//! Prints `TOKEN <jwt>` on stdout, then `READY`, then serves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use jsonwebtoken::{DecodingKey, Validation};
+use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig};
+use tower_token_auth::{
+    Algorithm, Claims, JwtAuthLayer, KeySet, SigningKey, TokenIssuer, Verifier, VerifyingKey,
+};
+
+const ISSUER: &str = "bench";
+const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret";
+const ES256_PUBLIC: &str = include_str!("../tests/keys/es256-public.pem");
+const ES256_PRIVATE: &str = include_str!("../tests/keys/es256-private.pem");
+
+#[derive(Clone)]
+struct Plain {
+    key: Arc<DecodingKey>,
+    validation: Arc<Validation>,
+    redis: Option<redis::aio::ConnectionManager>,
+}
+
+/// What most hand-written JWT middlewares do: parse the header, decode, insert the claims.
+async fn plain_auth(State(p): State<Plain>, mut req: Request, next: Next) -> Response {
+    let Some(token) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let claims = match jsonwebtoken::decode::<Claims>(token, &p.key, &p.validation) {
+        Ok(data) => data.claims,
+        Err(_) => return StatusCode::UNAUTHORIZED.into_response(),
+    };
+    if let Some(mut conn) = p.redis.clone() {
+        let key = format!("revoked:{}", claims.jti.as_deref().unwrap_or(""));
+        let revoked: Result<Option<String>, _> =
+            redis::cmd("GET").arg(key).query_async(&mut conn).await;
+        match revoked {
+            Ok(None) => {}
+            Ok(Some(_)) => return StatusCode::UNAUTHORIZED.into_response(),
+            Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        }
+    }
+    req.extensions_mut().insert(claims);
+    next.run(req).await
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() -> anyhow::Result<()> {
+    let mode = std::env::var("MODE").unwrap_or_else(|_| "bare".into());
+    let alg = std::env::var("ALG").unwrap_or_else(|_| "HS256".into());
+    let cache = std::env::var("CACHE").map(|v| v != "0").unwrap_or(true);
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3200".into());
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_default();
+
+    let (algorithm, verifying, signing, decoding) = match alg.as_str() {
+        "ES256" => (
+            Algorithm::ES256,
+            VerifyingKey::ec_pem(Algorithm::ES256, ES256_PUBLIC.as_bytes())?,
+            SigningKey::ec_pem(Algorithm::ES256, ES256_PRIVATE.as_bytes())?,
+            DecodingKey::from_ec_pem(ES256_PUBLIC.as_bytes())?,
+        ),
+        _ => (
+            Algorithm::HS256,
+            VerifyingKey::hmac(Algorithm::HS256, SECRET)?,
+            SigningKey::hmac(Algorithm::HS256, SECRET)?,
+            DecodingKey::from_secret(SECRET),
+        ),
+    };
+    let token = TokenIssuer::new(signing)
+        .issuer(ISSUER)
+        .audience(ISSUER)
+        .ttl(Duration::from_secs(3600))
+        .issue("alice", "read write")?
+        .token;
+    let mut verifier = Verifier::builder(KeySet::new().with_key(verifying)?)
+        .issuer(ISSUER)
+        .audience(ISSUER)
+        .require_claims(["exp", "sub"]);
+    if cache {
+        verifier = verifier.verified_token_cache(16 << 20);
+    }
+    let verifier = verifier.build()?;
+
+    let hello = Router::new().route("/", get(|| async { "hello" }));
+    let app = match mode.as_str() {
+        "bare" => hello,
+        "plain" | "naive" => {
+            // The same key and checks as the layer's verifier, through jsonwebtoken directly.
+            let mut validation = Validation::new(algorithm);
+            validation.set_issuer(&[ISSUER]);
+            validation.set_audience(&[ISSUER]);
+            validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+            let redis = if mode == "naive" {
+                let client = redis::Client::open(redis_url.as_str())?;
+                Some(client.get_connection_manager().await?)
+            } else {
+                None
+            };
+            let plain = Plain {
+                key: Arc::new(decoding),
+                validation: Arc::new(validation),
+                redis,
+            };
+            hello.layer(middleware::from_fn_with_state(plain, plain_auth))
+        }
+        "layer" => hello.layer(JwtAuthLayer::new(verifier)),
+        "redis" => {
+            let store =
+                RedisRevocationStore::connect(&redis_url, RedisStoreConfig::default()).await?;
+            anyhow::ensure!(
+                store.wait_live(Duration::from_secs(5)).await,
+                "Redis not live"
+            );
+            hello.layer(JwtAuthLayer::new(verifier).with_revocation_store(store))
+        }
+        other => anyhow::bail!("unknown MODE {other}"),
+    };
+
+    let listener = tokio::net::TcpListener::bind(&bind).await?;
+    println!("TOKEN {token}");
+    println!("READY");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
