@@ -56,6 +56,10 @@ pub struct Claims<T = NoCustomClaims> {
     /// Space-delimited scopes (RFC 6749 §3.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Session id (OpenID Connect `sid`): the refresh-token family this access token was
+    /// minted from, so revoking the family revokes its access tokens too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// The application's own claims.
     #[serde(flatten)]
     pub custom: T,
@@ -187,6 +191,7 @@ mod tests {
             nbf: None,
             iat: None,
             scope: None,
+            sid: None,
             custom: Extra { tenant: "t".into() },
         };
         let json = serde_json::to_string(&c).unwrap();

@@ -376,5 +376,6 @@ pub(crate) fn token_ref<T>(claims: &Claims<T>) -> TokenRef<'_> {
         sub: claims.sub.as_deref(),
         iat: claims.iat,
         exp: claims.exp,
+        sid: claims.sid.as_deref(),
     }
 }

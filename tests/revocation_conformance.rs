@@ -49,6 +49,7 @@ fn tok<'a>(jti: &'a str, sub: &'a str, iat: u64) -> TokenRef<'a> {
         sub: Some(sub),
         iat: Some(iat),
         exp: Some(now() + 600),
+        sid: None,
     }
 }
 
@@ -89,6 +90,7 @@ async fn revoke_user_rejects_older_tokens_only(w: &dyn RevocationStore, r: &dyn 
         sub: Some("carol"),
         iat: None,
         exp: Some(t + 600),
+        sid: None,
     };
     assert_eq!(
         status(r, no_iat).await,
@@ -112,6 +114,7 @@ async fn entries_expire_with_the_token(w: &dyn RevocationStore, r: &dyn Revocati
         sub: Some("frank"),
         iat: Some(t),
         exp: Some(t + 1),
+        sid: None,
     };
     w.revoke_token(short).await.unwrap();
     eventually(r, short, Revoked).await;
@@ -133,6 +136,7 @@ async fn tokens_without_jti_or_exp_are_not_revocable(
         sub: Some("g"),
         iat: Some(now()),
         exp: Some(now() + 60),
+        sid: None,
     };
     assert!(matches!(
         w.revoke_token(no_jti).await,
@@ -143,6 +147,7 @@ async fn tokens_without_jti_or_exp_are_not_revocable(
         sub: Some("g"),
         iat: Some(now()),
         exp: None,
+        sid: None,
     };
     assert!(matches!(
         w.revoke_token(no_exp).await,
@@ -169,6 +174,37 @@ async fn many_users_and_odd_names(w: &dyn RevocationStore, r: &dyn RevocationSto
         eventually(r, tok(&format!("odd{i}"), sub, t), Revoked).await;
         assert_eq!(status(r, tok(&format!("other{i}"), sub, t)).await, Active);
     }
+}
+
+async fn revoke_session_rejects_its_tokens_only(w: &dyn RevocationStore, r: &dyn RevocationStore) {
+    let t = now();
+    let in_session = |jti| TokenRef {
+        jti: Some(jti),
+        sub: Some("sam"),
+        iat: Some(t),
+        exp: Some(t + 600),
+        sid: Some("family-1"),
+    };
+    let other_session = TokenRef {
+        sid: Some("family-2"),
+        ..in_session("s3")
+    };
+    assert_eq!(status(r, in_session("s1")).await, Active);
+    w.revoke_session(Some("sam"), "family-1", t + 600)
+        .await
+        .unwrap();
+    eventually(r, in_session("s1"), Revoked).await;
+    assert_eq!(
+        status(r, in_session("s2")).await,
+        Revoked,
+        "every token of the session"
+    );
+    assert_eq!(status(r, other_session).await, Active);
+    assert_eq!(
+        status(r, tok("s4", "sam", t)).await,
+        Active,
+        "tokens without sid"
+    );
 }
 
 macro_rules! conformance {
@@ -211,6 +247,7 @@ conformance!(
     entries_expire_with_the_token,
     tokens_without_jti_or_exp_are_not_revocable,
     many_users_and_odd_names,
+    revoke_session_rejects_its_tokens_only,
 );
 
 // Keep the trait object form in use, as the layer holds stores.

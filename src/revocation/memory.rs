@@ -34,11 +34,20 @@ struct Inner {
 struct State {
     tokens: HashMap<Box<str>, TokenRevocation>,
     users: HashMap<Box<str>, UserRevocation>,
+    sessions: HashMap<Box<str>, TokenRevocation>,
     sweep_at_len: usize,
 }
 
-/// Live records: tokens as (jti, sub, exp), users as (sub, issued_before, keep_until).
-pub(crate) type Snapshot = (Vec<(String, Option<String>, u64)>, Vec<(String, u64, u64)>);
+/// Live records, for writing them back to a shared store.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// (jti, sub, exp)
+    pub(crate) tokens: Vec<(String, Option<String>, u64)>,
+    /// (sub, issued_before, keep_until)
+    pub(crate) users: Vec<(String, u64, u64)>,
+    /// (sid, sub, keep_until)
+    pub(crate) sessions: Vec<(String, Option<String>, u64)>,
+}
 
 #[derive(Debug, Clone)]
 struct TokenRevocation {
@@ -65,11 +74,15 @@ impl State {
             .is_some_and(|u| {
                 u.keep_until >= now && token.iat.is_none_or(|iat| iat <= u.issued_before)
             });
-        token_revoked || user_revoked
+        let session_revoked = token
+            .sid
+            .and_then(|sid| self.sessions.get(sid))
+            .is_some_and(|t| t.until >= now);
+        token_revoked || user_revoked || session_revoked
     }
 
     fn maybe_sweep(&mut self, now: u64) {
-        let len = self.tokens.len() + self.users.len();
+        let len = self.tokens.len() + self.users.len() + self.sessions.len();
         if len >= self.sweep_at_len.max(64) {
             self.sweep(now);
         }
@@ -78,7 +91,8 @@ impl State {
     fn sweep(&mut self, now: u64) {
         self.tokens.retain(|_, t| t.until >= now);
         self.users.retain(|_, u| u.keep_until >= now);
-        self.sweep_at_len = 2 * (self.tokens.len() + self.users.len());
+        self.sessions.retain(|_, t| t.until >= now);
+        self.sweep_at_len = 2 * (self.tokens.len() + self.users.len() + self.sessions.len());
     }
 }
 
@@ -91,7 +105,7 @@ impl MemoryStore {
     /// How many revocation records are held (live and not yet swept).
     pub fn len(&self) -> usize {
         let state = self.read();
-        state.tokens.len() + state.users.len()
+        state.tokens.len() + state.users.len() + state.sessions.len()
     }
 
     /// Whether the store holds no record.
@@ -125,43 +139,33 @@ impl MemoryStore {
     }
 
     pub(crate) fn revoke_token_of(&self, jti: &str, sub: Option<&str>, expires_at: u64) {
+        self.record(|s| &mut s.tokens, jti, sub, expires_at);
+    }
+
+    /// Records a session revocation (synchronous form of [`RevocationStore::revoke_session`]).
+    pub fn revoke_session_now(&self, sub: Option<&str>, sid: &str, keep_until: u64) {
+        self.record(|s| &mut s.sessions, sid, sub, keep_until);
+    }
+
+    fn record(
+        &self,
+        map: impl FnOnce(&mut State) -> &mut HashMap<Box<str>, TokenRevocation>,
+        id: &str,
+        sub: Option<&str>,
+        until: u64,
+    ) {
         let now = now_secs();
         let mut state = self.write();
-        let entry = state.tokens.entry(jti.into()).or_insert(TokenRevocation {
+        let entry = map(&mut state).entry(id.into()).or_insert(TokenRevocation {
             until: 0,
             sub: None,
         });
-        entry.until = entry.until.max(expires_at);
+        entry.until = entry.until.max(until);
         if entry.sub.is_none() {
             entry.sub = sub.map(Into::into);
         }
         state.maybe_sweep(now);
         self.inner.any.store(true, Ordering::Release);
-    }
-
-    /// Every live record: tokens as (jti, sub, exp), users as (sub, issued_before, keep_until).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn snapshot(&self, now: u64) -> Snapshot {
-        let state = self.read();
-        let tokens = state
-            .tokens
-            .iter()
-            .filter(|(_, t)| t.until >= now)
-            .map(|(jti, t)| {
-                (
-                    jti.to_string(),
-                    t.sub.as_deref().map(str::to_owned),
-                    t.until,
-                )
-            })
-            .collect();
-        let users = state
-            .users
-            .iter()
-            .filter(|(_, u)| u.keep_until >= now)
-            .map(|(sub, u)| (sub.to_string(), u.issued_before, u.keep_until))
-            .collect();
-        (tokens, users)
     }
 
     /// Records a user revocation (synchronous form of [`RevocationStore::revoke_user`]).
@@ -176,6 +180,28 @@ impl MemoryStore {
         entry.keep_until = entry.keep_until.max(keep_until);
         state.maybe_sweep(now);
         self.inner.any.store(true, Ordering::Release);
+    }
+
+    /// Every live record.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn snapshot(&self, now: u64) -> Snapshot {
+        let state = self.read();
+        let live = |m: &HashMap<Box<str>, TokenRevocation>| {
+            m.iter()
+                .filter(|(_, t)| t.until >= now)
+                .map(|(id, t)| (id.to_string(), t.sub.as_deref().map(str::to_owned), t.until))
+                .collect()
+        };
+        Snapshot {
+            tokens: live(&state.tokens),
+            sessions: live(&state.sessions),
+            users: state
+                .users
+                .iter()
+                .filter(|(_, u)| u.keep_until >= now)
+                .map(|(sub, u)| (sub.to_string(), u.issued_before, u.keep_until))
+                .collect(),
+        }
     }
 }
 
@@ -203,6 +229,16 @@ impl RevocationStore for MemoryStore {
         self.revoke_user_now(sub, issued_before, keep_until);
         Box::pin(std::future::ready(Ok(())))
     }
+
+    fn revoke_session<'a>(
+        &'a self,
+        sub: Option<&'a str>,
+        sid: &'a str,
+        keep_until: u64,
+    ) -> BoxFuture<'a, Result<(), RevocationError>> {
+        self.revoke_session_now(sub, sid, keep_until);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 #[cfg(test)]
@@ -215,6 +251,7 @@ mod tests {
             sub: Some(sub),
             iat: Some(iat),
             exp: None,
+            sid: None,
         }
     }
 
@@ -236,7 +273,8 @@ mod tests {
             jti: None,
             sub: Some("u"),
             iat: None,
-            exp: None
+            exp: None,
+            sid: None,
         }));
     }
 

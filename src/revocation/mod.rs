@@ -1,8 +1,9 @@
 //! Revocation: the store trait the layer consults, and its shared types.
 //!
 //! A token is revoked when its `jti` was revoked (until the token's own `exp`, after which
-//! the entry may vanish: the token is dead anyway), or when every token of its subject issued
-//! at or before some instant was revoked ("log out everywhere", password change).
+//! the entry may vanish: the token is dead anyway), when its session (`sid`, the refresh-token
+//! family it was minted from) was revoked, or when every token of its subject issued at or
+//! before some instant was revoked ("log out everywhere", password change).
 //!
 //! The layer calls [`RevocationStore::check`] once per request, after the signature and time
 //! checks passed. `check` answers synchronously when it can ([`RevocationCheck::Ready`]: the
@@ -71,6 +72,8 @@ pub struct TokenRef<'a> {
     pub iat: Option<u64>,
     /// The token's `exp`.
     pub exp: Option<u64>,
+    /// The token's session (refresh-token family), OIDC `sid`.
+    pub sid: Option<&'a str>,
 }
 
 /// The answer of a revocation check.
@@ -153,6 +156,19 @@ pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
         issued_before: u64,
         keep_until: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>>;
+
+    /// Revokes every token whose `sid` is `sid` (of subject `sub`), until `keep_until` (use
+    /// `now + the access-token lifetime`). Stores that cannot do this refuse, so a refresh
+    /// family is never believed revoked when its access tokens are not.
+    fn revoke_session<'a>(
+        &'a self,
+        sub: Option<&'a str>,
+        sid: &'a str,
+        keep_until: u64,
+    ) -> BoxFuture<'a, Result<(), RevocationError>> {
+        let _ = (sub, sid, keep_until);
+        Box::pin(async { Err(RevocationError::Unsupported("session revocation")) })
+    }
 }
 
 impl TokenRef<'_> {

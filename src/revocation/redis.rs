@@ -168,6 +168,12 @@ enum Event {
         before: u64,
         until: u64,
     },
+    #[serde(rename = "s")]
+    Session {
+        sid: String,
+        sub: Option<String>,
+        until: u64,
+    },
     #[serde(rename = "h")]
     Heartbeat { id: String },
 }
@@ -368,6 +374,10 @@ impl Shared {
         format!("{}{{{}}}:u", self.config.prefix, sub)
     }
 
+    fn session_key(&self, sub: Option<&str>, sid: &str) -> String {
+        format!("{}{{{}}}:s:{}", self.config.prefix, sub.unwrap_or(""), sid)
+    }
+
     fn epoch_key(&self) -> String {
         format!("{}epoch", self.config.prefix)
     }
@@ -427,10 +437,24 @@ impl Shared {
         jti: &str,
         exp: u64,
     ) -> Result<(), RevocationError> {
-        let ttl = exp.saturating_sub(now_secs()).max(1);
+        self.write_until(self.token_key(sub, jti), exp).await
+    }
+
+    async fn write_session(
+        &self,
+        sub: Option<&str>,
+        sid: &str,
+        until: u64,
+    ) -> Result<(), RevocationError> {
+        self.write_until(self.session_key(sub, sid), until).await
+    }
+
+    /// `SET key until EX (until - now)`.
+    async fn write_until(&self, key: String, until: u64) -> Result<(), RevocationError> {
+        let ttl = until.saturating_sub(now_secs()).max(1);
         let cmd = redis::cmd("SET")
-            .arg(self.token_key(sub, jti))
-            .arg(exp)
+            .arg(key)
+            .arg(until)
             .arg("EX")
             .arg(ttl)
             .to_owned();
@@ -444,43 +468,56 @@ impl Shared {
         bounded(self.config.op_timeout, self.conn.script(&inv)).await
     }
 
-    /// Reads the token's two keys (one slot: they share the user's hash tag).
+    /// Reads the token's keys (one slot: they share the user's hash tag).
     async fn read_status(&self, token: OwnedToken) -> Result<RevocationStatus, RevocationError> {
+        enum Kind<'t> {
+            Token(&'t str),
+            User(&'t str),
+            Session(&'t str),
+        }
         let generation = self.generation.load(Ordering::Acquire);
         let live = self.is_live();
-        let mut keys = Vec::with_capacity(2);
+        let sub = token.sub.as_deref();
+        let mut wanted = Vec::with_capacity(3);
         if let Some(jti) = &token.jti {
-            keys.push(self.token_key(token.sub.as_deref(), jti));
+            wanted.push((Kind::Token(jti), self.token_key(sub, jti)));
         }
-        if let Some(sub) = &token.sub {
-            keys.push(self.user_key(sub));
+        if let Some(s) = sub {
+            wanted.push((Kind::User(s), self.user_key(s)));
         }
-        if keys.is_empty() {
+        if let Some(sid) = &token.sid {
+            wanted.push((Kind::Session(sid), self.session_key(sub, sid)));
+        }
+        if wanted.is_empty() {
             return Ok(RevocationStatus::Active);
         }
+        let keys: Vec<&String> = wanted.iter().map(|(_, k)| k).collect();
         let cmd = redis::cmd("MGET").arg(&keys).to_owned();
         let values: Vec<Option<String>> =
             bounded(self.config.op_timeout, self.conn.run(&cmd)).await?;
-        let mut values = values.into_iter();
         let mut revoked = false;
-        if let Some(jti) = &token.jti
-            && let Some(exp) = values.next().flatten()
-        {
-            self.revoked.revoke_token_of(
-                jti,
-                token.sub.as_deref(),
-                exp.parse().unwrap_or(u64::MAX),
-            );
-            revoked = true;
-        }
-        if let Some(sub) = &token.sub
-            && let Some(v) = values.next().flatten()
-        {
-            let mut parts = v.split(' ').map(|p| p.parse::<u64>().ok());
-            let before = parts.next().flatten().unwrap_or(u64::MAX);
-            let until = parts.next().flatten().unwrap_or(u64::MAX);
-            self.revoked.revoke_user_now(sub, before, until);
-            revoked |= token.iat.is_none_or(|iat| iat <= before);
+        for ((kind, _), value) in wanted.iter().zip(values) {
+            let Some(value) = value else { continue };
+            // Unparsable values count as revoked forever: fail closed.
+            let mut numbers = value
+                .split(' ')
+                .map(|p| p.parse::<u64>().unwrap_or(u64::MAX));
+            let first = numbers.next().unwrap_or(u64::MAX);
+            match kind {
+                Kind::Token(jti) => {
+                    self.revoked.revoke_token_of(jti, sub, first);
+                    revoked = true;
+                }
+                Kind::Session(sid) => {
+                    self.revoked.revoke_session_now(sub, sid, first);
+                    revoked = true;
+                }
+                Kind::User(s) => {
+                    let until = numbers.next().unwrap_or(u64::MAX);
+                    self.revoked.revoke_user_now(s, first, until);
+                    revoked |= token.iat.is_none_or(|iat| iat <= first);
+                }
+            }
         }
         if revoked {
             return Ok(RevocationStatus::Revoked);
@@ -497,6 +534,9 @@ impl Shared {
         match serde_json::from_slice::<Event>(payload) {
             Ok(Event::Token { jti, sub, exp }) => {
                 self.revoked.revoke_token_of(&jti, sub.as_deref(), exp)
+            }
+            Ok(Event::Session { sid, sub, until }) => {
+                self.revoked.revoke_session_now(sub.as_deref(), &sid, until)
             }
             Ok(Event::User { sub, before, until }) => {
                 self.revoked.revoke_user_now(&sub, before, until)
@@ -529,12 +569,16 @@ impl Shared {
                 target: "tower_token_auth",
                 "Redis lost its revocation data (restart without persistence?); re-seeding it from this instance"
             );
-            let (tokens, users) = self.revoked.snapshot(now_secs());
-            for (jti, sub, exp) in tokens {
+            let snapshot = self.revoked.snapshot(now_secs());
+            for (sid, sub, until) in snapshot.sessions {
+                self.write_session(sub.as_deref(), &sid, until).await?;
+                self.publish(&Event::Session { sid, sub, until }).await?;
+            }
+            for (jti, sub, exp) in snapshot.tokens {
                 self.write_token(sub.as_deref(), &jti, exp).await?;
                 self.publish(&Event::Token { jti, sub, exp }).await?;
             }
-            for (sub, before, until) in users {
+            for (sub, before, until) in snapshot.users {
                 self.write_user(&sub, before, until).await?;
                 self.publish(&Event::User { sub, before, until }).await?;
             }
@@ -560,6 +604,7 @@ impl Shared {
 struct OwnedToken {
     jti: Option<String>,
     sub: Option<String>,
+    sid: Option<String>,
     iat: Option<u64>,
     exp: Option<u64>,
 }
@@ -569,6 +614,7 @@ impl OwnedToken {
         Self {
             jti: t.jti.map(str::to_owned),
             sub: t.sub.map(str::to_owned),
+            sid: t.sid.map(str::to_owned),
             iat: t.iat,
             exp: t.exp,
         }
@@ -578,6 +624,7 @@ impl OwnedToken {
         TokenRef {
             jti: self.jti.as_deref(),
             sub: self.sub.as_deref(),
+            sid: self.sid.as_deref(),
             iat: self.iat,
             exp: self.exp,
         }
@@ -712,6 +759,25 @@ impl RevocationStore for RedisRevocationStore {
                 .publish(&Event::User {
                     sub: sub.to_owned(),
                     before: issued_before,
+                    until: keep_until,
+                })
+                .await
+        })
+    }
+
+    fn revoke_session<'a>(
+        &'a self,
+        sub: Option<&'a str>,
+        sid: &'a str,
+        keep_until: u64,
+    ) -> BoxFuture<'a, Result<(), RevocationError>> {
+        Box::pin(async move {
+            self.shared.revoked.revoke_session_now(sub, sid, keep_until);
+            self.shared.write_session(sub, sid, keep_until).await?;
+            self.shared
+                .publish(&Event::Session {
+                    sid: sid.to_owned(),
+                    sub: sub.map(str::to_owned),
                     until: keep_until,
                 })
                 .await
