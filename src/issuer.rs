@@ -157,7 +157,9 @@ impl fmt::Debug for IssuedToken {
     }
 }
 
-const RESERVED: &[&str] = &["sub", "jti", "iss", "aud", "exp", "nbf", "iat", "scope"];
+const RESERVED: &[&str] = &[
+    "sub", "jti", "iss", "aud", "exp", "nbf", "iat", "scope", "sid",
+];
 
 /// Mints access tokens: random `jti`, `iat`, `exp` from a TTL, `iss`, `aud`, `sub`, `scope`
 /// and the application's own claims. Cheap to clone.
@@ -260,6 +262,18 @@ impl TokenIssuer {
         scope: &str,
         custom: &C,
     ) -> Result<IssuedToken, IssueError> {
+        self.issue_in_session(sub, scope, None, custom)
+    }
+
+    /// Mints a token that belongs to session `sid` (a refresh-token family): revoking the
+    /// session revokes the token.
+    pub fn issue_in_session<C: Serialize>(
+        &self,
+        sub: &str,
+        scope: &str,
+        sid: Option<&str>,
+        custom: &C,
+    ) -> Result<IssuedToken, IssueError> {
         let c = &*self.inner;
         let mut claims = match serde_json::to_value(custom)? {
             Value::Object(map) => map,
@@ -284,6 +298,9 @@ impl TokenIssuer {
         }
         if !scope.is_empty() {
             claims.insert("scope".into(), scope.into());
+        }
+        if let Some(sid) = sid {
+            claims.insert("sid".into(), sid.into());
         }
         let token = encode(&c.header, &claims, &c.key.key)?;
         Ok(IssuedToken {

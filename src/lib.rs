@@ -71,6 +71,7 @@
 mod body;
 mod claims;
 mod crypto;
+pub mod endpoint;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
@@ -78,7 +79,11 @@ mod future;
 mod issuer;
 mod keys;
 mod layer;
+mod lifecycle;
 mod logout;
+#[cfg(feature = "redis")]
+mod redis_conn;
+pub mod refresh;
 pub mod revocation;
 mod scope;
 mod source;
@@ -100,6 +105,7 @@ pub use issuer::{IssueError, IssuedToken, SigningKey, TokenIssuer};
 pub use jsonwebtoken::Algorithm;
 pub use keys::{KeySet, VerifyingKey};
 pub use layer::{JwtAuth, JwtAuthLayer};
+pub use lifecycle::{GrantError, LifecycleError, TokenLifecycle, TokenPair};
 pub use logout::Logout;
 pub use revocation::{MemoryStore, RevocationError, RevocationStore};
 pub use scope::{RequireScope, RequireScopeLayer};

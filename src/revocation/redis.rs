@@ -47,10 +47,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
 use redis::{Client, RedisError, Script};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
+
+use crate::redis_conn::{Conn, ConnError};
 
 use super::{
     BoxFuture, MemoryStore, RevocationCheck, RevocationError, RevocationStatus, RevocationStore,
@@ -127,28 +128,6 @@ impl RedisStoreConfig {
     pub fn confirmed_capacity(mut self, capacity: usize) -> Self {
         self.confirmed_capacity = capacity;
         self
-    }
-}
-
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl Conn {
-    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
-        match self.clone() {
-            Conn::Single(mut c) => cmd.query_async(&mut c).await,
-            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-        }
-    }
-
-    async fn script(&self, inv: &redis::ScriptInvocation<'_>) -> Result<(), RedisError> {
-        match self.clone() {
-            Conn::Single(mut c) => inv.invoke_async(&mut c).await,
-            Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
-        }
     }
 }
 
@@ -264,17 +243,16 @@ fn now_ms() -> u64 {
 }
 
 fn unavailable(e: RedisError) -> RevocationError {
-    RevocationError::Unavailable(Box::new(e))
+    ConnError::Redis(e).into()
 }
 
 async fn bounded<T>(
     limit: Duration,
     fut: impl Future<Output = Result<T, RedisError>>,
 ) -> Result<T, RevocationError> {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(r) => r.map_err(unavailable),
-        Err(_) => Err(RevocationError::Timeout),
-    }
+    crate::redis_conn::bounded(limit, fut)
+        .await
+        .map_err(Into::into)
 }
 
 impl RedisRevocationStore {

@@ -1,0 +1,76 @@
+//! One Redis connection type for the stores, standalone or cluster, with bounded operations.
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::RedisError;
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+
+use crate::refresh::RefreshStoreError;
+use crate::revocation::RevocationError;
+
+/// A standalone (reconnecting) or cluster connection; cheap to clone.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    pub(crate) async fn run<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, RedisError> {
+        match self.clone() {
+            Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+    }
+
+    pub(crate) async fn script<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, RedisError> {
+        match self.clone() {
+            Conn::Single(mut c) => inv.invoke_async(&mut c).await,
+            Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
+        }
+    }
+}
+
+/// A Redis operation failed or took too long.
+#[derive(Debug)]
+pub(crate) enum ConnError {
+    Redis(RedisError),
+    Timeout,
+}
+
+/// Runs `fut` for at most `limit`.
+pub(crate) async fn bounded<T>(
+    limit: Duration,
+    fut: impl Future<Output = Result<T, RedisError>>,
+) -> Result<T, ConnError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(ConnError::Redis),
+        Err(_) => Err(ConnError::Timeout),
+    }
+}
+
+impl From<ConnError> for RevocationError {
+    fn from(e: ConnError) -> Self {
+        match e {
+            ConnError::Redis(e) => Self::Unavailable(Box::new(e)),
+            ConnError::Timeout => Self::Timeout,
+        }
+    }
+}
+
+impl From<ConnError> for RefreshStoreError {
+    fn from(e: ConnError) -> Self {
+        match e {
+            ConnError::Redis(e) => Self::Unavailable(Box::new(e)),
+            ConnError::Timeout => Self::Timeout,
+        }
+    }
+}
