@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # System packages the tests need. Append to the list, e.g. nginx libnginx-mod-http-js.
 SYSTEM_PACKAGES=(
-    redis-server
+    redis-server nginx libnginx-mod-http-js
 )
 
 step() {
