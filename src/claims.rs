@@ -60,6 +60,10 @@ pub struct Claims<T = NoCustomClaims> {
     /// minted from, so revoking the family revokes its access tokens too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// Authentication methods (RFC 8176 `amr`). Tokens minted by a remember-me auto-login carry
+    /// [`REMEMBER_ME_AMR`]; see [`is_remembered`](Self::is_remembered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
     /// The application's own claims.
     #[serde(flatten)]
     pub custom: T,
@@ -76,6 +80,26 @@ impl<T> Claims<T> {
         self.scopes().any(|s| s == scope)
     }
 
+    /// Whether the login behind this token came from a remember-me cookie rather than the
+    /// user's credentials.
+    pub fn is_remembered(&self) -> bool {
+        self.amr
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|m| m == REMEMBER_ME_AMR))
+    }
+
+    /// `Ok` unless the login came from a remember-me cookie: then a 401
+    /// `insufficient_user_authentication` error, for routes that want the password again.
+    pub fn require_fresh_login(&self) -> Result<(), AuthError> {
+        if self.is_remembered() {
+            Err(AuthError::new(
+                crate::error::AuthErrorKind::FreshLoginRequired,
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     /// `Ok` when the token grants every space-separated scope in `required`, else a 403
     /// `insufficient_scope` error naming `required`.
     pub fn require_scope(&self, required: &str) -> Result<(), AuthError> {
@@ -86,6 +110,9 @@ impl<T> Claims<T> {
         }
     }
 }
+
+/// The `amr` value marking tokens minted by a remember-me auto-login.
+pub const REMEMBER_ME_AMR: &str = "remember-me";
 
 /// How the request passed [`JwtAuthLayer`](crate::JwtAuthLayer); inserted into the
 /// extensions of every request the layer lets through.
@@ -98,6 +125,10 @@ pub enum AuthStatus {
     Anonymous,
     /// A CORS preflight, passed without authentication.
     Preflight,
+    /// Logged in by [`RememberMeLayer`](crate::remember_me::RememberMeLayer) from a
+    /// remember-me cookie: `Claims<T>` is in the extensions, with
+    /// [`is_remembered`](Claims::is_remembered) true.
+    Remembered,
 }
 
 /// No application claims: the default `T` of [`Claims`]. Unknown claims are ignored.
@@ -192,6 +223,7 @@ mod tests {
             iat: None,
             scope: None,
             sid: None,
+            amr: None,
             custom: Extra { tenant: "t".into() },
         };
         let json = serde_json::to_string(&c).unwrap();

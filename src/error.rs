@@ -33,6 +33,9 @@ pub enum AuthErrorKind {
     },
     /// The revocation store could not answer, and the layer fails closed (503).
     RevocationUnavailable,
+    /// The user was logged in by a remember-me cookie, and the route wants a fresh login
+    /// (401 `insufficient_user_authentication`, RFC 9470).
+    FreshLoginRequired,
 }
 
 /// What was malformed about a request (400 `invalid_request`).
@@ -125,9 +128,9 @@ impl AuthError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self.kind {
-            AuthErrorKind::MissingToken | AuthErrorKind::InvalidToken(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            AuthErrorKind::MissingToken
+            | AuthErrorKind::InvalidToken(_)
+            | AuthErrorKind::FreshLoginRequired => StatusCode::UNAUTHORIZED,
             AuthErrorKind::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             AuthErrorKind::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             AuthErrorKind::RevocationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -142,6 +145,7 @@ impl AuthError {
             AuthErrorKind::InvalidToken(_) => Some("invalid_token"),
             AuthErrorKind::InsufficientScope { .. } => Some("insufficient_scope"),
             AuthErrorKind::RevocationUnavailable => Some("temporarily_unavailable"),
+            AuthErrorKind::FreshLoginRequired => Some("insufficient_user_authentication"),
         }
     }
 
@@ -173,6 +177,7 @@ impl AuthError {
             },
             AuthErrorKind::InsufficientScope { .. } => "insufficient scope",
             AuthErrorKind::RevocationUnavailable => "token status cannot be checked, retry later",
+            AuthErrorKind::FreshLoginRequired => "log in again with your password",
         }
     }
 

@@ -84,6 +84,7 @@ mod logout;
 #[cfg(feature = "redis")]
 mod redis_conn;
 pub mod refresh;
+pub mod remember_me;
 pub mod revocation;
 mod scope;
 mod source;
@@ -93,7 +94,7 @@ mod token_cache;
 mod verifier;
 
 pub use body::AuthBody;
-pub use claims::{Audience, AuthStatus, Claims, NoCustomClaims};
+pub use claims::{Audience, AuthStatus, Claims, NoCustomClaims, REMEMBER_ME_AMR};
 pub use error::{
     AuthError, AuthErrorKind, ConfigError, ErrorResponder, InvalidRequest, InvalidToken,
     Rfc6750Responder,

@@ -1,0 +1,153 @@
+//! [`RememberMeLayer`]: runs [`RememberMe::auto_login`] for unauthenticated requests.
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body::Body;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{AutoLogin, RememberMe};
+use crate::body::AuthBody;
+use crate::claims::{AuthStatus, Claims};
+use crate::error::AuthError;
+use crate::revocation::BoxFuture;
+
+/// Logs in requests that carry no valid token but a remember-me cookie.
+///
+/// Place it inside an optional [`JwtAuthLayer`](crate::JwtAuthLayer) (so a request with a
+/// valid token passes through untouched) and outside the routes:
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_token_auth::remember_me::{MemoryRememberMeStore, RememberMe, StaticUsers, UserRecord};
+/// use tower_token_auth::{AccessCookie, Claims, JwtAuthLayer, testing::TestKeys};
+///
+/// let keys = TestKeys::hs256();
+/// let access = AccessCookie::new("access_token");
+/// let users = StaticUsers::new([UserRecord::new("alice", "v1", "read")]);
+/// let remember_me = RememberMe::persistent(MemoryRememberMeStore::new(), users)
+///     .mint_access_tokens(keys.issuer(), access.clone());
+/// let app: Router = Router::new()
+///     .route("/", get(|c: Option<Claims>| async move { format!("{:?}", c.map(|c| c.sub)) }))
+///     .layer(remember_me.layer())
+///     .layer(JwtAuthLayer::new(keys.verifier()).with_cookie(access).unwrap().optional());
+/// ```
+///
+/// On success the request gets [`Claims`] (with `amr: ["remember-me"]`) and
+/// [`AuthStatus::Remembered`], and the response the rotated cookie and the fresh access token
+/// cookie. On refusal the response deletes the cookie, and the request goes on
+/// unauthenticated (or is answered 401 with
+/// [`reject_on_failure`](RememberMe::reject_on_failure)). If a store cannot be reached the
+/// request goes on unauthenticated and the cookie is kept for a later try.
+#[derive(Clone)]
+pub struct RememberMeLayer {
+    config: RememberMe,
+}
+
+impl fmt::Debug for RememberMeLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RememberMeLayer")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl RememberMeLayer {
+    /// The layer for `config`.
+    pub fn new(config: RememberMe) -> Self {
+        Self { config }
+    }
+}
+
+impl<S> Layer<S> for RememberMeLayer {
+    type Service = RememberMeService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RememberMeService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service built by [`RememberMeLayer`].
+#[derive(Clone)]
+pub struct RememberMeService<S> {
+    inner: S,
+    config: RememberMe,
+}
+
+impl<S: fmt::Debug> fmt::Debug for RememberMeService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RememberMeService")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RememberMeService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = Response<AuthBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // The service poll_ready prepared handles this request; a clone stays for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let authenticated = req.extensions().get::<Claims>().is_some()
+            || matches!(
+                req.extensions().get::<AuthStatus>(),
+                Some(AuthStatus::Authenticated | AuthStatus::Preflight)
+            );
+        if authenticated {
+            let fut = inner.call(req);
+            return Box::pin(async move { Ok(fut.await?.map(AuthBody::inner)) });
+        }
+        let config = self.config.clone();
+        Box::pin(async move {
+            let outcome = config.auto_login(req.headers()).await;
+            let set_cookies = match outcome {
+                Ok(AutoLogin::NoCookie) => Vec::new(),
+                Ok(AutoLogin::LoggedIn {
+                    claims,
+                    set_cookies,
+                }) => {
+                    req.extensions_mut().insert(*claims);
+                    req.extensions_mut().insert(AuthStatus::Remembered);
+                    set_cookies
+                }
+                Ok(AutoLogin::Refused { clear_cookie, .. }) => {
+                    if config.rejects_on_failure() {
+                        let mut res = AuthError::missing_token().to_response(None);
+                        res.headers_mut().append(header::SET_COOKIE, clear_cookie);
+                        return Ok(res.map(AuthBody::full));
+                    }
+                    vec![clear_cookie]
+                }
+                Err(e) => {
+                    tracing::warn!(target: "tower_token_auth", error = %e, "remember-me auto-login failed; continuing unauthenticated");
+                    Vec::new()
+                }
+            };
+            let mut res = inner.call(req).await?;
+            for c in set_cookies {
+                res.headers_mut().append(header::SET_COOKIE, c);
+            }
+            Ok(res.map(AuthBody::inner))
+        })
+    }
+}
