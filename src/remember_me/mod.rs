@@ -52,8 +52,13 @@ use crate::revocation::{BoxFuture, now_secs};
 use crate::source::{AccessCookie, TokenSource, extract};
 
 mod layer;
+#[cfg(feature = "redis")]
+mod redis;
 mod store;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::RedisRememberMeStore;
 pub use layer::{RememberMeLayer, RememberMeService};
 pub use store::{
     Device, MemoryRememberMeStore, RememberMeStore, RememberMeStoreError, SeriesCheck, SeriesRecord,
