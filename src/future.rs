@@ -11,8 +11,14 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::body::AuthBody;
-use crate::error::{AuthError, ErrorResponder, InvalidToken};
-use crate::revocation::{BoxFuture, RevocationError, RevocationStatus};
+use crate::error::{AuthError, ErrorResponder};
+use crate::revocation::BoxFuture;
+
+/// Puts what an asynchronous check established (claims) into the request.
+pub(crate) type Insert = Box<dyn FnOnce(&mut http::Extensions) + Send>;
+
+/// An authentication step that needs I/O: a remote revocation check, or a key refetch.
+pub(crate) type PendingCheck = BoxFuture<'static, Result<Option<Insert>, AuthError>>;
 
 pin_project! {
     /// Response future of [`JwtAuth`](crate::JwtAuth).
@@ -35,7 +41,7 @@ pin_project! {
             response: Option<Response<Bytes>>,
         },
         Checking {
-            check: BoxFuture<'static, Result<RevocationStatus, RevocationError>>,
+            check: PendingCheck,
             request: Option<Request<B>>,
             inner: Option<S>,
             responder: Arc<dyn ErrorResponder>,
@@ -66,7 +72,7 @@ where
     }
 
     pub(crate) fn checking(
-        check: BoxFuture<'static, Result<RevocationStatus, RevocationError>>,
+        check: PendingCheck,
         request: Request<B>,
         inner: S,
         responder: Arc<dyn ErrorResponder>,
@@ -104,24 +110,21 @@ where
                     inner,
                     responder,
                 } => {
-                    let outcome = ready!(check.as_mut().poll(cx));
-                    let error = match outcome {
-                        Ok(RevocationStatus::Active) => match (inner.take(), request.take()) {
-                            (Some(mut inner), Some(request)) => {
+                    let error = match ready!(check.as_mut().poll(cx)) {
+                        Ok(insert) => match (inner.take(), request.take()) {
+                            (Some(mut inner), Some(mut request)) => {
+                                if let Some(insert) = insert {
+                                    insert(request.extensions_mut());
+                                }
                                 let future = inner.call(request);
                                 state.set(State::Calling { future });
                                 continue;
                             }
                             _ => panic!("ResponseFuture polled after completion"),
                         },
-                        Ok(RevocationStatus::Revoked) => {
-                            let e = AuthError::invalid_token(InvalidToken::Revoked);
+                        Err(e) => {
                             crate::layer::log_rejection(&e);
                             e
-                        }
-                        Err(e) => {
-                            tracing::warn!(target: "tower_token_auth", error = %e, "revocation check failed; refusing the request");
-                            AuthError::revocation_unavailable()
                         }
                     };
                     let response = responder.respond(&error);

@@ -14,8 +14,10 @@ use tower_service::Service;
 
 use crate::body::AuthBody;
 use crate::claims::{AuthStatus, Claims, NoCustomClaims};
-use crate::error::{AuthError, ConfigError, ErrorResponder, InvalidToken, Rfc6750Responder};
-use crate::future::ResponseFuture;
+use crate::error::{
+    AuthError, AuthErrorKind, ConfigError, ErrorResponder, InvalidToken, Rfc6750Responder,
+};
+use crate::future::{Insert, PendingCheck, ResponseFuture};
 use crate::logout::Logout;
 use crate::revocation::{
     MemoryStore, RevocationCheck, RevocationStatus, RevocationStore, TokenRef,
@@ -322,7 +324,19 @@ where
             &config.sources,
             config.verifier.max_token_len(),
         ) {
-            Ok(Some(token)) => config.verifier.verify::<T>(token).map(Some),
+            Ok(Some(token)) => match config.verifier.verify::<T>(token) {
+                // Keys come from a JWK Set that may have rotated: fetch it once more
+                // (rate-limited) before refusing.
+                Err(e) if is_unknown_key(&e) && config.verifier.remote().is_some() => {
+                    let check = refetch_and_verify::<T>(
+                        config.verifier.clone(),
+                        config.store.clone(),
+                        token.to_owned(),
+                    );
+                    return self.check_later(check, req);
+                }
+                other => other.map(Some),
+            },
             Ok(None) if config.mode == Mode::Optional => Ok(None),
             Ok(None) => Err(AuthError::missing_token()),
             Err(e) => Err(e),
@@ -350,17 +364,73 @@ where
                 self.reject(&AuthError::revocation_unavailable())
             }
             RevocationCheck::Pending(check) => {
-                // Call the service that poll_ready prepared, leave a fresh clone behind:
-                // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(check, req, inner, config.responder.clone())
+                let check = Box::pin(async move { revocation_outcome(check.await).map(|()| None) });
+                self.check_later(check, req)
             }
         }
     }
 }
 
+fn is_unknown_key(e: &AuthError) -> bool {
+    matches!(
+        e.kind(),
+        AuthErrorKind::InvalidToken(InvalidToken::UnknownKey)
+    )
+}
+
+/// What a revocation answer means for the request.
+fn revocation_outcome(
+    status: Result<RevocationStatus, crate::revocation::RevocationError>,
+) -> Result<(), AuthError> {
+    match status {
+        Ok(RevocationStatus::Active) => Ok(()),
+        Ok(RevocationStatus::Revoked) => Err(AuthError::invalid_token(InvalidToken::Revoked)),
+        Err(e) => {
+            tracing::warn!(target: "tower_token_auth", error = %e, "revocation check failed; refusing the request");
+            Err(AuthError::revocation_unavailable())
+        }
+    }
+}
+
+fn refetch_and_verify<T>(
+    verifier: Verifier,
+    store: Arc<dyn RevocationStore>,
+    token: String,
+) -> PendingCheck
+where
+    T: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    Box::pin(async move {
+        if !verifier.refetch_for_unknown_kid().await {
+            return Err(AuthError::invalid_token(InvalidToken::UnknownKey));
+        }
+        let claims = verifier.verify::<T>(&token)?;
+        let status = match store.check(&token_ref(&claims)) {
+            RevocationCheck::Ready(status) => status,
+            RevocationCheck::Pending(f) => f.await,
+        };
+        revocation_outcome(status)?;
+        let insert: Insert = Box::new(move |ext: &mut http::Extensions| {
+            ext.insert(claims);
+            ext.insert(AuthStatus::Authenticated);
+        });
+        Ok(Some(insert))
+    })
+}
+
 impl<S, T> JwtAuth<S, T> {
+    /// Finishes authentication asynchronously, then calls the inner service.
+    fn check_later<B>(&mut self, check: PendingCheck, req: Request<B>) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>> + Clone,
+    {
+        // Call the service that poll_ready prepared, leave a fresh clone behind:
+        // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::checking(check, req, inner, self.config.responder.clone())
+    }
+
     fn reject<B>(&self, error: &AuthError) -> ResponseFuture<S, B>
     where
         S: Service<Request<B>>,

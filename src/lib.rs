@@ -77,6 +77,7 @@ mod error;
 mod extract;
 mod future;
 mod issuer;
+pub mod jwks;
 mod keys;
 mod layer;
 mod lifecycle;

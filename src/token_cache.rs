@@ -117,6 +117,12 @@ impl TokenCache {
         }
     }
 
+    pub(crate) fn clear(&self) {
+        let mut state = self.map.write().unwrap_or_else(|e| e.into_inner());
+        state.entries.clear();
+        state.bytes = 0;
+    }
+
     pub(crate) fn bytes(&self) -> usize {
         self.map.read().unwrap_or_else(|e| e.into_inner()).bytes
     }

@@ -6,6 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Validation, decode, decode_header};
 use serde::de::DeserializeOwned;
@@ -45,15 +47,70 @@ pub struct Verifier {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    by_kid: HashMap<String, Entry>,
-    default: Option<Entry>,
+pub(crate) struct Inner {
+    keys: ArcSwap<Compiled>,
+    params: Params,
+    pub(crate) remote: Option<crate::jwks::Remote>,
     max_token_len: usize,
     require_iat: bool,
     require_jti: bool,
     require_scope: bool,
     typ: Option<String>,
     cache: Option<TokenCache>,
+}
+
+/// Keys ready to verify with: each with its own `Validation` (its pinned algorithm).
+#[derive(Default)]
+pub(crate) struct Compiled {
+    by_kid: HashMap<String, Entry>,
+    default: Option<Entry>,
+}
+
+impl Compiled {
+    fn len(&self) -> usize {
+        self.by_kid.len() + usize::from(self.default.is_some())
+    }
+}
+
+/// What a key's `Validation` is made of.
+#[derive(Debug, Clone)]
+struct Params {
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    leeway: Duration,
+    required: Vec<String>,
+}
+
+impl Params {
+    fn compile(&self, keys: &KeySet) -> Compiled {
+        let entry = |key: &VerifyingKey| {
+            let mut v = Validation::new(key.alg);
+            v.leeway = self.leeway.as_secs();
+            v.validate_nbf = true;
+            v.validate_exp = true;
+            v.set_required_spec_claims(&self.required);
+            if !self.issuers.is_empty() {
+                v.set_issuer(&self.issuers);
+            }
+            if !self.audiences.is_empty() {
+                v.set_audience(&self.audiences);
+            }
+            Entry {
+                key: key.clone(),
+                validation: v,
+            }
+        };
+        let mut compiled = Compiled::default();
+        for key in keys.iter() {
+            match &key.kid {
+                Some(kid) => {
+                    compiled.by_kid.insert(kid.clone(), entry(key));
+                }
+                None => compiled.default = Some(entry(key)),
+            }
+        }
+        compiled
+    }
 }
 
 struct Entry {
@@ -64,10 +121,7 @@ struct Entry {
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
-            .field(
-                "keys",
-                &(self.inner.by_kid.len() + usize::from(self.inner.default.is_some())),
-            )
+            .field("keys", &self.inner.keys.load().len())
             .field("max_token_len", &self.inner.max_token_len)
             .field("typ", &self.inner.typ)
             .field("cache", &self.inner.cache.is_some())
@@ -86,6 +140,7 @@ pub struct VerifierBuilder {
     max_token_len: usize,
     typ: Option<String>,
     cache_bytes: Option<usize>,
+    remote: Option<crate::jwks::RemoteJwks>,
 }
 
 impl VerifierBuilder {
@@ -145,9 +200,7 @@ impl VerifierBuilder {
 
     /// Checks the configuration and builds the verifier.
     pub fn build(self) -> Result<Verifier, ConfigError> {
-        if self.keys.is_empty() {
-            return Err(ConfigError::new("the key set is empty"));
-        }
+        self.validate_keys()?;
         if self.leeway > Duration::from_secs(24 * 3600) {
             return Err(ConfigError::new("leeway above one day"));
         }
@@ -169,47 +222,41 @@ impl VerifierBuilder {
             required.push("aud".into());
         }
         let has = |c: &str| required.iter().any(|r| r == c);
-        let compile = |key: &VerifyingKey| {
-            let mut v = Validation::new(key.alg);
-            v.leeway = self.leeway.as_secs();
-            v.validate_nbf = true;
-            v.validate_exp = true;
-            v.set_required_spec_claims(&required);
-            if !self.issuers.is_empty() {
-                v.set_issuer(&self.issuers);
-            }
-            if !self.audiences.is_empty() {
-                v.set_audience(&self.audiences);
-            }
-            Entry {
-                key: key.clone(),
-                validation: v,
-            }
+        let (require_iat, require_jti, require_scope) = (has("iat"), has("jti"), has("scope"));
+        let params = Params {
+            issuers: self.issuers,
+            audiences: self.audiences,
+            leeway: self.leeway,
+            required,
         };
-        let mut by_kid = HashMap::new();
-        let mut default = None;
-        for key in self.keys.iter() {
-            match &key.kid {
-                Some(kid) => {
-                    by_kid.insert(kid.clone(), compile(key));
-                }
-                None => default = Some(compile(key)),
-            }
-        }
+        let keys = params.compile(&self.keys);
         Ok(Verifier {
             inner: Arc::new(Inner {
-                by_kid,
-                default,
+                keys: ArcSwap::from_pointee(keys),
+                params,
+                remote: self.remote.map(crate::jwks::Remote::new),
                 max_token_len: self.max_token_len,
-                require_iat: has("iat"),
-                require_jti: has("jti"),
-                require_scope: has("scope"),
+                require_iat,
+                require_jti,
+                require_scope,
                 typ: self.typ,
                 cache: self
                     .cache_bytes
                     .map(|bytes| TokenCache::new(bytes, self.leeway.as_secs())),
             }),
         })
+    }
+
+    pub(crate) fn with_remote(mut self, remote: crate::jwks::RemoteJwks) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    fn validate_keys(&self) -> Result<(), ConfigError> {
+        if self.keys.is_empty() && self.remote.is_none() {
+            return Err(ConfigError::new("the key set is empty"));
+        }
+        Ok(())
     }
 }
 
@@ -225,6 +272,7 @@ impl Verifier {
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             typ: None,
             cache_bytes: None,
+            remote: None,
         }
     }
 
@@ -261,6 +309,36 @@ impl Verifier {
         Ok(claims)
     }
 
+    /// Replaces the keys (key rotation from a JWK Set, for instance). Tokens verified with the
+    /// old keys are dropped from the verified-token cache.
+    pub fn set_keys(&self, keys: &KeySet) {
+        self.inner
+            .keys
+            .store(Arc::new(self.inner.params.compile(keys)));
+        if let Some(cache) = &self.inner.cache {
+            cache.clear();
+        }
+    }
+
+    /// The `kid`s of the keys in use (the key without `kid` is not listed).
+    pub fn kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self.inner.keys.load().by_kid.keys().cloned().collect();
+        kids.sort();
+        kids
+    }
+
+    pub(crate) fn remote(&self) -> Option<&crate::jwks::Remote> {
+        self.inner.remote.as_ref()
+    }
+
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Self> {
+        weak.upgrade().map(|inner| Self { inner })
+    }
+
     /// Bytes held by the verified-token cache (0 without one).
     pub fn cached_bytes(&self) -> usize {
         self.inner.cache.as_ref().map_or(0, TokenCache::bytes)
@@ -270,9 +348,10 @@ impl Verifier {
         let inner = &*self.inner;
         let header =
             decode_header(token).map_err(|_| AuthError::invalid_token(InvalidToken::Malformed))?;
+        let keys = inner.keys.load();
         let entry = match header.kid.as_deref() {
-            Some(kid) => inner.by_kid.get(kid),
-            None => inner.default.as_ref(),
+            Some(kid) => keys.by_kid.get(kid),
+            None => keys.default.as_ref(),
         }
         .ok_or_else(|| AuthError::invalid_token(InvalidToken::UnknownKey))?;
         if header.alg != entry.key.alg {
