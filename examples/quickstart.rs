@@ -1,4 +1,4 @@
-//! Quickstart: log in, call protected routes, log out.
+//! Quickstart: log in, call protected routes, refresh, revoke, log out (here or everywhere).
 //!
 //! ```sh
 //! cargo run --example quickstart
@@ -8,21 +8,37 @@
 //!
 //! - `JWT_SECRET`: the HS256 secret, at least 32 bytes. Unset: a random one (tokens die with
 //!   the process).
-//! - `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`): share revocations through Redis, so every
-//!   instance of the quickstart on that Redis refuses a logged-out token. Unset: in memory.
+//! - `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`): keep revocations and refresh tokens in
+//!   Redis, so every instance of the quickstart on that Redis shares sessions and refuses a
+//!   revoked token. Unset: in memory (lost on restart, not shared).
+//! - `COOKIE_MODE=1`: browser mode. Login and refresh also deliver the tokens in HttpOnly
+//!   cookies (`access_token` on `/`, `refresh_token` on `/token` only), the refresh token is
+//!   then left out of JSON bodies, `/me` & co. accept the access cookie, and every `POST` is
+//!   checked against cross-site request forgery (`Sec-Fetch-Site` / `Origin`, 403 otherwise).
+//! - `COOKIE_SECURE=0`: cookies without `Secure`, for plain-HTTP localhost only.
+//! - `ALLOWED_ORIGIN` (e.g. `https://app.example.com`, comma-separated): in cookie mode, other
+//!   origins whose `POST`s are let through (a front end served from elsewhere).
 //! - `RUST_LOG`: log filter, default `info,tower_token_auth=debug` (logs go to stderr).
 //!
-//! Tokens carry `iss` = `aud` = `quickstart`, `sub`, `scope`, `jti`, `iat` and a 15-minute
-//! `exp`. Any HS256 token signed with `JWT_SECRET` that carries `iss`, `aud`, `exp` and `sub`
-//! is accepted, whichever library minted it.
+//! Access tokens carry `iss` = `aud` = `quickstart`, `sub`, `scope`, `jti`, `iat`, a 15-minute
+//! `exp` and `sid`, the session (refresh token family) they belong to. Refresh tokens are
+//! opaque, live 14 days, and are rotated on every use; presenting a spent one again revokes
+//! its whole session. Any HS256 token signed with `JWT_SECRET` that carries `iss`, `aud`,
+//! `exp` and `sub` is accepted, whichever library minted it.
 //!
 //! | route | auth | answer |
 //! |---|---|---|
-//! | `POST /login` `{"username","password"}` | none | `{"access_token","token_type","expires_in"}` |
+//! | `POST /login` `{"username","password"}` | none | `{"access_token","token_type","expires_in","refresh_token","scope"}` |
+//! | `POST /token` `grant_type=refresh_token&refresh_token=…` (form or JSON) | the refresh token | a new pair, same shape (RFC 6749 §6); 400 `invalid_grant` for a spent, revoked or unknown one |
+//! | `POST /revoke` `token=…` (form or JSON) | the token itself | 200 (RFC 7009); a refresh token ends its session, an access token just itself |
 //! | `GET /me` | bearer | the token's claims |
 //! | `GET /admin` | bearer, scope `admin` | a greeting, 403 `insufficient_scope` otherwise |
-//! | `POST /logout` | bearer | 204; the token is refused from then on |
+//! | `POST /logout` | bearer | 204; this token and its session (refresh token and its other access tokens) are refused from then on |
+//! | `POST /logout-all` | bearer | 204; every token and session of the user |
+//! | `POST /password` `{"current_password","new_password"}` | bearer | 204 and every session of the user ends; 403 wrong current password, 400 new one under 8 characters |
 //! | `GET /health` | none | `ok` |
+//!
+//! "bearer" is `Authorization: Bearer …`, or in cookie mode the `access_token` cookie too.
 //!
 //! Demo users: `alice` / `alice-password` (scopes `read write`) and `admin` / `admin-password`
 //! (scopes `read write admin`).
@@ -30,7 +46,7 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -44,22 +60,28 @@ use axum::{Json, Router};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
-use tower_token_auth::revocation::{
-    RedisRevocationStore, RedisStoreConfig, RevocationError, RevocationStore,
-};
+use tower_http::csrf::{CsrfLayer, ProtectionError};
+use tower_token_auth::endpoint::{RevocationEndpoint, TokenCookies, TokenEndpoint};
+use tower_token_auth::refresh::{MemoryRefreshStore, RedisRefreshStore, RefreshStore};
+use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig, RevocationStore};
 use tower_token_auth::{
-    Algorithm, Claims, JwtAuthLayer, KeySet, Logout, MemoryStore, RequireScopeLayer, SigningKey,
-    TokenIssuer, Verifier, VerifyingKey,
+    Algorithm, Claims, JwtAuthLayer, KeySet, LifecycleError, MemoryStore, RequireScopeLayer,
+    SigningKey, TokenIssuer, TokenLifecycle, TokenPair, Verifier, VerifyingKey,
 };
 use tracing_subscriber::EnvFilter;
 
 /// `iss` and `aud` of every token this service mints and accepts.
 const ISSUER: &str = "quickstart";
-/// Lifetime of access tokens.
+/// Lifetime of access tokens: short, since a stolen one works until it expires or is revoked.
 const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+/// Lifetime of refresh tokens; every refresh starts a new term.
+const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
+/// Where the refresh grant is served; the refresh cookie is sent to this path only.
+const TOKEN_PATH: &str = "/token";
 const DEFAULT_BIND: &str = "127.0.0.1:3000";
 /// HS256 needs a secret at least as long as its hash output (RFC 7518 §3.2).
 const MIN_SECRET_LEN: usize = 32;
+const MIN_PASSWORD_LEN: usize = 8;
 
 /// The demo users: name, password, scopes. Passwords are hashed at start-up.
 const DEMO_USERS: &[(&str, &str, &str)] = &[
@@ -74,11 +96,14 @@ struct User {
 }
 
 struct AppState {
-    users: HashMap<&'static str, User>,
+    /// Mutable: `POST /password` replaces hashes.
+    users: RwLock<HashMap<&'static str, User>>,
     /// Verified against when the user is unknown, so both cases cost the same time.
     dummy_hash: String,
-    issuer: TokenIssuer,
-    logout: Logout,
+    /// Issues, refreshes and revokes tokens, in the stores the auth layer checks.
+    lifecycle: TokenLifecycle,
+    /// Cookie mode (`COOKIE_MODE=1`): the token cookies' settings.
+    cookies: Option<TokenCookies>,
 }
 
 type SharedState = Arc<AppState>;
@@ -109,15 +134,32 @@ async fn main() -> anyhow::Result<()> {
         .audience(ISSUER)
         .ttl(ACCESS_TOKEN_TTL);
 
-    let auth = JwtAuthLayer::new(verifier).with_shared_revocation_store(revocation_store().await?);
+    let cookies = cookie_settings()?;
+    let (revocation, refresh) = stores().await?;
+    let mut auth = JwtAuthLayer::new(verifier).with_shared_revocation_store(revocation.clone());
+    if let Some(cookies) = &cookies {
+        // After the Authorization header, which still wins when both are sent.
+        auth = auth.with_cookie(cookies.access().clone())?;
+    }
+    // The lifecycle revokes in the store the layer checks: a revoked token is refused at once.
+    let lifecycle = TokenLifecycle::new(issuer, auth.verifier().clone(), refresh, revocation)
+        .refresh_ttl(REFRESH_TOKEN_TTL);
+
+    let mut token_endpoint = TokenEndpoint::new(lifecycle.clone());
+    if let Some(cookies) = &cookies {
+        // Reads the refresh cookie when the body has no token, answers with new cookies.
+        token_endpoint = token_endpoint.with_cookies(cookies.clone());
+    }
+    let revocation_endpoint = RevocationEndpoint::new(lifecycle.clone());
+
     let users = demo_users()?;
     // Any user's hash will do: same parameters, same cost.
     let dummy_hash = users[DEMO_USERS[0].0].password_hash.clone();
     let state = Arc::new(AppState {
-        users,
+        users: RwLock::new(users),
         dummy_hash,
-        issuer,
-        logout: auth.logout(),
+        lifecycle,
+        cookies: cookies.clone(),
     });
 
     let protected = Router::new()
@@ -127,21 +169,32 @@ async fn main() -> anyhow::Result<()> {
         )
         .route("/me", get(me))
         .route("/logout", post(logout))
+        .route("/logout-all", post(logout_all))
+        .route("/password", post(change_password))
         // `route_layer`: only the routes above need a token; unknown paths stay 404.
         .route_layer(auth);
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/health", get(health))
         .route("/login", post(login))
-        .merge(protected)
-        .with_state(state);
+        // OAuth endpoints (tower services): the refresh token they are given is the credential.
+        .route_service(TOKEN_PATH, token_endpoint)
+        .route_service("/revoke", revocation_endpoint)
+        .merge(protected);
+    if cookies.is_some() {
+        // Browsers attach cookies to requests any site makes, so a cookie is no proof that
+        // our own page sent the request. Refuse cross-site POSTs, `/login` included (a forged
+        // login would sign the victim in as the attacker). GETs change nothing here.
+        app = app.route_layer(csrf_layer()?);
+    }
+    let app = app.with_state(state);
 
     let bind = std::env::var("BIND").unwrap_or_else(|_| DEFAULT_BIND.to_owned());
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "quickstart listening");
-    print_walkthrough(addr);
+    tracing::info!(%addr, cookie_mode = cookies.is_some(), "quickstart listening");
+    print_walkthrough(addr, cookies.is_some());
 
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -176,26 +229,94 @@ fn load_secret() -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// The one place that picks the revocation store: Redis when `REDIS_URL` is set (revocations
-/// shared by every instance on that Redis), else an in-process [`MemoryStore`] (lost on
-/// restart, not shared).
-async fn revocation_store() -> anyhow::Result<Arc<dyn RevocationStore>> {
+/// The one place that picks the stores: Redis when `REDIS_URL` is set (revocations and
+/// refresh tokens shared by every instance on that Redis), else in process (lost on restart,
+/// not shared).
+async fn stores() -> anyhow::Result<(Arc<dyn RevocationStore>, Arc<dyn RefreshStore>)> {
     match std::env::var("REDIS_URL") {
         Ok(url) if !url.is_empty() => {
-            let store = RedisRevocationStore::connect(&url, RedisStoreConfig::default()).await?;
-            if !store.wait_live(Duration::from_secs(3)).await {
+            let revocation =
+                RedisRevocationStore::connect(&url, RedisStoreConfig::default()).await?;
+            if !revocation.wait_live(Duration::from_secs(3)).await {
                 tracing::warn!(
                     "Redis at {url} is not answering yet: token checks answer 503 until it does"
                 );
             }
-            tracing::info!("revocation store: Redis at {url}");
-            Ok(Arc::new(store))
+            let refresh = RedisRefreshStore::connect(&url, "tta:", Duration::from_millis(500))?;
+            tracing::info!("revocation and refresh stores: Redis at {url}");
+            Ok((Arc::new(revocation), Arc::new(refresh)))
         }
         _ => {
-            tracing::info!("revocation store: in memory (set REDIS_URL to share it through Redis)");
-            Ok(Arc::new(MemoryStore::new()))
+            tracing::info!(
+                "revocation and refresh stores: in memory (set REDIS_URL to share them through Redis)"
+            );
+            Ok((
+                Arc::new(MemoryStore::new()),
+                Arc::new(MemoryRefreshStore::new()),
+            ))
         }
     }
+}
+
+/// A boolean environment variable: `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`.
+fn env_flag(name: &str, default: bool) -> anyhow::Result<bool> {
+    match std::env::var(name)
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "" => Ok(default),
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => bail!("{name}={other:?}: expected 1 or 0"),
+    }
+}
+
+/// Cookie mode's settings, or `None` when `COOKIE_MODE` is off.
+fn cookie_settings() -> anyhow::Result<Option<TokenCookies>> {
+    if !env_flag("COOKIE_MODE", false)? {
+        return Ok(None);
+    }
+    let cookies = TokenCookies::new(TOKEN_PATH);
+    if env_flag("COOKIE_SECURE", true)? {
+        Ok(Some(cookies))
+    } else {
+        // Browsers drop `Secure` cookies set over plain HTTP, except on localhost.
+        tracing::warn!("COOKIE_SECURE=0: cookies without `Secure`, fine for localhost only");
+        Ok(Some(cookies.insecure_for_localhost()))
+    }
+}
+
+/// tower-http's CSRF layer, answering refusals with [`csrf_refusal`].
+type Csrf = CsrfLayer<fn(ProtectionError) -> Response>;
+
+/// CSRF protection for cookie mode: a `POST` passes when `Sec-Fetch-Site` says same-origin
+/// (or the user typed it), when `Origin` matches `Host` or `ALLOWED_ORIGIN`, or when neither
+/// header is sent (not a browser: curl, other services).
+fn csrf_layer() -> anyhow::Result<Csrf> {
+    let mut layer = CsrfLayer::new();
+    for origin in std::env::var("ALLOWED_ORIGIN")
+        .unwrap_or_default()
+        .split(',')
+    {
+        let origin = origin.trim();
+        if !origin.is_empty() {
+            layer = layer
+                .add_trusted_origin(origin)
+                .with_context(|| format!("ALLOWED_ORIGIN {origin:?}"))?;
+        }
+    }
+    // The default refusal is a bare 403; say why.
+    Ok(layer.with_rejection_response(csrf_refusal as fn(ProtectionError) -> Response))
+}
+
+fn csrf_refusal(e: ProtectionError) -> Response {
+    tracing::info!(reason = %e, "cross-site request refused");
+    error_response(
+        StatusCode::FORBIDDEN,
+        "cross_site_request",
+        "cross-site request refused (CSRF protection)",
+    )
 }
 
 fn demo_users() -> anyhow::Result<HashMap<&'static str, User>> {
@@ -230,59 +351,133 @@ fn verify_password(password: &str, hash: &str) -> bool {
         .is_ok()
 }
 
+/// `{"error","error_description"}`, the shape RFC 6749 and RFC 6750 errors have.
+fn error_response(status: StatusCode, code: &str, description: &str) -> Response {
+    let body = json!({ "error": code, "error_description": description });
+    (status, Json(body)).into_response()
+}
+
+/// A handler's failure.
+enum ApiError {
+    /// A refusal the client can act on.
+    Refused(StatusCode, &'static str, &'static str),
+    /// A token store refused or could not answer.
+    Store(LifecycleError),
+    /// A bug or a crashed task: 500, details in the log only.
+    Internal(anyhow::Error),
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(e: LifecycleError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Internal(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Refused(status, code, description) => error_response(status, code, description),
+            // The library's answer: 400 for a token that cannot be revoked (no `jti`, as some
+            // other issuers mint them), 503 when the store is down.
+            Self::Store(LifecycleError::Revocation(e)) => e.into_response(),
+            Self::Store(e) => {
+                tracing::warn!(error = %e, "token store failed");
+                let mut res = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "token store unavailable, retry later",
+                );
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                res
+            }
+            Self::Internal(e) => {
+                tracing::error!(error = %e, "request failed");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        }
+    }
+}
+
+impl AppState {
+    /// The scope of `username` if `password` is theirs. Argon2 is deliberately slow: it runs
+    /// off the async worker threads, and costs the same for unknown users.
+    async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> anyhow::Result<Option<&'static str>> {
+        let (hash, scope) = match self.users.read().expect("users lock").get(username) {
+            Some(user) => (user.password_hash.clone(), Some(user.scope)),
+            None => (self.dummy_hash.clone(), None),
+        };
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await?;
+        Ok(scope.filter(|_| ok))
+    }
+
+    /// 204, and in cookie mode `Set-Cookie`s deleting both token cookies (their tokens are
+    /// revoked; a browser should stop sending them).
+    fn no_content_clearing_cookies(&self) -> Response {
+        let mut res = StatusCode::NO_CONTENT.into_response();
+        for cookie in self.cookies.iter().flat_map(TokenCookies::clear) {
+            res.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        res
+    }
+}
+
+/// The user a verified token is about (the verifier requires `sub`).
+fn subject(claims: &Claims) -> &str {
+    claims.sub.as_deref().unwrap_or_default()
+}
+
 #[derive(Deserialize)]
 struct LoginRequest {
     username: String,
     password: String,
 }
 
-/// `POST /login`: checks the password and answers an OAuth-style token response.
-async fn login(State(state): State<SharedState>, Json(req): Json<LoginRequest>) -> Response {
-    // Argon2 is deliberately slow: keep it off the async worker threads.
-    let checked = {
-        let state = state.clone();
-        let username = req.username.clone();
-        tokio::task::spawn_blocking(move || {
-            let user = state.users.get(username.as_str());
-            let hash = user.map_or(state.dummy_hash.as_str(), |u| u.password_hash.as_str());
-            let ok = verify_password(&req.password, hash);
-            user.filter(|_| ok).map(|u| u.scope)
-        })
-        .await
+/// `POST /login`: checks the password and starts a session (a refresh token family).
+async fn login(
+    State(state): State<SharedState>,
+    Json(req): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let Some(scope) = state.check_password(&req.username, &req.password).await? else {
+        tracing::info!(username = %req.username, "login refused");
+        return Err(ApiError::Refused(
+            StatusCode::UNAUTHORIZED,
+            "invalid_grant",
+            "wrong username or password",
+        ));
     };
-    let scope = match checked {
-        Ok(Some(scope)) => scope,
-        Ok(None) => {
-            tracing::info!(username = %req.username, "login refused");
-            return (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({
-                    "error": "invalid_grant",
-                    "error_description": "wrong username or password",
-                })),
-            )
-                .into_response();
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "password check failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-    };
-    let issued = match state.issuer.issue(&req.username, scope) {
-        Ok(issued) => issued,
-        Err(e) => {
-            tracing::error!(error = %e, "could not issue a token");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-    };
-    tracing::info!(username = %req.username, jti = %issued.jti, "logged in");
-    let mut res = Json(json!({
-        "access_token": issued.token,
+    let pair = state.lifecycle.issue_pair(&req.username, scope).await?;
+    tracing::info!(username = %req.username, jti = %pair.access.jti, "logged in");
+    Ok(token_response(&state, &pair))
+}
+
+/// The token response of RFC 6749 §5.1, as `/token` answers it too. In cookie mode the
+/// tokens also go into cookies, and the refresh token only there: page scripts never see it.
+fn token_response(state: &AppState, pair: &TokenPair) -> Response {
+    let mut body = json!({
+        "access_token": pair.access.token,
         "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-        "scope": scope,
-    }))
-    .into_response();
+        "expires_in": pair.access.expires_in,
+        "scope": pair.scope,
+    });
+    if state.cookies.is_none() {
+        body["refresh_token"] = pair.refresh_token.clone().into();
+    }
+    let mut res = Json(body).into_response();
+    for cookie in state.cookies.iter().flat_map(|c| c.set(pair)) {
+        res.headers_mut().append(header::SET_COOKIE, cookie);
+    }
     // Token responses must not be cached (RFC 6749 §5.1).
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -299,49 +494,174 @@ async fn admin(claims: Claims) -> Json<serde_json::Value> {
     Json(json!({ "message": "welcome to the admin area", "sub": claims.sub }))
 }
 
-/// `POST /logout`: revokes the presented token until its `exp`.
-async fn logout(
+/// `POST /logout`: ends this session: the presented access token, its refresh token family
+/// and the family's other access tokens. The user's other sessions go on.
+async fn logout(State(state): State<SharedState>, claims: Claims) -> Result<Response, ApiError> {
+    state.lifecycle.logout(&claims).await?;
+    tracing::info!(sub = ?claims.sub, sid = ?claims.sid, "logged out");
+    Ok(state.no_content_clearing_cookies())
+}
+
+/// `POST /logout-all`: ends every session of the user, on every device.
+async fn logout_all(
     State(state): State<SharedState>,
     claims: Claims,
-) -> Result<StatusCode, RevocationError> {
-    state.logout.revoke(&claims).await?;
-    tracing::info!(sub = ?claims.sub, jti = ?claims.jti, "logged out");
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<Response, ApiError> {
+    state.lifecycle.logout_everywhere(subject(&claims)).await?;
+    tracing::info!(sub = ?claims.sub, "logged out everywhere");
+    Ok(state.no_content_clearing_cookies())
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /password`: asks for the current password again (a stolen access token alone must
+/// not be enough), stores the new one, then ends every session: whoever had the old password
+/// may hold tokens obtained with it.
+async fn change_password(
+    State(state): State<SharedState>,
+    claims: Claims,
+    Json(req): Json<PasswordChange>,
+) -> Result<Response, ApiError> {
+    if req.new_password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(ApiError::Refused(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the new password must be at least 8 characters long",
+        ));
+    }
+    let sub = subject(&claims);
+    if state
+        .check_password(sub, &req.current_password)
+        .await?
+        .is_none()
+    {
+        tracing::info!(sub, "password change refused: wrong current password");
+        // 403, not 401: the bearer token is fine, the password proof is not.
+        return Err(ApiError::Refused(
+            StatusCode::FORBIDDEN,
+            "wrong_password",
+            "the current password is wrong",
+        ));
+    }
+    let new_hash = tokio::task::spawn_blocking(move || hash_password(&req.new_password))
+        .await
+        .context("password hashing task")??;
+    if let Some(user) = state.users.write().expect("users lock").get_mut(sub) {
+        user.password_hash = new_hash;
+    }
+    state.lifecycle.logout_everywhere(sub).await?;
+    tracing::info!(sub, "password changed; every session ended");
+    Ok(state.no_content_clearing_cookies())
 }
 
 async fn health() -> &'static str {
     "ok"
 }
 
-fn print_walkthrough(addr: SocketAddr) {
+/// Printed at start-up with `$BASE` set; keep it in sync with README.md.
+const BEARER_WALKTHROUGH: &str = r#"
+# helpers: log in (prints the token response), pick a field out of a JSON answer
+login() { curl -s -X POST "$BASE/login" -H 'content-type: application/json' -d "{\"username\":\"$1\",\"password\":\"$2\"}"; }
+field() { sed -E "s/.*\"$1\":\"([^\"]+)\".*/\1/"; }
+
+# log in as alice (scopes: read write): an access token and a refresh token
+LOGIN=$(login alice alice-password); echo "$LOGIN"
+TOKEN=$(echo "$LOGIN" | field access_token); REFRESH=$(echo "$LOGIN" | field refresh_token)
+
+# who am I? (200, the token's claims; sid names this session)
+curl -i "$BASE/me" -H "Authorization: Bearer $TOKEN"
+
+# alice lacks the admin scope (403, WWW-Authenticate: Bearer error="insufficient_scope")
+curl -i "$BASE/admin" -H "Authorization: Bearer $TOKEN"
+
+# refresh (RFC 6749 §6): a new pair; the refresh token just used is spent
+NEW=$(curl -s -X POST "$BASE/token" -d grant_type=refresh_token -d "refresh_token=$REFRESH"); echo "$NEW"
+TOKEN=$(echo "$NEW" | field access_token)
+
+# replaying the spent refresh token looks like theft: 400 invalid_grant, and the whole
+# session is revoked, including the access token just refreshed (401)
+curl -i -X POST "$BASE/token" -d grant_type=refresh_token -d "refresh_token=$REFRESH"
+curl -i "$BASE/me" -H "Authorization: Bearer $TOKEN"
+
+# revoke a refresh token (RFC 7009, always 200): its session's access tokens die too (401)
+LOGIN=$(login alice alice-password)
+TOKEN=$(echo "$LOGIN" | field access_token); REFRESH=$(echo "$LOGIN" | field refresh_token)
+curl -i -X POST "$BASE/revoke" -d "token=$REFRESH"
+curl -i "$BASE/me" -H "Authorization: Bearer $TOKEN"
+
+# log out of this session (204), then its token is refused (401, error="invalid_token")
+TOKEN=$(login alice alice-password | field access_token)
+curl -i -X POST "$BASE/logout" -H "Authorization: Bearer $TOKEN"
+curl -i "$BASE/me" -H "Authorization: Bearer $TOKEN"
+
+# log out everywhere (204): every token of alice, from every login, is refused (401)
+PHONE=$(login alice alice-password | field access_token)
+LAPTOP=$(login alice alice-password | field access_token)
+curl -i -X POST "$BASE/logout-all" -H "Authorization: Bearer $LAPTOP"
+curl -i "$BASE/me" -H "Authorization: Bearer $PHONE"
+
+# change the password (204; 403 with a wrong current password): every session ends.
+# Tokens issued in the same second as a log-out-everywhere are refused too: wait a second.
+sleep 1; TOKEN=$(login alice alice-password | field access_token)
+curl -i -X POST "$BASE/password" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  -d '{"current_password":"alice-password","new_password":"correct horse battery"}'
+sleep 1; login alice alice-password; echo; login alice 'correct horse battery'; echo
+
+# the admin user may enter /admin (200)
+ADMIN_TOKEN=$(login admin admin-password | field access_token)
+curl -i "$BASE/admin" -H "Authorization: Bearer $ADMIN_TOKEN"
+"#;
+
+/// Printed instead in cookie mode: curl's cookie jar plays the browser.
+const COOKIE_WALKTHROUGH: &str = r#"
+# cookie mode: curl keeps cookies in a jar (-c writes it, -b sends it), as a browser would.
+# Start with COOKIE_SECURE=0 for plain HTTP: curl keeps `Secure` cookies for HTTPS.
+
+# log in: Set-Cookie access_token (Path=/) and refresh_token (Path=/token), both HttpOnly
+curl -i -c jar.txt -X POST "$BASE/login" -H 'content-type: application/json' \
+  -d '{"username":"alice","password":"alice-password"}'
+
+# who am I? the access cookie is enough (200)
+curl -i -b jar.txt "$BASE/me"
+
+# refresh with the refresh cookie alone (200, new cookies; the old refresh token is spent)
+curl -i -b jar.txt -c jar.txt -X POST "$BASE/token" -d grant_type=refresh_token
+
+# a cross-site POST carrying the cookies is refused (403, CSRF protection)...
+curl -i -b jar.txt -X POST "$BASE/logout" -H 'Sec-Fetch-Site: cross-site'
+
+# ...a same-origin one logs out (204, Set-Cookie clears both cookies); should a client keep
+# sending the old access cookie, it is refused (401, error="invalid_token")
+curl -i -b jar.txt -c jar.txt -X POST "$BASE/logout" -H 'Sec-Fetch-Site: same-origin'
+curl -i -b jar.txt "$BASE/me"
+
+# log in again, then log out everywhere (204; every session of alice ends)
+curl -s -c jar.txt -X POST "$BASE/login" -H 'content-type: application/json' \
+  -d '{"username":"alice","password":"alice-password"}' >/dev/null
+curl -i -b jar.txt -c jar.txt -X POST "$BASE/logout-all" -H "Origin: $BASE"
+"#;
+
+fn print_walkthrough(addr: SocketAddr, cookie_mode: bool) {
     let host = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
     } else {
         addr.to_string()
     };
-    let base = format!("http://{host}");
+    let mode = if cookie_mode {
+        "cookie mode"
+    } else {
+        "bearer mode; COOKIE_MODE=1 for cookies"
+    };
+    let commands = if cookie_mode {
+        COOKIE_WALKTHROUGH
+    } else {
+        BEARER_WALKTHROUGH
+    };
     println!(
-        r#"
-tower-token-auth quickstart on {base}   (Ctrl-C to stop)
-
-# log in as alice (scopes: read write) and keep the access token
-TOKEN=$(curl -s -X POST {base}/login -H 'content-type: application/json' \
-  -d '{{"username":"alice","password":"alice-password"}}' | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-
-# who am I? (200, the token's claims)
-curl -i {base}/me -H "Authorization: Bearer $TOKEN"
-
-# alice lacks the admin scope (403, WWW-Authenticate: Bearer error="insufficient_scope")
-curl -i {base}/admin -H "Authorization: Bearer $TOKEN"
-
-# log out (204), then the same token is refused (401, error="invalid_token")
-curl -i -X POST {base}/logout -H "Authorization: Bearer $TOKEN"
-curl -i {base}/me -H "Authorization: Bearer $TOKEN"
-
-# the admin user may enter /admin
-ADMIN_TOKEN=$(curl -s -X POST {base}/login -H 'content-type: application/json' \
-  -d '{{"username":"admin","password":"admin-password"}}' | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-curl -i {base}/admin -H "Authorization: Bearer $ADMIN_TOKEN"
-"#
+        "\ntower-token-auth quickstart on http://{host} ({mode})   (Ctrl-C to stop)\n\nBASE=http://{host}\n{commands}"
     );
 }

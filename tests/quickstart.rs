@@ -1,16 +1,26 @@
-//! Runs the real `quickstart` example binary and walks its contract over HTTP on 127.0.0.1.
+//! Runs the real `quickstart` example binary and walks its contract over HTTP on 127.0.0.1:
+//! login, protected routes, the refresh token lifecycle (rotation, reuse detection, RFC 7009
+//! revocation, logout, logout everywhere, password change), cookie mode with its CSRF
+//! protection, and two instances sharing one Redis.
 
+#[path = "support/redis_server.rs"]
+mod redis_server;
 mod support;
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use redis_server::RedisServer;
 use serde_json::{Value, json};
-use support::{ChildGuard, Http, free_port};
+use support::{ChildGuard, Http, Resp, free_port};
 
 const SECRET: &str = "quickstart-test-secret-0123456789abcdef";
+const FORM: &str = "application/x-www-form-urlencoded";
+/// "Log out everywhere" revokes every token issued at or before the current second, so a
+/// login in that same second is refused too: tests wait this long before logging in again.
+const NEXT_SECOND: Duration = Duration::from_millis(1100);
 
 struct Quickstart {
     // Declared first so it is dropped first; the guard kills the child when dropped.
@@ -19,12 +29,24 @@ struct Quickstart {
     http: Http,
 }
 
+/// What `POST /login` and `POST /token` hand out in bearer mode.
+struct Pair {
+    access: String,
+    refresh: String,
+}
+
 impl Quickstart {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts the quickstart with `envs` besides `BIND` and `JWT_SECRET`.
+    async fn start_with(envs: &[(&str, &str)]) -> Self {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let bind = addr.to_string();
-        let mut child =
-            ChildGuard::spawn_example("quickstart", &[("BIND", &bind), ("JWT_SECRET", SECRET)]);
+        let mut all = vec![("BIND", bind.as_str()), ("JWT_SECRET", SECRET)];
+        all.extend_from_slice(envs);
+        let mut child = ChildGuard::spawn_example("quickstart", &all);
         let http = Http::new();
         // Start-up hashes the demo passwords with Argon2, slow-ish in debug builds.
         child
@@ -41,35 +63,123 @@ impl Quickstart {
         format!("{}{path}", self.base)
     }
 
-    async fn get(&self, path: &str, token: Option<&str>) -> support::Resp {
+    async fn get(&self, path: &str, token: Option<&str>) -> Resp {
         self.http
             .send(Method::GET, &self.url(path), token, None)
             .await
     }
 
-    async fn post(&self, path: &str, token: Option<&str>, body: Option<&Value>) -> support::Resp {
+    async fn post(&self, path: &str, token: Option<&str>, body: Option<&Value>) -> Resp {
         self.http
             .send(Method::POST, &self.url(path), token, body)
             .await
     }
 
-    async fn login(&self, username: &str, password: &str) -> support::Resp {
+    /// Any request: extra headers, and a body with its content type.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, String)>,
+    ) -> Resp {
+        self.http
+            .send_with(method, &self.url(path), headers, body)
+            .await
+    }
+
+    async fn login(&self, username: &str, password: &str) -> Resp {
         let body = json!({ "username": username, "password": password });
         self.post("/login", None, Some(&body)).await
     }
 
     /// Logs in and returns the access token, checking the token response's shape.
     async fn token(&self, username: &str, password: &str) -> String {
+        self.pair(username, password).await.access
+    }
+
+    /// Logs in and returns both tokens, checking the token response's shape.
+    async fn pair(&self, username: &str, password: &str) -> Pair {
         let res = self.login(username, password).await;
         assert_eq!(res.status, StatusCode::OK, "login {username}: {res:?}");
-        let body = res.json();
-        assert_eq!(body["token_type"], "Bearer", "{body}");
-        assert_eq!(body["expires_in"], 900, "{body}");
-        body["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no access_token in {body}"))
-            .to_owned()
+        assert_eq!(res.header("cache-control"), "no-store", "{res:?}");
+        token_pair(&res)
     }
+
+    /// The refresh grant with a form body (RFC 6749 §6).
+    async fn refresh(&self, refresh_token: &str) -> Resp {
+        let body = form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ]);
+        self.send(Method::POST, "/token", &[], Some((FORM, body)))
+            .await
+    }
+
+    /// RFC 7009 revocation with a form body.
+    async fn revoke(&self, token: &str) -> Resp {
+        let body = form(&[("token", token)]);
+        self.send(Method::POST, "/revoke", &[], Some((FORM, body)))
+            .await
+    }
+
+    /// The status of `GET /me` with `token`.
+    async fn me(&self, token: &str) -> StatusCode {
+        self.get("/me", Some(token)).await.status
+    }
+
+    /// The session (`sid`) of an access token, as `GET /me` shows it.
+    async fn sid(&self, token: &str) -> String {
+        let res = self.get("/me", Some(token)).await;
+        assert_eq!(res.status, StatusCode::OK, "{res:?}");
+        res.json()["sid"].as_str().expect("sid").to_owned()
+    }
+
+    /// Polls `GET /me` with `token` until it answers `expected` (revocations reach other
+    /// instances through Redis pub/sub, a moment later).
+    async fn eventually_me(&self, token: &str, expected: StatusCode) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = self.me(token).await;
+            if status == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "GET /me stayed {status}, expected {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A bearer-mode token response: checks its shape and returns its tokens.
+fn token_pair(res: &Resp) -> Pair {
+    let body = res.json();
+    assert_eq!(body["token_type"], "Bearer", "{body}");
+    assert_eq!(body["expires_in"], 900, "{body}");
+    assert!(body["scope"].is_string(), "{body}");
+    let field = |name: &str| {
+        body[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+            .to_owned()
+    };
+    Pair {
+        access: field("access_token"),
+        refresh: field("refresh_token"),
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// The OAuth error code of a JSON error response.
+fn error_code(res: &Resp) -> String {
+    res.json()["error"].as_str().unwrap_or_default().to_owned()
 }
 
 fn now() -> u64 {
@@ -136,6 +246,10 @@ async fn quickstart_contract() {
     assert_eq!(me["scope"], "read write", "{me}");
     assert_eq!(me["iss"], "quickstart", "{me}");
     assert!(me["jti"].is_string(), "{me}");
+    assert!(
+        me["sid"].is_string(),
+        "access tokens name their session: {me}"
+    );
     let exp = me["exp"].as_u64().expect("numeric exp");
     assert!(exp > now() && exp <= now() + 15 * 60 + 5, "exp {exp}");
 
@@ -169,6 +283,14 @@ async fn quickstart_contract() {
     assert_eq!(res.status, StatusCode::OK, "{res:?}");
     assert_eq!(res.json()["sub"], "bob");
 
+    // Without a `jti` it cannot be revoked: logout answers 400, and the token stays valid.
+    let no_jti = foreign_token(&json!({
+        "iss": "quickstart", "aud": "quickstart", "sub": "bob", "exp": t + 300,
+    }));
+    let res = qs.post("/logout", Some(&no_jti), None).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{res:?}");
+    assert_eq!(error_code(&res), "invalid_request");
+
     // ...but not one meant for another audience.
     let wrong_aud = foreign_token(&json!({
         "iss": "quickstart", "aud": "elsewhere", "sub": "bob", "exp": t + 300,
@@ -177,9 +299,11 @@ async fn quickstart_contract() {
     assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{res:?}");
     assert!(res.www_authenticate().contains(r#"error="invalid_token""#));
 
-    // Logout revokes exactly the presented token.
+    // Logout ends the presented token's session, not alice's other sessions.
+    let alice_elsewhere = qs.token("alice", "alice-password").await;
     let res = qs.post("/logout", Some(&alice), None).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT, "{res:?}");
+    assert!(res.set_cookies().is_empty(), "no cookies in bearer mode");
     let res = qs.get("/me", Some(&alice)).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{res:?}");
     assert!(
@@ -187,12 +311,14 @@ async fn quickstart_contract() {
         "{:?}",
         res.www_authenticate()
     );
-    let res = qs.get("/me", Some(&admin)).await;
-    assert_eq!(
-        res.status,
-        StatusCode::OK,
-        "other tokens stay valid: {res:?}"
-    );
+    for other in [&admin, &alice_elsewhere, &foreign] {
+        let res = qs.get("/me", Some(other)).await;
+        assert_eq!(
+            res.status,
+            StatusCode::OK,
+            "other tokens stay valid: {res:?}"
+        );
+    }
 
     // The process is still healthy at the end (and its guard kills it on drop).
     assert!(qs.child.log().contains("quickstart listening"));
@@ -213,4 +339,423 @@ fn short_secret_is_refused() {
         log.contains("JWT_SECRET") && log.contains("32 bytes"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_session() {
+    let qs = Quickstart::start().await;
+    let first = qs.pair("alice", "alice-password").await;
+    let other_session = qs.pair("alice", "alice-password").await;
+
+    // The refresh grant: a new pair, in the same session.
+    let res = qs.refresh(&first.refresh).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert_eq!(res.header("cache-control"), "no-store", "{res:?}");
+    assert_eq!(res.json()["scope"], "read write");
+    let second = token_pair(&res);
+    assert_ne!(second.refresh, first.refresh);
+    assert_ne!(second.access, first.access);
+    assert_eq!(qs.me(&second.access).await, StatusCode::OK);
+    assert_eq!(qs.sid(&second.access).await, qs.sid(&first.access).await);
+
+    // JSON bodies work too (the endpoint takes both).
+    let body = json!({ "grant_type": "refresh_token", "refresh_token": second.refresh });
+    let res = qs.post("/token", None, Some(&body)).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    let third = token_pair(&res);
+
+    // The spent token again: 400 invalid_grant, and the whole session is revoked, its
+    // newest access and refresh tokens included.
+    let res = qs.refresh(&first.refresh).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{res:?}");
+    assert_eq!(error_code(&res), "invalid_grant");
+    for access in [&first.access, &second.access, &third.access] {
+        assert_eq!(qs.me(access).await, StatusCode::UNAUTHORIZED);
+    }
+    let res = qs.refresh(&third.refresh).await;
+    assert_eq!(error_code(&res), "invalid_grant", "{res:?}");
+
+    // alice's other session is untouched.
+    assert_eq!(qs.me(&other_session.access).await, StatusCode::OK);
+    assert_eq!(
+        qs.refresh(&other_session.refresh).await.status,
+        StatusCode::OK
+    );
+
+    // Malformed grants.
+    let res = qs
+        .send(
+            Method::POST,
+            "/token",
+            &[],
+            Some((FORM, "grant_type=password".into())),
+        )
+        .await;
+    assert_eq!(error_code(&res), "unsupported_grant_type", "{res:?}");
+    let res = qs.refresh("not-a-refresh-token").await;
+    assert_eq!(error_code(&res), "invalid_grant", "{res:?}");
+}
+
+#[tokio::test]
+async fn revocation_endpoint() {
+    let qs = Quickstart::start().await;
+
+    // A refresh token: its session ends, access token included.
+    let pair = qs.pair("alice", "alice-password").await;
+    let res = qs.revoke(&pair.refresh).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert_eq!(qs.me(&pair.access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        error_code(&qs.refresh(&pair.refresh).await),
+        "invalid_grant"
+    );
+
+    // An access token: only that token ends; its refresh token still works.
+    let pair = qs.pair("alice", "alice-password").await;
+    let res = qs.revoke(&pair.access).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert_eq!(qs.me(&pair.access).await, StatusCode::UNAUTHORIZED);
+    let res = qs.refresh(&pair.refresh).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert_eq!(qs.me(&token_pair(&res).access).await, StatusCode::OK);
+
+    // Unknown tokens: 200 all the same (RFC 7009 §2.2); no token: 400.
+    assert_eq!(qs.revoke("no-such-token").await.status, StatusCode::OK);
+    let res = qs
+        .send(Method::POST, "/revoke", &[], Some((FORM, String::new())))
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{res:?}");
+    assert_eq!(error_code(&res), "invalid_request");
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_logout_all_every_session() {
+    let qs = Quickstart::start().await;
+    let a = qs.pair("alice", "alice-password").await;
+    let b = qs.pair("alice", "alice-password").await;
+    let admin = qs.pair("admin", "admin-password").await;
+
+    // Logout in session A: A's access and refresh tokens end, B goes on.
+    let res = qs.post("/logout", Some(&a.access), None).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{res:?}");
+    assert_eq!(qs.me(&a.access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&qs.refresh(&a.refresh).await), "invalid_grant");
+    assert_eq!(qs.me(&b.access).await, StatusCode::OK);
+
+    // Log out everywhere from session C: every token of alice ends.
+    let c = qs.pair("alice", "alice-password").await;
+    let res = qs.post("/logout-all", Some(&c.access), None).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{res:?}");
+    for session in [&b, &c] {
+        assert_eq!(qs.me(&session.access).await, StatusCode::UNAUTHORIZED);
+        let res = qs.refresh(&session.refresh).await;
+        assert_eq!(error_code(&res), "invalid_grant", "{res:?}");
+    }
+    // Other users are untouched.
+    assert_eq!(qs.me(&admin.access).await, StatusCode::OK);
+    assert_eq!(qs.refresh(&admin.refresh).await.status, StatusCode::OK);
+
+    // Without a token: 401.
+    let res = qs.post("/logout-all", None, None).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{res:?}");
+
+    // A new login (in a later second) works again.
+    tokio::time::sleep(NEXT_SECOND).await;
+    let d = qs.pair("alice", "alice-password").await;
+    assert_eq!(qs.me(&d.access).await, StatusCode::OK);
+    assert_eq!(qs.refresh(&d.refresh).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn password_change_ends_every_session() {
+    let qs = Quickstart::start().await;
+    let old = qs.pair("alice", "alice-password").await;
+    let admin = qs.pair("admin", "admin-password").await;
+    let change =
+        |current: &str, new: &str| json!({ "current_password": current, "new_password": new });
+
+    // Wrong current password: 403, nothing changes.
+    let body = change("not-her-password", "a-brand-new-password");
+    let res = qs.post("/password", Some(&old.access), Some(&body)).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{res:?}");
+    assert_eq!(error_code(&res), "wrong_password");
+    assert_eq!(qs.me(&old.access).await, StatusCode::OK);
+
+    // Too short a new password: 400.
+    let body = change("alice-password", "short");
+    let res = qs.post("/password", Some(&old.access), Some(&body)).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{res:?}");
+    assert_eq!(error_code(&res), "invalid_request");
+
+    // Without a token: 401, before the body is even looked at.
+    let body = change("alice-password", "a-brand-new-password");
+    let res = qs.post("/password", None, Some(&body)).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{res:?}");
+
+    // The right current password: 204, and every session of alice ends.
+    let res = qs.post("/password", Some(&old.access), Some(&body)).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{res:?}");
+    assert_eq!(qs.me(&old.access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&qs.refresh(&old.refresh).await), "invalid_grant");
+    assert_eq!(qs.me(&admin.access).await, StatusCode::OK);
+
+    tokio::time::sleep(NEXT_SECOND).await;
+    let res = qs.login("alice", "alice-password").await;
+    assert_eq!(
+        res.status,
+        StatusCode::UNAUTHORIZED,
+        "old password: {res:?}"
+    );
+    assert_eq!(error_code(&res), "invalid_grant");
+    let new = qs.pair("alice", "a-brand-new-password").await;
+    assert_eq!(qs.me(&new.access).await, StatusCode::OK);
+}
+
+/// The `name=value` part of a `Set-Cookie` header, to send back in `Cookie`.
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap_or_default().to_owned()
+}
+
+/// The attributes of a `Set-Cookie` header after `name=value`, trimmed.
+fn cookie_attributes(set_cookie: &str) -> Vec<String> {
+    set_cookie
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn cookie_mode() {
+    let trusted = "https://app.example.com";
+    let qs = Quickstart::start_with(&[
+        ("COOKIE_MODE", "1"),
+        ("COOKIE_SECURE", "0"),
+        ("ALLOWED_ORIGIN", trusted),
+    ])
+    .await;
+
+    // Login sets both cookies; the refresh token stays out of the body.
+    let res = qs.login("alice", "alice-password").await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    let body = res.json();
+    assert!(body["access_token"].is_string(), "{body}");
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    let access = res.set_cookie("access_token");
+    let refresh = res.set_cookie("refresh_token");
+    assert_eq!(
+        cookie_attributes(&access),
+        ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=900"],
+        "{access}"
+    );
+    let attributes = cookie_attributes(&refresh);
+    assert_eq!(
+        attributes[..3],
+        ["HttpOnly", "SameSite=Lax", "Path=/token"],
+        "{refresh}"
+    );
+    // 14 days, give or take the second that may tick while the token is stored.
+    let max_age: u64 = attributes[3]
+        .strip_prefix("Max-Age=")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{refresh}"));
+    assert!(
+        (14 * 86400 - 2..=14 * 86400).contains(&max_age),
+        "{refresh}"
+    );
+    assert_eq!(
+        attributes.len(),
+        4,
+        "no Secure with COOKIE_SECURE=0: {refresh}"
+    );
+    let (access, refresh) = (cookie_pair(&access), cookie_pair(&refresh));
+    assert_eq!(
+        access,
+        format!("access_token={}", body["access_token"].as_str().unwrap())
+    );
+
+    // The access cookie alone authenticates.
+    let res = qs
+        .send(Method::GET, "/me", &[("cookie", &access)], None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert_eq!(res.json()["sub"], "alice");
+
+    // The refresh cookie alone refreshes: 200 and two new cookies.
+    let grant = || Some((FORM, "grant_type=refresh_token".to_owned()));
+    let res = qs
+        .send(Method::POST, "/token", &[("cookie", &refresh)], grant())
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert!(res.json().get("refresh_token").is_none(), "{res:?}");
+    let new_access = cookie_pair(&res.set_cookie("access_token"));
+    let new_refresh = cookie_pair(&res.set_cookie("refresh_token"));
+    assert_ne!(new_access, access);
+    assert_ne!(new_refresh, refresh);
+    assert!(res.set_cookie("refresh_token").contains("Path=/token"));
+    let res = qs
+        .send(Method::GET, "/me", &[("cookie", &new_access)], None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+
+    // Cross-site POSTs carrying the cookies are refused (CSRF), by Sec-Fetch-Site or, for
+    // browsers that do not send it, by a foreign Origin; the session survives them.
+    let cookies = format!("{new_access}; {new_refresh}");
+    for (path, headers) in [
+        ("/logout", [("sec-fetch-site", "cross-site")]),
+        ("/logout", [("origin", "https://evil.example")]),
+        ("/logout-all", [("sec-fetch-site", "same-site")]),
+        ("/token", [("sec-fetch-site", "cross-site")]),
+        ("/revoke", [("sec-fetch-site", "cross-site")]),
+        ("/password", [("sec-fetch-site", "cross-site")]),
+    ] {
+        let headers = [headers[0], ("cookie", cookies.as_str())];
+        let res = qs.send(Method::POST, path, &headers, grant()).await;
+        assert_eq!(
+            res.status,
+            StatusCode::FORBIDDEN,
+            "{path} {headers:?}: {res:?}"
+        );
+        assert_eq!(error_code(&res), "cross_site_request", "{res:?}");
+    }
+    let res = qs
+        .send(Method::GET, "/me", &[("cookie", &new_access)], None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "still logged in: {res:?}");
+
+    // Same-origin logout: 204, both cookies cleared, the session over.
+    let headers = [("sec-fetch-site", "same-origin"), ("cookie", &new_access)];
+    let res = qs.send(Method::POST, "/logout", &headers, None).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{res:?}");
+    assert_eq!(
+        res.set_cookies(),
+        [
+            "access_token=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0",
+            "refresh_token=; HttpOnly; SameSite=Lax; Path=/token; Max-Age=0",
+        ]
+    );
+    let res = qs
+        .send(Method::GET, "/me", &[("cookie", &new_access)], None)
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{res:?}");
+    // The refresh cookie died with the session; a refused grant clears the cookies too.
+    let res = qs
+        .send(Method::POST, "/token", &[("cookie", &new_refresh)], grant())
+        .await;
+    assert_eq!(error_code(&res), "invalid_grant", "{res:?}");
+    assert!(
+        res.set_cookie("refresh_token").contains("Max-Age=0"),
+        "{res:?}"
+    );
+
+    // A trusted origin (ALLOWED_ORIGIN) may POST cross-site; Origin matching Host passes too;
+    // so do clients that send neither header (curl, other services), with a bearer token.
+    let res = qs.login("alice", "alice-password").await;
+    let access = cookie_pair(&res.set_cookie("access_token"));
+    let headers = [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", trusted),
+        ("cookie", access.as_str()),
+    ];
+    let res = qs.send(Method::POST, "/logout", &headers, None).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{res:?}");
+    let res = qs.login("alice", "alice-password").await;
+    let access = cookie_pair(&res.set_cookie("access_token"));
+    let host = qs.base.trim_start_matches("http://").to_owned();
+    let origin = qs.base.clone();
+    let headers = [
+        ("host", host.as_str()),
+        ("origin", origin.as_str()),
+        ("cookie", access.as_str()),
+    ];
+    let res = qs.send(Method::POST, "/logout", &headers, None).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{res:?}");
+    let token = res_token(&qs.login("alice", "alice-password").await);
+    let res = qs.post("/logout", Some(&token), None).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{res:?}");
+}
+
+fn res_token(res: &Resp) -> String {
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    res.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn cookie_mode_is_secure_by_default() {
+    let qs = Quickstart::start_with(&[("COOKIE_MODE", "1")]).await;
+    let res = qs.login("alice", "alice-password").await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    for name in ["access_token", "refresh_token"] {
+        let set = res.set_cookie(name);
+        assert!(
+            cookie_attributes(&set).contains(&"Secure".to_owned()),
+            "{set}"
+        );
+    }
+}
+
+#[test]
+fn bad_cookie_mode_value_is_refused() {
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut child = ChildGuard::spawn_example(
+        "quickstart",
+        &[
+            ("BIND", &bind),
+            ("JWT_SECRET", SECRET),
+            ("COOKIE_MODE", "maybe"),
+        ],
+    );
+    let status = child.wait_exit(Duration::from_secs(10));
+    assert!(!status.success(), "exit status {status}");
+    assert!(child.log().contains("COOKIE_MODE"), "{}", child.log());
+}
+
+/// Two quickstart instances on one Redis share refresh tokens and revocations: a refresh on
+/// A and a reuse of the spent token on B revoke the session on both.
+#[tokio::test]
+async fn two_instances_share_sessions_through_redis() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = Quickstart::start_with(&[("REDIS_URL", &url)]).await;
+    let b = Quickstart::start_with(&[("REDIS_URL", &url)]).await;
+    assert!(a.child.log().contains("Redis at"), "{}", a.child.log());
+
+    let first = a.pair("alice", "alice-password").await;
+    assert_eq!(b.me(&first.access).await, StatusCode::OK);
+
+    // Refresh on A, replay the spent token on B: B sees the reuse.
+    let res = a.refresh(&first.refresh).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    let second = token_pair(&res);
+    let res = b.refresh(&first.refresh).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{res:?}");
+    assert_eq!(error_code(&res), "invalid_grant");
+    // The session is revoked on both instances.
+    b.eventually_me(&second.access, StatusCode::UNAUTHORIZED)
+        .await;
+    a.eventually_me(&second.access, StatusCode::UNAUTHORIZED)
+        .await;
+    assert_eq!(
+        error_code(&a.refresh(&second.refresh).await),
+        "invalid_grant"
+    );
+
+    // Revocation on B of a session started on A.
+    let pair = a.pair("alice", "alice-password").await;
+    assert_eq!(b.revoke(&pair.refresh).await.status, StatusCode::OK);
+    a.eventually_me(&pair.access, StatusCode::UNAUTHORIZED)
+        .await;
+    assert_eq!(error_code(&a.refresh(&pair.refresh).await), "invalid_grant");
+
+    // Log out everywhere on B ends alice's sessions on A.
+    let on_a = a.pair("alice", "alice-password").await;
+    let on_b = b.pair("alice", "alice-password").await;
+    let res = b.post("/logout-all", Some(&on_b.access), None).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{res:?}");
+    a.eventually_me(&on_a.access, StatusCode::UNAUTHORIZED)
+        .await;
+    assert_eq!(error_code(&a.refresh(&on_a.refresh).await), "invalid_grant");
+
+    drop((a, b));
+    drop(redis);
 }

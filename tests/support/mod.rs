@@ -43,6 +43,21 @@ pub fn example_bin(name: &str) -> PathBuf {
         "example binary {} not found; run `cargo build --examples` (or `cargo test`, which builds them)",
         bin.display()
     );
+    // `cargo test --test <name>` builds only that test, not the examples: refuse to test an
+    // example binary older than its source.
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.rs"));
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(src), Some(built)) = (modified(&source), modified(&bin)) {
+        assert!(
+            built >= src,
+            "example binary {} is older than {}; run `cargo build --examples` with the test's \
+             features (e.g. `cargo build --all-features --examples`)",
+            bin.display(),
+            source.display()
+        );
+    }
     bin
 }
 
@@ -171,6 +186,32 @@ impl Resp {
         })
     }
 
+    /// Header `name`, or "" when absent (the first one if repeated).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("visible ASCII header"))
+            .unwrap_or("")
+    }
+
+    /// Every `Set-Cookie` header, in order.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().expect("visible ASCII header").to_owned())
+            .collect()
+    }
+
+    /// The `Set-Cookie` header for cookie `name`; panics when there is none.
+    pub fn set_cookie(&self, name: &str) -> String {
+        let prefix = format!("{name}=");
+        self.set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no Set-Cookie for {name}: {self:?}"))
+    }
+
     /// The `WWW-Authenticate` header, or "" when absent.
     pub fn www_authenticate(&self) -> &str {
         self.headers
@@ -241,6 +282,43 @@ impl Http {
     ) -> Resp {
         self.try_send(method.clone(), url, bearer, json)
             .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+    }
+
+    /// Sends a request with arbitrary headers and optionally a body of the given content
+    /// type, panicking on transport errors.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, String)>,
+    ) -> Resp {
+        let mut req = Request::builder().method(method.clone()).uri(url);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let body = match body {
+            Some((content_type, body)) => {
+                req = req.header(header::CONTENT_TYPE, content_type);
+                Full::from(body)
+            }
+            None => Full::default(),
+        };
+        let req = req.body(body).expect("valid request");
+        let exchange = async {
+            let res = self.client.request(req).await?;
+            let (parts, body) = res.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Resp {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(30), exchange)
+            .await
+            .unwrap_or_else(|_| panic!("{method} {url}: timed out"))
             .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
     }
 
