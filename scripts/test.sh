@@ -13,7 +13,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # System packages the tests need. Append to the list, e.g. nginx libnginx-mod-http-js.
 SYSTEM_PACKAGES=(
     redis-server nginx libnginx-mod-http-js
+    chromium
 )
+# The browser test drives Chromium from node (tests/browser); any node >= 18 will do.
+command -v node >/dev/null 2>&1 || SYSTEM_PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || SYSTEM_PACKAGES+=(npm)
 
 step() {
     printf '\n==> %s\n' "$*"
@@ -58,7 +62,19 @@ ensure_rust_components() {
     done
 }
 
+# The browser test's npm packages (playwright-core), as locked in package-lock.json.
+install_browser_test_packages() {
+    local dir=tests/browser
+    if [[ -f $dir/node_modules/.package-lock.json &&
+        ! $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
+        return
+    fi
+    step "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund)
+}
+
 install_system_packages
+install_browser_test_packages
 ensure_rust_components
 
 step "cargo fmt --all -- --check"
