@@ -388,12 +388,25 @@ impl TokenEndpoint {
 #[derive(Debug, Clone)]
 pub struct RevocationEndpoint {
     lifecycle: TokenLifecycle,
+    cookies: Option<TokenCookies>,
 }
 
 impl RevocationEndpoint {
     /// An endpoint over `lifecycle`.
     pub fn new(lifecycle: TokenLifecycle) -> Self {
-        Self { lifecycle }
+        Self {
+            lifecycle,
+            cookies: None,
+        }
+    }
+
+    /// Cookie mode: without a `token` parameter, revoke the refresh token from its cookie (a
+    /// browser's logout after its access token expired), and delete both cookies. The refresh
+    /// cookie's path must cover this endpoint (e.g. refresh cookie on `/token`, this endpoint
+    /// at `/token/revoke`).
+    pub fn with_cookies(mut self, cookies: TokenCookies) -> Self {
+        self.cookies = Some(cookies);
+        self
     }
 
     async fn handle<B>(self, req: Request<B>) -> Response<Full<Bytes>>

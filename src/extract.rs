@@ -68,6 +68,28 @@ impl IntoResponse for RevocationError {
     }
 }
 
+impl IntoResponse for crate::lifecycle::LifecycleError {
+    /// A store or the issuer failed: 503 `temporarily_unavailable`, the detail in the log.
+    fn into_response(self) -> Response {
+        tracing::warn!(target: "tower_token_auth", error = %self, "token lifecycle operation failed");
+        let body = serde_json::json!({
+            "error": "temporarily_unavailable",
+            "error_description": "token store unavailable, retry later",
+        });
+        let mut res = (StatusCode::SERVICE_UNAVAILABLE, body.to_string()).into_response();
+        let h = res.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+        res
+    }
+}
+
 fn lookup<T: Clone + Send + Sync + 'static>(
     parts: &Parts,
 ) -> Result<Option<Claims<T>>, ClaimsRejection> {

@@ -472,3 +472,38 @@ suite!(
     scope_narrowing,
     token_endpoint_shapes,
 );
+
+/// A browser whose access token expired logs out with only its refresh cookie.
+#[tokio::test]
+async fn revocation_endpoint_reads_the_refresh_cookie() {
+    use tower_token_auth::endpoint::TokenCookies;
+    use tower_token_auth::refresh::MemoryRefreshStore;
+    let app = app(
+        Arc::new(MemoryRefreshStore::new()),
+        Arc::new(tower_token_auth::MemoryStore::new()),
+        Duration::from_secs(600),
+        Duration::ZERO,
+    );
+    let cookies = TokenCookies::new("/token").insecure_for_localhost();
+    let endpoint = RevocationEndpoint::new(app.lifecycle.clone()).with_cookies(cookies);
+    let pair = app.lifecycle.issue_pair("ivan", "read").await.unwrap();
+    let req = Request::post("/token/revoke")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            header::COOKIE,
+            format!("refresh_token={}", pair.refresh_token),
+        )
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let res = endpoint.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cleared: Vec<_> = res.headers().get_all(header::SET_COOKIE).iter().collect();
+    assert_eq!(cleared.len(), 2);
+    assert!(
+        cleared
+            .iter()
+            .all(|c| c.to_str().unwrap().contains("Max-Age=0"))
+    );
+    assert!(app.refresh(&pair).await.is_err(), "the family is revoked");
+    assert_eq!(app.get(&pair.access.token).await, StatusCode::UNAUTHORIZED);
+}

@@ -178,6 +178,51 @@ pub trait RefreshStore: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<Vec<String>, RefreshStoreError>>;
 }
 
+/// A shared store is a store (so `Arc<dyn RefreshStore>` chosen at run time fits wherever a
+/// store is taken).
+impl<S: RefreshStore + ?Sized> RefreshStore for std::sync::Arc<S> {
+    fn create<'a>(
+        &'a self,
+        hash: TokenHash,
+        record: &'a RefreshRecord,
+    ) -> BoxFuture<'a, Result<(), RefreshStoreError>> {
+        (**self).create(hash, record)
+    }
+
+    fn rotate<'a>(
+        &'a self,
+        presented: &'a PresentedToken,
+        successor: TokenHash,
+        successor_expires_at: u64,
+        now_ms: u64,
+        grace_ms: u64,
+    ) -> BoxFuture<'a, Result<Rotation, RefreshStoreError>> {
+        (**self).rotate(presented, successor, successor_expires_at, now_ms, grace_ms)
+    }
+
+    fn find<'a>(
+        &'a self,
+        presented: &'a PresentedToken,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Option<RefreshRecord>, RefreshStoreError>> {
+        (**self).find(presented, now)
+    }
+
+    fn revoke_family<'a>(
+        &'a self,
+        family: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, RefreshStoreError>> {
+        (**self).revoke_family(family)
+    }
+
+    fn revoke_user<'a>(
+        &'a self,
+        sub: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, RefreshStoreError>> {
+        (**self).revoke_user(sub)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
