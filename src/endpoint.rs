@@ -415,19 +415,31 @@ impl RevocationEndpoint {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let params = match read_params(req).await {
-            Ok((_, p)) => p,
+        let (headers, params) = match read_params(req).await {
+            Ok(p) => p,
             Err(e) => return e.response(),
         };
-        let Some(token) = params.get("token").filter(|t| !t.is_empty()) else {
+        let token = match params.get("token").filter(|t| !t.is_empty()) {
+            Some(t) => Some(t.to_owned()),
+            None => self.cookies.as_ref().and_then(|c| c.refresh_from(&headers)),
+        };
+        let Some(token) = token else {
             return OAuthError::invalid_request("missing token").response();
         };
         match self
             .lifecycle
-            .revoke(token, params.get("token_type_hint"))
+            .revoke(&token, params.get("token_type_hint"))
             .await
         {
-            Ok(()) => json_response(StatusCode::OK, String::new()),
+            Ok(()) => {
+                let mut res = json_response(StatusCode::OK, String::new());
+                if let Some(c) = &self.cookies {
+                    for v in c.clear() {
+                        res.headers_mut().append(header::SET_COOKIE, v);
+                    }
+                }
+                res
+            }
             Err(e) => {
                 tracing::warn!(target: "tower_token_auth", error = %e, "revocation failed");
                 UNAVAILABLE.response()
