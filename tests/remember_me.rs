@@ -33,9 +33,11 @@ fn fixture(remember_me: impl FnOnce(StaticUsers) -> RememberMe) -> Fixture {
         UserRecord::new("bob", "v1", "read"),
     ]);
     let access = AccessCookie::new("access_token").secure(false);
+    let revocations = tower_token_auth::MemoryStore::new();
     let remember_me = remember_me(users.clone())
         .cookie(AccessCookie::new("remember_me").secure(false))
-        .mint_access_tokens(keys.issuer(), access.clone());
+        .mint_access_tokens(keys.issuer(), access.clone())
+        .revoke_on_theft(Arc::new(revocations.clone()), Duration::from_secs(600));
     let app = Router::new()
         .route(
             "/me",
@@ -57,11 +59,25 @@ fn fixture(remember_me: impl FnOnce(StaticUsers) -> RememberMe) -> Fixture {
             "/sensitive",
             get(|c: Claims| async move { c.require_fresh_login().map(|()| "ok") }),
         )
+        .route(
+            "/logout",
+            get(|| async {
+                // A handler that clears the cookies itself has the last word.
+                (
+                    axum::response::AppendHeaders([
+                        (header::SET_COOKIE, "remember_me=; Max-Age=0"),
+                        (header::SET_COOKIE, "access_token=; Max-Age=0"),
+                    ]),
+                    "bye",
+                )
+            }),
+        )
         .layer(remember_me.layer())
         .layer(
             JwtAuthLayer::new(keys.verifier())
                 .with_cookie(access)
                 .unwrap()
+                .with_revocation_store(revocations)
                 .optional(),
         );
     Fixture {
@@ -232,6 +248,13 @@ async fn rotation_and_theft(f: Fixture) {
     let r = get_with(&f.app, "/me", &[&laptop]).await;
     assert!(r.body.starts_with("alice"));
     let rotated = r.cookie("remember_me").expect("rotated cookie");
+    let minted = r.cookie("access_token").expect("access cookie");
+    assert!(
+        get_with(&f.app, "/me", &[&minted])
+            .await
+            .body
+            .starts_with("alice")
+    );
     assert_ne!(rotated, laptop, "the token changes on every auto-login");
     // The rotated cookie works.
     let r = get_with(&f.app, "/me", &[&rotated]).await;
@@ -251,6 +274,9 @@ async fn rotation_and_theft(f: Fixture) {
         );
     }
     assert!(f.remember_me.devices("alice").await.unwrap().is_empty());
+    // The access tokens minted from the stolen login are revoked too.
+    let r = get_with(&f.app, "/me", &[&minted]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // Bob is untouched.
     assert!(
         get_with(&f.app, "/me", &[&bobs])
@@ -283,6 +309,18 @@ async fn parallel_requests_share_one_rotation(f: Fixture) {
     }
     assert_eq!(rotations, 1, "one rotation for 20 parallel requests");
     assert_eq!(f.remember_me.devices("alice").await.unwrap().len(), 1);
+}
+
+async fn handler_cookies_win(f: Fixture) {
+    let cookie = login(&f, "alice").await;
+    let r = get_with(&f.app, "/logout", &[&cookie]).await;
+    assert_eq!(r.body, "bye");
+    assert_eq!(r.set_cookies.len(), 2, "{:?}", r.set_cookies);
+    assert!(
+        r.clears("remember_me") && r.clears("access_token"),
+        "{:?}",
+        r.set_cookies
+    );
 }
 
 async fn devices_and_logout(f: Fixture) {
@@ -371,6 +409,7 @@ persistent_suite!(
     reject_on_failure_answers_401,
     rotation_and_theft,
     parallel_requests_share_one_rotation,
+    handler_cookies_win,
     devices_and_logout,
     password_change_forgets_everything,
 );

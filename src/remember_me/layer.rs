@@ -144,8 +144,24 @@ where
                 }
             };
             let mut res = inner.call(req).await?;
+            // A handler that set one of these cookies itself (a login, a logout) has the last
+            // word on it.
+            let name_of = |v: &http::HeaderValue| {
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.split('=').next())
+                    .map(|n| n.trim().to_owned())
+            };
+            let set_by_handler: Vec<String> = res
+                .headers()
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .filter_map(name_of)
+                .collect();
             for c in set_cookies {
-                res.headers_mut().append(header::SET_COOKIE, c);
+                if name_of(&c).is_some_and(|n| !set_by_handler.contains(&n)) {
+                    res.headers_mut().append(header::SET_COOKIE, c);
+                }
             }
             Ok(res.map(AuthBody::inner))
         })

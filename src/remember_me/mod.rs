@@ -225,6 +225,7 @@ pub struct RememberMe {
     grace: Duration,
     access: Option<(TokenIssuer, AccessCookie)>,
     reject_on_failure: bool,
+    on_theft: Option<(Arc<dyn crate::RevocationStore>, Duration)>,
 }
 
 impl fmt::Debug for RememberMe {
@@ -240,6 +241,7 @@ impl fmt::Debug for RememberMe {
             .field("grace", &self.grace)
             .field("mints_access_tokens", &self.access.is_some())
             .field("reject_on_failure", &self.reject_on_failure)
+            .field("revokes_on_theft", &self.on_theft.is_some())
             .finish()
     }
 }
@@ -265,6 +267,7 @@ impl RememberMe {
             grace: Duration::from_secs(5),
             access: None,
             reject_on_failure: false,
+            on_theft: None,
         }
     }
 
@@ -314,6 +317,18 @@ impl RememberMe {
     /// requests are plain JWT requests. The token carries `amr: ["remember-me"]`.
     pub fn mint_access_tokens(mut self, issuer: TokenIssuer, access_cookie: AccessCookie) -> Self {
         self.access = Some((issuer, access_cookie));
+        self
+    }
+
+    /// On detected theft, also revoke every access token of the user issued until now in
+    /// `store` (the one `JwtAuthLayer` checks), kept for `max_access_ttl`: the thief may hold
+    /// one minted from the stolen cookie.
+    pub fn revoke_on_theft(
+        mut self,
+        store: Arc<dyn crate::RevocationStore>,
+        max_access_ttl: Duration,
+    ) -> Self {
+        self.on_theft = Some((store, max_access_ttl));
         self
     }
 
@@ -520,6 +535,15 @@ impl RememberMe {
                             user = %username,
                             "remember-me cookie theft detected: every remembered login of the user was removed"
                         );
+                        if let Some((store, ttl)) = &self.on_theft {
+                            let now = now_secs();
+                            if let Err(e) = store
+                                .revoke_user(&username, now, now.saturating_add(ttl.as_secs()))
+                                .await
+                            {
+                                tracing::warn!(target: "tower_token_auth", error = %e, "could not revoke the access tokens of a user whose remember-me cookie was stolen");
+                            }
+                        }
                         return refused(Refusal::Theft);
                     }
                     SeriesCheck::Invalid => return refused(Refusal::UnknownSeries),
