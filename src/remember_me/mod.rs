@@ -152,7 +152,7 @@ impl UserStore for StaticUsers {
 
 #[derive(Clone)]
 enum Mode {
-    Signed { key: Arc<[u8]> },
+    Signed { key: Arc<zeroize::Zeroizing<Vec<u8>>> },
     Persistent { store: Arc<dyn RememberMeStore> },
 }
 
@@ -279,7 +279,9 @@ impl RememberMe {
             ));
         }
         Ok(Self::with_mode(
-            Mode::Signed { key: key.into() },
+            Mode::Signed {
+                key: Arc::new(zeroize::Zeroizing::new(key.to_vec())),
+            },
             Arc::new(users),
         ))
     }
