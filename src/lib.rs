@@ -11,6 +11,17 @@
 //! [`TokenIssuer`] mints access tokens (random `jti`, `iat`, `exp`), and [`Logout`] revokes
 //! them, one by one or all of a user's at once.
 //!
+//! Around that:
+//!
+//! - [`TokenLifecycle`] and [`endpoint`]: access + refresh token pairs, rotation with reuse
+//!   detection (RFC 9700), the RFC 6749 refresh grant and RFC 7009 revocation as tower
+//!   services, logout everywhere, cookie delivery for browsers. Stores in [`refresh`].
+//! - [`revocation`]: the store the layer checks — in memory, or Redis shared by many
+//!   instances with no round trip per request and a fail-closed policy.
+//! - [`remember_me`]: Spring-style remember-me (signed or persistent cookies, theft
+//!   detection) as [`remember_me::RememberMeLayer`].
+//! - [`jwks`]: keys from an auth server's JWK Set, refreshed and rotated without restarts.
+//!
 //! # Example
 //!
 //! ```
@@ -57,7 +68,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `axum` | yes | `Claims<T>` / `Option<Claims<T>>` extractors, `IntoResponse` for errors |
-//! | `redis` | yes | [`revocation::RedisRevocationStore`]: revocations shared by many instances through Redis or Redis Cluster, answered from a local cache kept fresh by pub/sub |
+//! | `redis` | yes | Redis stores: [`revocation::RedisRevocationStore`] (revocations shared by many instances, answered from a local cache kept fresh by pub/sub, Redis Cluster too), `refresh::RedisRefreshStore`, `remember_me::RedisRememberMeStore` |
 //! | `aws_lc_rs` | yes | jsonwebtoken's aws-lc-rs crypto backend |
 //! | `rust_crypto` | no | jsonwebtoken's pure-Rust backend; with both enabled aws-lc-rs is used |
 //! | `testing` | no | [`testing::TestKeys`] for applications' own tests |
