@@ -3,7 +3,7 @@
 //! When a request is not authenticated and carries a remember-me cookie, [`RememberMeLayer`]
 //! logs the user in: it loads the user through the application's [`UserStore`] (disabled,
 //! locked or missing users are refused), puts [`Claims`] marked as remembered
-//! ([`Claims::is_remembered`], `amr` = [`REMEMBER_ME_AMR`](crate::REMEMBER_ME_AMR)) and
+//! ([`Claims::is_remembered`], `amr` = [`REMEMBER_ME_AMR`]) and
 //! [`AuthStatus::Remembered`](crate::AuthStatus::Remembered) into the request, and optionally
 //! mints a fresh access-token cookie so the following requests are plain JWT requests.
 //! Sensitive routes call [`Claims::require_fresh_login`] to demand the password again.
