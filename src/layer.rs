@@ -22,7 +22,7 @@ use crate::logout::Logout;
 use crate::revocation::{
     MemoryStore, RevocationCheck, RevocationStatus, RevocationStore, TokenRef,
 };
-use crate::source::{AccessCookie, TokenSource, extract};
+use crate::source::{AccessCookie, TokenSource, extract_with_source};
 use crate::verifier::Verifier;
 
 /// Whether a request without a token may pass.
@@ -41,6 +41,7 @@ struct Config {
     responder: Arc<dyn ErrorResponder>,
     mode: Mode,
     allow_preflight: bool,
+    lenient_cookies: bool,
 }
 
 /// Authenticates requests with a JWT and puts its [`Claims<T>`] into the request extensions.
@@ -127,6 +128,7 @@ impl JwtAuthLayer<NoCustomClaims> {
                 responder: Arc::new(Rfc6750Responder::default()),
                 mode: Mode::Required,
                 allow_preflight: true,
+                lenient_cookies: false,
             }),
             _claims: PhantomData,
         }
@@ -177,6 +179,18 @@ impl<T> JwtAuthLayer<T> {
     /// with a token that fails verification are still refused.
     pub fn optional(mut self) -> Self {
         self.config_mut().mode = Mode::Optional;
+        self
+    }
+
+    /// Optional mode, browser flavour: a token from a *cookie* that fails verification (expired,
+    /// revoked, from an old key…) counts as no token, so the request passes as
+    /// [`AuthStatus::Anonymous`] and a [`RememberMeLayer`](crate::remember_me::RememberMeLayer)
+    /// inside can log the user in again. Bearer tokens are still refused, and so is everything
+    /// when the revocation store cannot answer. Implies [`optional`](Self::optional).
+    pub fn optional_ignoring_bad_cookies(mut self) -> Self {
+        let c = self.config_mut();
+        c.mode = Mode::Optional;
+        c.lenient_cookies = true;
         self
     }
 
@@ -319,12 +333,12 @@ where
             req.extensions_mut().insert(AuthStatus::Preflight);
             return ResponseFuture::calling(self.inner.call(req));
         }
-        let verified = match extract(
+        let verified = match extract_with_source(
             req.headers(),
             &config.sources,
             config.verifier.max_token_len(),
         ) {
-            Ok(Some(token)) => match config.verifier.verify::<T>(token) {
+            Ok(Some((token, source))) => match config.verifier.verify::<T>(token) {
                 // Keys come from a JWK Set that may have rotated: fetch it once more
                 // (rate-limited) before refusing.
                 Err(e) if is_unknown_key(&e) && config.verifier.remote().is_some() => {
@@ -335,36 +349,62 @@ where
                     );
                     return self.check_later(check, req);
                 }
-                other => other.map(Some),
+                Err(e)
+                    if config.lenient_cookies
+                        && matches!(source, TokenSource::Cookie(_))
+                        && matches!(e.kind(), AuthErrorKind::InvalidToken(_)) =>
+                {
+                    log_rejection(&e);
+                    Ok(None)
+                }
+                other => other.map(|c| Some((c, matches!(source, TokenSource::Cookie(_))))),
             },
             Ok(None) if config.mode == Mode::Optional => Ok(None),
             Ok(None) => Err(AuthError::missing_token()),
             Err(e) => Err(e),
         };
-        let claims = match verified {
-            Ok(Some(claims)) => claims,
+        let (claims, from_cookie) = match verified {
+            Ok(Some(found)) => found,
             Ok(None) => {
                 req.extensions_mut().insert(AuthStatus::Anonymous);
                 return ResponseFuture::calling(self.inner.call(req));
             }
             Err(e) => return self.reject(&e),
         };
+        // A revoked cookie token in lenient mode is no token (see optional_ignoring_bad_cookies).
+        let lenient = config.lenient_cookies && from_cookie;
         let check = config.store.check(&token_ref(&claims));
-        req.extensions_mut().insert(claims);
-        req.extensions_mut().insert(AuthStatus::Authenticated);
+        let authenticated = move |ext: &mut http::Extensions| {
+            ext.insert(claims);
+            ext.insert(AuthStatus::Authenticated);
+        };
+        let anonymous = |ext: &mut http::Extensions| {
+            ext.insert(AuthStatus::Anonymous);
+        };
         match check {
-            RevocationCheck::Ready(Ok(RevocationStatus::Active)) => {
+            RevocationCheck::Ready(Ok(RevocationStatus::Revoked)) if lenient => {
+                log_rejection(&AuthError::invalid_token(InvalidToken::Revoked));
+                anonymous(req.extensions_mut());
                 ResponseFuture::calling(self.inner.call(req))
             }
-            RevocationCheck::Ready(Ok(RevocationStatus::Revoked)) => {
-                self.reject(&AuthError::invalid_token(InvalidToken::Revoked))
-            }
-            RevocationCheck::Ready(Err(e)) => {
-                tracing::warn!(target: "tower_token_auth", error = %e, "revocation check failed; refusing the request");
-                self.reject(&AuthError::revocation_unavailable())
-            }
+            RevocationCheck::Ready(status) => match revocation_outcome(status) {
+                Ok(()) => {
+                    authenticated(req.extensions_mut());
+                    ResponseFuture::calling(self.inner.call(req))
+                }
+                Err(e) => self.reject(&e),
+            },
             RevocationCheck::Pending(check) => {
-                let check = Box::pin(async move { revocation_outcome(check.await).map(|()| None) });
+                let check: PendingCheck = Box::pin(async move {
+                    let insert: Insert = match check.await {
+                        Ok(RevocationStatus::Revoked) if lenient => Box::new(anonymous),
+                        status => {
+                            revocation_outcome(status)?;
+                            Box::new(authenticated)
+                        }
+                    };
+                    Ok(Some(insert))
+                });
                 self.check_later(check, req)
             }
         }

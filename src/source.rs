@@ -138,13 +138,22 @@ pub(crate) fn extract<'h>(
     sources: &[TokenSource],
     max_len: usize,
 ) -> Result<Option<&'h str>, AuthError> {
+    Ok(extract_with_source(headers, sources, max_len)?.map(|(token, _)| token))
+}
+
+/// Like [`extract`], also telling which source the token came from.
+pub(crate) fn extract_with_source<'h, 's>(
+    headers: &'h HeaderMap,
+    sources: &'s [TokenSource],
+    max_len: usize,
+) -> Result<Option<(&'h str, &'s TokenSource)>, AuthError> {
     for source in sources {
         let found = match source {
             TokenSource::AuthorizationBearer => bearer(headers, max_len)?,
             TokenSource::Cookie(name) => cookie(headers, name, max_len)?,
         };
-        if found.is_some() {
-            return Ok(found);
+        if let Some(token) = found {
+            return Ok(Some((token, source)));
         }
     }
     Ok(None)

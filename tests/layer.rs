@@ -791,3 +791,41 @@ async fn custom_responder_replaces_the_body() {
     assert_eq!(&out.body[..], b"nope");
     assert!(out.www.unwrap().contains(r#"error="invalid_token""#));
 }
+
+#[tokio::test]
+async fn lenient_cookie_mode_treats_bad_cookies_as_no_token() {
+    let f = fixture();
+    let layer = f.layer.clone().optional_ignoring_bad_cookies();
+    let expired = with_claim("exp", json!(now() - 100));
+    let anonymous =
+        |out: &Outcome| out.status == StatusCode::OK && &out.body[..] == b"Some(Anonymous)";
+    assert!(anonymous(
+        &send(&layer, cookie(&format!("access_token={expired}"))).await
+    ));
+    assert!(anonymous(
+        &send(&layer, cookie("access_token=abc.def.ghi")).await
+    ));
+    // Revoked (user revoked): also no token from a cookie...
+    let mallory = hs(&claims("mallory"));
+    f.store.revoke_user_now("mallory", now(), now() + 600);
+    assert!(anonymous(
+        &send(&layer, cookie(&format!("access_token={mallory}"))).await
+    ));
+    // ...but a bearer token is still judged.
+    check(
+        "bearer, lenient",
+        &send(&layer, bearer(&expired)).await,
+        Expect::BadToken("token expired"),
+    );
+    check(
+        "bearer revoked, lenient",
+        &send(&layer, bearer(&mallory)).await,
+        Expect::BadToken("token revoked"),
+    );
+    let valid = hs(&claims("alice"));
+    check(
+        "cookie, lenient",
+        &send(&layer, cookie(&format!("access_token={valid}"))).await,
+        Expect::Ok("alice"),
+    );
+}
