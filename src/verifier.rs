@@ -23,7 +23,9 @@ pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// Claims the verifier can require. `exp` is required unless removed with
 /// [`VerifierBuilder::require_claims`].
-const KNOWN_CLAIMS: &[&str] = &["exp", "nbf", "iat", "sub", "iss", "aud", "jti", "scope"];
+const KNOWN_CLAIMS: &[&str] = &[
+    "exp", "nbf", "iat", "sub", "iss", "aud", "jti", "scope", "sid",
+];
 
 /// Verifies JWTs against a [`KeySet`]. Cheap to clone.
 ///
@@ -55,6 +57,7 @@ pub(crate) struct Inner {
     require_iat: bool,
     require_jti: bool,
     require_scope: bool,
+    require_sid: bool,
     typ: Option<String>,
     cache: Option<TokenCache>,
 }
@@ -165,7 +168,7 @@ impl VerifierBuilder {
     }
 
     /// The claims a token must carry, replacing the default (`exp`). Known names: `exp`,
-    /// `nbf`, `iat`, `sub`, `iss`, `aud`, `jti`, `scope`.
+    /// `nbf`, `iat`, `sub`, `iss`, `aud`, `jti`, `scope`, `sid`.
     pub fn require_claims<I, S>(mut self, claims: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -222,7 +225,8 @@ impl VerifierBuilder {
             required.push("aud".into());
         }
         let has = |c: &str| required.iter().any(|r| r == c);
-        let (require_iat, require_jti, require_scope) = (has("iat"), has("jti"), has("scope"));
+        let (require_iat, require_jti, require_scope, require_sid) =
+            (has("iat"), has("jti"), has("scope"), has("sid"));
         let params = Params {
             issuers: self.issuers,
             audiences: self.audiences,
@@ -239,6 +243,7 @@ impl VerifierBuilder {
                 require_iat,
                 require_jti,
                 require_scope,
+                require_sid,
                 typ: self.typ,
                 cache: self
                     .cache_bytes
@@ -377,6 +382,7 @@ impl Verifier {
             (inner.require_iat, claims.iat.is_some(), "iat"),
             (inner.require_jti, claims.jti.is_some(), "jti"),
             (inner.require_scope, claims.scope.is_some(), "scope"),
+            (inner.require_sid, claims.sid.is_some(), "sid"),
         ] {
             if required && !present {
                 return Err(AuthError::invalid_token(InvalidToken::MissingClaim(
