@@ -118,6 +118,12 @@ fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     res
 }
 
+fn append_cookies(res: &mut Response<Full<Bytes>>, cookies: [HeaderValue; 2]) {
+    for v in cookies {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
 /// Request parameters: each name at most once.
 #[derive(Debug, Default)]
 pub struct Params(HashMap<String, String>);
@@ -343,9 +349,7 @@ impl TokenEndpoint {
             )
             .response();
             if let Some(c) = cookies {
-                for v in c.clear() {
-                    res.headers_mut().append(header::SET_COOKIE, v);
-                }
+                append_cookies(&mut res, c.clear());
             }
             res
         };
@@ -362,9 +366,7 @@ impl TokenEndpoint {
                 }
                 let mut res = json_response(StatusCode::OK, body.to_string());
                 if let Some(c) = &self.cookies {
-                    for v in c.set(&pair) {
-                        res.headers_mut().append(header::SET_COOKIE, v);
-                    }
+                    append_cookies(&mut res, c.set(&pair));
                 }
                 res
             }
@@ -434,9 +436,7 @@ impl RevocationEndpoint {
             Ok(()) => {
                 let mut res = json_response(StatusCode::OK, String::new());
                 if let Some(c) = &self.cookies {
-                    for v in c.clear() {
-                        res.headers_mut().append(header::SET_COOKIE, v);
-                    }
+                    append_cookies(&mut res, c.clear());
                 }
                 res
             }

@@ -39,6 +39,32 @@ impl Conn {
     }
 }
 
+/// Adds `member` to the index set `key` and makes the set live at least until `expires_at`
+/// (Unix seconds): a per-user index of families or remembered logins. Needs Redis 7 (`EXPIRE …
+/// GT/NX`).
+pub(crate) async fn add_to_index(
+    conn: &Conn,
+    limit: Duration,
+    key: &str,
+    member: &str,
+    expires_at: u64,
+) -> Result<(), ConnError> {
+    let ttl = expires_at
+        .saturating_sub(crate::revocation::now_secs())
+        .max(1);
+    bounded(
+        limit,
+        conn.run::<i64>(redis::cmd("SADD").arg(key).arg(member)),
+    )
+    .await?;
+    // GT only lengthens an existing expiry; NX gives a new set its first one.
+    for flag in ["GT", "NX"] {
+        let cmd = redis::cmd("EXPIRE").arg(key).arg(ttl).arg(flag).to_owned();
+        bounded(limit, conn.run::<i64>(&cmd)).await?;
+    }
+    Ok(())
+}
+
 /// A Redis operation failed or took too long.
 #[derive(Debug)]
 pub(crate) enum ConnError {

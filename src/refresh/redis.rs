@@ -8,8 +8,8 @@ use redis::cluster::ClusterClient;
 use redis::{Client, Script, Value};
 
 use super::{PresentedToken, RefreshRecord, RefreshStore, RefreshStoreError, Rotation, TokenHash};
-use crate::redis_conn::{Conn, ConnError, bounded};
-use crate::revocation::{BoxFuture, now_secs};
+use crate::redis_conn::{Conn, ConnError, add_to_index, bounded};
+use crate::revocation::BoxFuture;
 
 /// A [`RefreshStore`] in Redis or Redis Cluster (feature `redis`).
 ///
@@ -180,25 +180,12 @@ impl RefreshStore for RedisRefreshStore {
             ];
             self.script::<i64>(CREATE_LUA, &keys, &args).await?;
             // The user index lives on the user's slot: a separate, idempotent step.
-            let user = self.user_key(&record.sub);
-            self.run::<i64>(redis::cmd("SADD").arg(&user).arg(&record.family).to_owned())
-                .await?;
-            let ttl = record.expires_at.saturating_sub(now_secs()).max(1);
-            self.run::<i64>(
-                redis::cmd("EXPIRE")
-                    .arg(&user)
-                    .arg(ttl)
-                    .arg("GT")
-                    .to_owned(),
-            )
-            .await?;
-            // EXPIRE GT leaves a key without expiry alone: give a new index one.
-            self.run::<i64>(
-                redis::cmd("EXPIRE")
-                    .arg(&user)
-                    .arg(ttl)
-                    .arg("NX")
-                    .to_owned(),
+            add_to_index(
+                &self.conn,
+                self.op_timeout,
+                &self.user_key(&record.sub),
+                &record.family,
+                record.expires_at,
             )
             .await?;
             Ok(())

@@ -152,8 +152,12 @@ impl UserStore for StaticUsers {
 
 #[derive(Clone)]
 enum Mode {
-    Signed { key: Arc<zeroize::Zeroizing<Vec<u8>>> },
-    Persistent { store: Arc<dyn RememberMeStore> },
+    Signed {
+        key: Arc<zeroize::Zeroizing<Vec<u8>>>,
+    },
+    Persistent {
+        store: Arc<dyn RememberMeStore>,
+    },
 }
 
 /// Why a remember-me operation failed.

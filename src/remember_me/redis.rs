@@ -7,7 +7,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script, Value};
 
 use super::store::{Device, RememberMeStore, RememberMeStoreError, SeriesCheck, SeriesRecord};
-use crate::redis_conn::{Conn, ConnError, bounded};
+use crate::redis_conn::{Conn, ConnError, add_to_index, bounded};
 use crate::revocation::{BoxFuture, now_secs};
 
 /// A [`RememberMeStore`] in Redis (feature `redis`).
@@ -144,26 +144,15 @@ impl RememberMeStore for RedisRememberMeStore {
                     .to_owned(),
             )
             .await?;
-            let user = self.user_key(&record.username);
-            self.run::<i64>(redis::cmd("SADD").arg(&user).arg(series).to_owned())
-                .await?;
-            let ttl = record.expires_at.saturating_sub(now_secs()).max(1);
-            self.run::<i64>(
-                redis::cmd("EXPIRE")
-                    .arg(&user)
-                    .arg(ttl)
-                    .arg("GT")
-                    .to_owned(),
+            add_to_index(
+                &self.conn,
+                self.op_timeout,
+                &self.user_key(&record.username),
+                series,
+                record.expires_at,
             )
-            .await?;
-            self.run::<i64>(
-                redis::cmd("EXPIRE")
-                    .arg(&user)
-                    .arg(ttl)
-                    .arg("NX")
-                    .to_owned(),
-            )
-            .await?;
+            .await
+            .map_err(err)?;
             Ok(())
         })
     }
