@@ -40,6 +40,7 @@ struct State {
 
 /// Live records, for writing them back to a shared store.
 #[derive(Debug, Default)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct Snapshot {
     /// (jti, sub, exp)
     pub(crate) tokens: Vec<(String, Option<String>, u64)>,
