@@ -22,7 +22,7 @@ use crate::logout::Logout;
 use crate::revocation::{
     MemoryStore, RevocationCheck, RevocationStatus, RevocationStore, TokenRef,
 };
-use crate::source::{AccessCookie, TokenSource, extract_with_source};
+use crate::source::{AccessCookie, TokenSource, bearer_syntax_error, extract_with_source};
 use crate::verifier::Verifier;
 
 /// Whether a request without a token may pass.
@@ -357,7 +357,11 @@ where
                     log_rejection(&e);
                     Ok(None)
                 }
-                other => other.map(|c| Some((c, matches!(source, TokenSource::Cookie(_))))),
+                Err(e) => Err(match source {
+                    TokenSource::AuthorizationBearer => bearer_syntax_error(token).unwrap_or(e),
+                    _ => e,
+                }),
+                Ok(claims) => Ok(Some((claims, matches!(source, TokenSource::Cookie(_))))),
             },
             Ok(None) if config.mode == Mode::Optional => Ok(None),
             Ok(None) => Err(AuthError::missing_token()),

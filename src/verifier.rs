@@ -73,6 +73,15 @@ impl Compiled {
     fn len(&self) -> usize {
         self.by_kid.len() + usize::from(self.default.is_some())
     }
+
+    /// The only key, when there is exactly one.
+    fn single(&self) -> Option<&Entry> {
+        match (self.default.as_ref(), self.by_kid.len()) {
+            (Some(entry), 0) => Some(entry),
+            (None, 1) => self.by_kid.values().next(),
+            _ => None,
+        }
+    }
 }
 
 /// What a key's `Validation` is made of.
@@ -351,33 +360,34 @@ impl Verifier {
 
     fn verify_uncached<T: DeserializeOwned>(&self, token: &str) -> Result<Claims<T>, AuthError> {
         let inner = &*self.inner;
-        let header =
-            decode_header(token).map_err(|_| AuthError::invalid_token(InvalidToken::Malformed))?;
         let keys = inner.keys.load();
-        let entry = match header.kid.as_deref() {
-            Some(kid) => keys.by_kid.get(kid),
-            None => keys.default.as_ref(),
-        }
-        .ok_or_else(|| AuthError::invalid_token(InvalidToken::UnknownKey))?;
-        if header.alg != entry.key.alg {
-            return Err(AuthError::invalid_token(InvalidToken::AlgorithmMismatch));
-        }
-        // No extension this verifier understands may be marked critical (RFC 7515 §4.1.11).
-        if header.crit.is_some() {
-            return Err(AuthError::invalid_token(InvalidToken::Malformed));
-        }
-        if let Some(want) = &inner.typ {
-            let ok = header.typ.as_deref().is_some_and(|t| {
-                let t = t.strip_prefix("application/").unwrap_or(t);
-                t.eq_ignore_ascii_case(want)
-            });
-            if !ok {
-                return Err(AuthError::invalid_token(InvalidToken::WrongType));
+        let data = match keys.single() {
+            // One key: let `decode` parse the header (it does anyway) and check what the key
+            // selection would have checked on the header it returns. The algorithm stays pinned
+            // by the key's `Validation`.
+            Some(entry) => match decode::<Claims<T>>(token, &entry.key.key, &entry.validation) {
+                Ok(data) => {
+                    if data.header.kid != entry.key.kid {
+                        return Err(AuthError::invalid_token(InvalidToken::UnknownKey));
+                    }
+                    self.check_header(&data.header)?;
+                    data
+                }
+                // Report what the header says first, as the several-key path does.
+                Err(e) => {
+                    return Err(self
+                        .select(&keys, token)
+                        .err()
+                        .unwrap_or_else(|| map_error(e.into_kind())));
+                }
+            },
+            None => {
+                let entry = self.select(&keys, token)?;
+                decode::<Claims<T>>(token, &entry.key.key, &entry.validation)
+                    .map_err(|e| map_error(e.into_kind()))?
             }
-        }
-        let claims = decode::<Claims<T>>(token, &entry.key.key, &entry.validation)
-            .map_err(|e| map_error(e.into_kind()))?
-            .claims;
+        };
+        let claims = data.claims;
         for (required, present, name) in [
             (inner.require_iat, claims.iat.is_some(), "iat"),
             (inner.require_jti, claims.jti.is_some(), "jti"),
@@ -391,6 +401,39 @@ impl Verifier {
             }
         }
         Ok(claims)
+    }
+
+    /// Parses the header and picks the key: by `kid`, pinned algorithm, `crit`, `typ`.
+    fn select<'k>(&self, keys: &'k Compiled, token: &str) -> Result<&'k Entry, AuthError> {
+        let header =
+            decode_header(token).map_err(|_| AuthError::invalid_token(InvalidToken::Malformed))?;
+        let entry = match header.kid.as_deref() {
+            Some(kid) => keys.by_kid.get(kid),
+            None => keys.default.as_ref(),
+        }
+        .ok_or_else(|| AuthError::invalid_token(InvalidToken::UnknownKey))?;
+        if header.alg != entry.key.alg {
+            return Err(AuthError::invalid_token(InvalidToken::AlgorithmMismatch));
+        }
+        self.check_header(&header)?;
+        Ok(entry)
+    }
+
+    fn check_header(&self, header: &jsonwebtoken::Header) -> Result<(), AuthError> {
+        // No extension this verifier understands may be marked critical (RFC 7515 §4.1.11).
+        if header.crit.is_some() {
+            return Err(AuthError::invalid_token(InvalidToken::Malformed));
+        }
+        if let Some(want) = &self.inner.typ {
+            let ok = header.typ.as_deref().is_some_and(|t| {
+                let t = t.strip_prefix("application/").unwrap_or(t);
+                t.eq_ignore_ascii_case(want)
+            });
+            if !ok {
+                return Err(AuthError::invalid_token(InvalidToken::WrongType));
+            }
+        }
+        Ok(())
     }
 }
 

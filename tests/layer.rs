@@ -829,3 +829,37 @@ async fn lenient_cookie_mode_treats_bad_cookies_as_no_token() {
         Expect::Ok("alice"),
     );
 }
+
+/// A key set with one key takes a shorter path through the verifier: it must refuse the same
+/// tokens for the same reasons.
+#[tokio::test]
+async fn single_key_verifier_gives_the_same_answers() {
+    let keys = KeySet::new()
+        .with_key(VerifyingKey::hmac(Algorithm::HS256, SECRET).unwrap())
+        .unwrap();
+    let verifier = Verifier::builder(keys)
+        .issuer("test")
+        .audience("test")
+        .require_claims(["exp", "sub"])
+        .leeway(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let layer = JwtAuthLayer::new(verifier).with_realm("api").unwrap();
+    let f = fixture();
+    let multi: Vec<_> = cases(&f)
+        .into_iter()
+        // Cases about the RSA key or cookies need the two-key fixture.
+        .filter(|(name, _, _)| {
+            !name.contains("RS256") && !name.contains("cookie") && !name.contains("revoked")
+        })
+        .collect();
+    assert!(multi.len() >= 30);
+    for (name, req, expect) in multi {
+        let expect = match name {
+            // With no RSA key, the RSA kid is just unknown.
+            "HS256 keyed with the RS256 public key" => Expect::BadToken("unknown signing key"),
+            _ => expect,
+        };
+        check(name, &send(&layer, req).await, expect);
+    }
+}
