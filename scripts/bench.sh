@@ -2,8 +2,11 @@
 # Load test: bare axum vs JwtAuthLayer (memory, Redis) vs a plain jsonwebtoken middleware vs
 # that middleware with one Redis GET per request, all in one run on this machine.
 #
-#   scripts/bench.sh            # 10 s per case
-#   DURATION=5 scripts/bench.sh
+#   scripts/bench.sh                      # 3 rounds x 11 cases x 5 s
+#   ROUNDS=5 DURATION=10 scripts/bench.sh
+#
+# Cases are interleaved round by round and each figure is the median over the rounds: on a
+# 2-core machine a single 10 s run of one case varies by +-10 %.
 #
 # The server runs on core 0 (one Tokio worker), wrk on core 1 (-t1 -c32), as the reference
 # figures in the issue were measured. Prints requests/s, p50 and p99 per case and the ratios.
@@ -11,7 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION="${DURATION:-10}"
+DURATION="${DURATION:-5}"
+ROUNDS="${ROUNDS:-3}"
 CONNS="${CONNS:-32}"
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -35,7 +39,7 @@ trap cleanup EXIT
 for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 export REDIS_URL="redis://127.0.0.1:$RPORT/"
 
-declare -A RPS P50 P99
+declare -A RPS P50 P99 ALL_RPS ALL_P50 ALL_P99
 run_case() { # name mode alg cache
   local name=$1 mode=$2 alg=$3 cache=$4 port out token
   port=$(free_port)
@@ -51,22 +55,52 @@ run_case() { # name mode alg cache
   local non2xx
   non2xx=$(echo "$res" | sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p')
   if [ -n "$non2xx" ]; then echo "case $name: $non2xx non-2xx responses" >&2; exit 1; fi
-  RPS[$name]=$(echo "$res" | awk '/Requests\/sec/ {print $2}')
-  P50[$name]=$(echo "$res" | awk '$1=="50%" {print $2}')
-  P99[$name]=$(echo "$res" | awk '$1=="99%" {print $2}')
+  ALL_RPS[$name]+="$(echo "$res" | awk '/Requests\/sec/ {print $2}') "
+  ALL_P50[$name]+="$(echo "$res" | awk '$1=="50%" {print $2}') "
+  ALL_P99[$name]+="$(echo "$res" | awk '$1=="99%" {print $2}') "
   kill "$SPID"; wait "$SPID" 2>/dev/null || true; SPID=""
   rm -f "$out"
-  printf '%-28s %10s req/s   p50 %-9s p99 %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}"
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); wrk -t1 -c$CONNS -d${DURATION}s; server pinned to core 0, wrk to core 1"
-run_case bare bare HS256 1
-for alg in HS256 ES256; do
-  run_case "$alg/plain-jsonwebtoken" plain "$alg" 0
-  run_case "$alg/naive-redis-get" naive "$alg" 0
-  run_case "$alg/layer-memory" layer "$alg" 0
-  run_case "$alg/layer-memory-cached" layer "$alg" 1
-  run_case "$alg/layer-redis-cached" redis "$alg" 1
+# Median of numbers; values with a unit (us, ms, s) are converted to ms.
+median() {
+  tr ' ' '\n' | grep -v '^$' | awk '
+    { v=$1; u=0
+      if (v ~ /us$/) { sub(/us$/,"",v); v=v/1000; u=1 }
+      else if (v ~ /ms$/) { sub(/ms$/,"",v); u=1 }
+      else if (v ~ /s$/) { sub(/s$/,"",v); v=v*1000; u=1 }
+      print v, u }' | sort -n | awk '
+    { a[NR]=$1; u=$2 }
+    END { m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2
+          if (u) printf "%.2fms", m; else printf "%.2f", m }'
+}
+
+CASES=(
+  "bare bare HS256 1"
+  "HS256/plain-jsonwebtoken plain HS256 0"
+  "HS256/naive-redis-get naive HS256 0"
+  "HS256/layer-memory layer HS256 0"
+  "HS256/layer-memory-cached layer HS256 1"
+  "HS256/layer-redis-cached redis HS256 1"
+  "ES256/plain-jsonwebtoken plain ES256 0"
+  "ES256/naive-redis-get naive ES256 0"
+  "ES256/layer-memory layer ES256 0"
+  "ES256/layer-memory-cached layer ES256 1"
+  "ES256/layer-redis-cached redis ES256 1"
+)
+for round in $(seq "$ROUNDS"); do
+  echo "round $round/$ROUNDS" >&2
+  for c in "${CASES[@]}"; do
+    # shellcheck disable=SC2086
+    run_case $c
+  done
+done
+for c in "${CASES[@]}"; do
+  name=${c%% *}
+  RPS[$name]=$(echo "${ALL_RPS[$name]}" | median)
+  P50[$name]=$(echo "${ALL_P50[$name]}" | median)
+  P99[$name]=$(echo "${ALL_P99[$name]}" | median)
+  printf '%-28s %10s req/s   p50 %-9s p99 %-9s (req/s per round: %s)\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${ALL_RPS[$name]% }"
 done
 
 ratio() { awk -v a="${RPS[$1]}" -v b="${RPS[$2]}" 'BEGIN { printf "%.2f", a / b }'; }
