@@ -1,9 +1,13 @@
 //! No token, cookie value or key reaches the logs: every rejection is logged with its reason
-//! only. The test captures all `tracing` output (TRACE level) while bad and good requests go
-//! through the layer, then searches it for any token material.
+//! only. The tests capture all `tracing` output (TRACE level) while the whole bad-input suite,
+//! and good requests, go through the layer, then search it for any token material.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+#[path = "support/bad_inputs.rs"]
+mod bad_inputs;
+#[path = "support/log_capture.rs"]
+mod log_capture;
+
+use log_capture::Capture;
 
 use bytes::Bytes;
 use http::{Request, Response, header};
@@ -12,29 +16,16 @@ use tower::{ServiceExt, service_fn};
 use tower_token_auth::testing::TestKeys;
 use tower_token_auth::{AccessCookie, JwtAuthLayer};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// One test, so one thread: `tracing` caches callsite interest from whichever thread meets a
+/// callsite first, and a parallel test thread without the capture could cache "never".
+#[tokio::test(flavor = "current_thread")]
+async fn no_credentials_in_logs() {
+    let (capture, _guard) = Capture::start();
+    rejections_never_log_tokens(&capture).await;
+    the_bad_input_suite_logs_no_credentials(&capture).await;
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn rejections_never_log_tokens() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+async fn rejections_never_log_tokens(capture: &Capture) {
     let keys = TestKeys::hs256();
     let layer = JwtAuthLayer::new(keys.verifier())
         .with_cookie(AccessCookie::new("at"))
@@ -71,7 +62,7 @@ async fn rejections_never_log_tokens() {
         svc.oneshot(req).await.unwrap();
     }
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("request not authenticated"),
         "the capture works and rejections are logged:\n{logs}"
@@ -80,6 +71,44 @@ async fn rejections_never_log_tokens() {
         assert!(
             !logs.contains(secret.as_str()),
             "secret material in logs:\n{logs}"
+        );
+    }
+}
+
+/// The whole bad-input suite of `tests/layer.rs`, under capture.
+async fn the_bad_input_suite_logs_no_credentials(capture: &Capture) {
+    let f = bad_inputs::fixture();
+    let cases = bad_inputs::cases(&f);
+    // Every credential sent (the part after the scheme or the cookie name).
+    let mut secrets = Vec::new();
+    for (_, req, _) in &cases {
+        for name in [header::AUTHORIZATION, header::COOKIE] {
+            for v in req.headers().get_all(&name) {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                for part in v.split([' ', ';', '=']) {
+                    if part.len() >= 16 {
+                        secrets.push(part.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    assert!(secrets.len() >= 30, "the cases carry credentials");
+    let count = cases.len();
+    for (name, req, expect) in cases {
+        let out = bad_inputs::send(&f.layer, req).await;
+        bad_inputs::check(name, &out, expect);
+    }
+    let logs = capture.text();
+    let rejections = logs.matches("request not authenticated").count();
+    assert!(
+        rejections >= count - 10,
+        "{rejections} rejections logged for {count} cases"
+    );
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "credential in the logs: {secret}"
         );
     }
 }
