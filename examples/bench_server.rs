@@ -4,7 +4,9 @@
 //! Environment:
 //! - `MODE`: `bare` (no auth), `plain` (a hand-written jsonwebtoken middleware, the usual
 //!   baseline), `naive` (that middleware plus one Redis `GET` per request), `layer`
-//!   (`JwtAuthLayer` with the memory store) or `redis` (`JwtAuthLayer` with the Redis store).
+//!   (`JwtAuthLayer` with the memory store) or `redis` (`JwtAuthLayer` with the Redis store);
+//!   `noop` (a layer that does nothing) and `ext` (a layer that only inserts claims) measure
+//!   what any layer costs.
 //! - `ALG`: `HS256` (default) or `ES256`.
 //! - `CACHE`: `1` turns on the verified-token cache for `layer` and `redis` (default `1`).
 //! - `BIND` (default `127.0.0.1:3200`), `REDIS_URL` (for `naive` and `redis`).
@@ -126,6 +128,16 @@ async fn main() -> anyhow::Result<()> {
             hello.layer(middleware::from_fn_with_state(plain, plain_auth))
         }
         "layer" => hello.layer(JwtAuthLayer::new(verifier)),
+        // Baselines for the cost of any layer: one that does nothing, and one that does what
+        // the cached layer does besides the cache lookup (an extension insert).
+        "noop" => hello.layer(tower::util::MapRequestLayer::new(|r: Request| r)),
+        "ext" => {
+            let claims = verifier.verify::<tower_token_auth::NoCustomClaims>(&token)?;
+            hello.layer(tower::util::MapRequestLayer::new(move |mut r: Request| {
+                r.extensions_mut().insert(claims.clone());
+                r
+            }))
+        }
         "redis" => {
             let store =
                 RedisRevocationStore::connect(&redis_url, RedisStoreConfig::default()).await?;

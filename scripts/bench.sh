@@ -77,6 +77,7 @@ median() {
 
 CASES=(
   "bare bare HS256 1"
+  "noop-layer noop HS256 1"
   "HS256/plain-jsonwebtoken plain HS256 0"
   "HS256/naive-redis-get naive HS256 0"
   "HS256/layer-memory layer HS256 0"
@@ -106,6 +107,7 @@ done
 ratio() { awk -v a="${RPS[$1]}" -v b="${RPS[$2]}" 'BEGIN { printf "%.2f", a / b }'; }
 echo
 echo "ratios (throughput):"
+echo "  noop-layer / bare                         = $(ratio noop-layer bare)   (what any layer costs here; noise included)"
 for alg in HS256 ES256; do
   echo "  $alg layer-redis-cached / bare           = $(ratio "$alg/layer-redis-cached" bare)   (goal >= 0.85)"
   echo "  $alg layer-redis-cached / plain          = $(ratio "$alg/layer-redis-cached" "$alg/plain-jsonwebtoken")   (goal >= 1.3)"
