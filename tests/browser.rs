@@ -9,6 +9,7 @@
 
 #[path = "support/browser.rs"]
 mod browser_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::process::Command;

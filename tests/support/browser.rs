@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -68,32 +68,9 @@ impl BrowserTooling {
     }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding 127.0.0.1:0")
-        .port()
-}
-
-/// `target/<profile>/examples/<name>`, built by `cargo test` next to the test binaries.
-pub fn example_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary is in target/<profile>/deps");
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "example binary {} not found; run `cargo build --examples --all-features` (or `cargo test \
-         --all-features`, which builds them)",
-        bin.display()
-    );
-    bin
-}
+// `free_port` and `example_bin` (which also refuses a stale binary) come from
+// `tests/support/mod.rs`.
+pub use crate::support::{example_bin, free_port};
 
 /// A running example binary, killed when dropped (also when the test panics).
 pub struct ExampleProcess {
