@@ -16,7 +16,8 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use browser_support::{BrowserTooling, ExampleProcess, free_port, run_with_timeout};
+use browser_support::{BrowserTooling, free_port, run_with_timeout};
+use support::{ChildGuard, Http};
 
 const SECRET: &str = "browser-test-secret-0123456789abcdef";
 /// How long a rotated-away remember-me token stays valid; the script waits it out before
@@ -46,8 +47,12 @@ fn run(mode: &str, envs: &[(&str, &str)], steps: &[&str]) {
         ("MODE", mode),
     ];
     all.extend_from_slice(envs);
-    let mut example = ExampleProcess::spawn("remember_me", &all);
-    example.wait_ready(addr, "/health", Duration::from_secs(20));
+    let mut example = ChildGuard::spawn_example("remember_me", &all);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(example.wait_ready(&Http::new(), addr, "/health", Duration::from_secs(20)));
 
     let mut cmd = Command::new(&tooling.node);
     cmd.current_dir(&tooling.dir)

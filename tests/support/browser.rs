@@ -3,11 +3,9 @@
 //! only; all traffic goes to 127.0.0.1.
 #![allow(dead_code, unreachable_pub)]
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// What to run when the browser tooling is missing.
@@ -70,100 +68,7 @@ impl BrowserTooling {
 
 // `free_port` and `example_bin` (which also refuses a stale binary) come from
 // `tests/support/mod.rs`.
-pub use crate::support::{example_bin, free_port};
-
-/// A running example binary, killed when dropped (also when the test panics).
-pub struct ExampleProcess {
-    child: Child,
-    name: String,
-    log: PathBuf,
-}
-
-impl ExampleProcess {
-    /// Spawns example `name` with `envs`, stdout and stderr going to a log file under the
-    /// target directory.
-    pub fn spawn(name: &str, envs: &[(&str, &str)]) -> Self {
-        let bin = example_bin(name);
-        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "{name}-browser-{}-{}.log",
-            std::process::id(),
-            free_port()
-        ));
-        let out = File::create(&log).expect("creating the child's log file");
-        let err = out.try_clone().expect("cloning the log file handle");
-        let child = Command::new(&bin)
-            .env_remove("RUST_LOG")
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
-        Self {
-            child,
-            name: name.to_owned(),
-            log,
-        }
-    }
-
-    /// What the child wrote so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Polls `GET http://{addr}{path}` until it answers 200; panics with the child's log when
-    /// the child exits or `timeout` passes first.
-    pub fn wait_ready(&mut self, addr: SocketAddr, path: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("polling the child") {
-                panic!(
-                    "{} exited early ({status}); log:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            if http_status(addr, path).is_some_and(|s| s == 200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready at http://{addr}{path} within {timeout:?}; log:\n{}",
-                self.name,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for ExampleProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
-        }
-    }
-}
-
-/// The status code of `GET http://{addr}{path}` (HTTP/1.1, `Connection: close`), or `None`
-/// when the server cannot be reached within a second.
-pub fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
-    let limit = Duration::from_secs(1);
-    let mut stream = TcpStream::connect_timeout(&addr, limit).ok()?;
-    stream.set_read_timeout(Some(limit)).ok()?;
-    stream.set_write_timeout(Some(limit)).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    // "HTTP/1.1 200"
-    std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()
-}
+pub use crate::support::free_port;
 
 /// A finished command.
 pub struct Finished {
