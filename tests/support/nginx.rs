@@ -10,13 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-
-use crate::support::{Resp, free_port};
+use crate::support::{Http, Resp, free_port};
 
 const INSTALL_HINT: &str = "install it with `apt-get install nginx libnginx-mod-http-js` \
                             (scripts/test.sh does), or point NGINX_BIN / NGINX_JS_MODULE at it";
@@ -213,29 +207,9 @@ impl Drop for Nginx {
 }
 
 /// `GET url` with exactly these headers (names may be anything HTTP allows, e.g. `x_auth_sub`),
-/// bounded by a 10 s timeout.
+/// bounded by the shared client's timeout.
 pub async fn get(url: &str, headers: &[(&str, &str)]) -> Resp {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut req = Request::get(url);
-    for (name, value) in headers {
-        req = req.header(
-            HeaderName::from_bytes(name.as_bytes()).expect("header name"),
-            HeaderValue::from_str(value).expect("header value"),
-        );
-    }
-    let req = req.body(Full::default()).expect("request");
-    let exchange = async {
-        let res = client.request(req).await?;
-        let (parts, body) = res.into_parts();
-        let body = body.collect().await?.to_bytes();
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Resp {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
-    };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
+    Http::new()
+        .send_with(http::Method::GET, url, headers, None)
         .await
-        .unwrap_or_else(|_| panic!("GET {url}: no answer within 10 s"))
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
