@@ -333,7 +333,8 @@ impl TokenLifecycle {
     }
 
     /// Log out everywhere (password change, admin action): every access token of `sub`
-    /// issued until now and every refresh family of `sub`.
+    /// issued until now and every refresh family of `sub`. Returns once the current second is
+    /// over (at most a second), so tokens minted after it returns are not revoked.
     pub async fn logout_everywhere(&self, sub: &str) -> Result<(), LifecycleError> {
         let now = now_secs();
         // The access tokens first: they are what a thief would be using right now.
@@ -341,6 +342,9 @@ impl TokenLifecycle {
             .revoke_user(sub, now, self.access_keep_until())
             .await?;
         self.refresh.revoke_user(sub).await?;
+        // Whole-second `iat`: wait the second out, so a login right after this returns is
+        // not caught by the revocation (see `Logout::revoke_user`).
+        crate::revocation::wait_for_next_second().await;
         Ok(())
     }
 

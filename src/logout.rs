@@ -56,6 +56,10 @@ impl Logout {
 
     /// "Log out everywhere": revokes every token of `sub` issued until now. Keep the record
     /// for `max_token_lifetime`, the longest lifetime of any token the issuer mints.
+    ///
+    /// Tokens carry whole seconds, so every token of `sub` minted in the current second is
+    /// revoked too; this returns once that second is over (at most one second later), so a
+    /// token minted afterwards — the user logging in again — is not.
     pub async fn revoke_user(
         &self,
         sub: &str,
@@ -64,7 +68,9 @@ impl Logout {
         let now = now_secs();
         self.store
             .revoke_user(sub, now, now.saturating_add(max_token_lifetime.as_secs()))
-            .await
+            .await?;
+        crate::revocation::wait_for_next_second().await;
+        Ok(())
     }
 
     /// A `Set-Cookie` value that deletes the access cookie, when the layer reads one.

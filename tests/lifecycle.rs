@@ -217,6 +217,9 @@ async fn logout_and_logout_everywhere(app: App) {
     assert!(app.refresh(&b).await.is_err());
     assert_eq!(app.get(&other.access.token).await, StatusCode::OK);
     assert!(app.refresh(&other).await.is_ok());
+    // Logging in again right away works: the revocation's second is over when it returns.
+    let again = app.lifecycle.issue_pair("dave", "read").await.unwrap();
+    assert_eq!(app.get(&again.access.token).await, StatusCode::OK);
 }
 
 async fn grace_window(app: App) {

@@ -180,6 +180,21 @@ impl TokenRef<'_> {
     }
 }
 
+/// Waits until the Unix clock enters its next whole second.
+///
+/// A user revocation covers every token with `iat` at or before the second it was made in
+/// (`iat` has whole seconds). Returning only once that second is over means a token minted
+/// after the revocation call returns — a login right after a password change — carries a
+/// later `iat` and is not caught by it.
+pub(crate) async fn wait_for_next_second() {
+    let into_second = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_millis())
+        .unwrap_or(0);
+    let left = 1000u64.saturating_sub(u64::from(into_second));
+    tokio::time::sleep(std::time::Duration::from_millis(left + 1)).await;
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
