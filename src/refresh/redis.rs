@@ -1,6 +1,7 @@
 //! The Redis refresh store: Lua scripts make create, rotate and revoke atomic.
 
 use std::fmt;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -79,6 +80,11 @@ redis.call('HSET', KEYS[1], 'revoked', '1')
 return sub
 ";
 
+// Scripts are hashed (SHA-1, for EVALSHA) once, not on every call.
+static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(CREATE_LUA));
+static ROTATE: LazyLock<Script> = LazyLock::new(|| Script::new(ROTATE_LUA));
+static REVOKE_FAMILY: LazyLock<Script> = LazyLock::new(|| Script::new(REVOKE_FAMILY_LUA));
+
 impl RedisRefreshStore {
     /// Connects (lazily) to one Redis server. `op_timeout` bounds every operation.
     pub fn connect(
@@ -133,11 +139,10 @@ impl RedisRefreshStore {
 
     async fn script<T: redis::FromRedisValue>(
         &self,
-        lua: &str,
+        script: &Script,
         keys: &[String],
         args: &[String],
     ) -> Result<T, RefreshStoreError> {
-        let script = Script::new(lua);
         let mut inv = script.prepare_invoke();
         for k in keys {
             inv.key(k);
@@ -178,7 +183,7 @@ impl RefreshStore for RedisRefreshStore {
                 record.scope.clone(),
                 record.expires_at.to_string(),
             ];
-            self.script::<i64>(CREATE_LUA, &keys, &args).await?;
+            self.script::<i64>(&CREATE, &keys, &args).await?;
             // The user index lives on the user's slot: a separate, idempotent step.
             add_to_index(
                 &self.conn,
@@ -212,7 +217,7 @@ impl RefreshStore for RedisRefreshStore {
                 successor_expires_at.to_string(),
                 (now_ms / 1000).to_string(),
             ];
-            let reply: Vec<Value> = self.script(ROTATE_LUA, &keys, &args).await?;
+            let reply: Vec<Value> = self.script(&ROTATE, &keys, &args).await?;
             Ok(match text(reply.first()).as_str() {
                 "rotated" => Rotation::Rotated(RefreshRecord {
                     sub: text(reply.get(1)),
@@ -276,7 +281,7 @@ impl RefreshStore for RedisRefreshStore {
         family: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, RefreshStoreError>> {
         Box::pin(async move {
-            self.script(REVOKE_FAMILY_LUA, &[self.family_key(family)], &[])
+            self.script(&REVOKE_FAMILY, &[self.family_key(family)], &[])
                 .await
         })
     }

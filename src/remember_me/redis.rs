@@ -1,6 +1,7 @@
 //! The Redis remember-me store.
 
 use std::fmt;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -51,6 +52,9 @@ end
 redis.call('DEL', KEYS[1])
 return {'theft', r[1]}
 ";
+
+// Hashed (SHA-1, for EVALSHA) once, not on every auto-login.
+static CHECK: LazyLock<Script> = LazyLock::new(|| Script::new(CHECK_LUA));
 
 fn hex(bytes: &[u8; 32]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -166,8 +170,7 @@ impl RememberMeStore for RedisRememberMeStore {
         grace_ms: u64,
     ) -> BoxFuture<'a, Result<SeriesCheck, RememberMeStoreError>> {
         Box::pin(async move {
-            let script = Script::new(CHECK_LUA);
-            let mut inv = script.prepare_invoke();
+            let mut inv = CHECK.prepare_invoke();
             inv.key(self.series_key(series))
                 .arg(hex(&presented))
                 .arg(hex(&next))
