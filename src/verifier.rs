@@ -16,7 +16,7 @@ use crate::claims::Claims;
 use crate::error::{AuthError, ConfigError, InvalidToken};
 use crate::keys::{KeySet, VerifyingKey};
 use crate::revocation::now_secs;
-use crate::token_cache::TokenCache;
+use crate::token_cache::{Lookup, TokenCache};
 
 /// The default cap on a token's length, in bytes.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -315,11 +315,12 @@ impl Verifier {
             return self.verify_uncached(token);
         };
         let now = now_secs();
-        if let Some(hit) = cache.get::<T>(token, now) {
-            return hit;
-        }
+        let generation = match cache.get::<T>(token, now) {
+            Lookup::Hit(hit) => return hit,
+            Lookup::Miss(generation) => generation,
+        };
         let claims = self.verify_uncached::<T>(token)?;
-        cache.insert(token, &claims, now);
+        cache.insert(token, &claims, now, generation);
         Ok(claims)
     }
 
@@ -329,6 +330,7 @@ impl Verifier {
         self.inner
             .keys
             .store(Arc::new(self.inner.params.compile(keys)));
+        // After the store: a verification that began before this point cannot be cached.
         if let Some(cache) = &self.inner.cache {
             cache.clear();
         }
