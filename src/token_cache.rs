@@ -75,6 +75,8 @@ impl Hasher for TailHasher {
 }
 
 /// What a cache lookup found.
+// Returned and matched at once; boxing the hit would add an allocation to the hot path.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Lookup<T> {
     /// The token was cached: its claims, or why its times no longer pass.
     Hit(Result<Claims<T>, AuthError>),
