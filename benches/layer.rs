@@ -555,7 +555,7 @@ where
         check,
         RevocationCheck::Ready(Ok(RevocationStatus::Active))
     ));
-    req.extensions_mut().insert(claims);
+    req.extensions_mut().insert(std::sync::Arc::new(claims));
     req.extensions_mut().insert(AuthStatus::Authenticated);
     call(inner, req)
 }

@@ -10,6 +10,7 @@
 
 use std::convert::Infallible;
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -34,7 +35,7 @@ const DEFAULT_BIND: &str = "127.0.0.1:3001";
 async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let sub = req
         .extensions()
-        .get::<Claims>()
+        .get::<Arc<Claims>>()
         .and_then(|claims| claims.sub.clone())
         .unwrap_or_default();
     Ok(Response::new(Full::from(format!("hello, {sub}\n"))))

@@ -10,9 +10,10 @@ use crate::error::AuthError;
 /// The claims of a verified token: the registered ones (RFC 7519 §4.1, plus OAuth `scope`)
 /// and the application's own claims `T`, flattened into the same JSON object.
 ///
-/// [`JwtAuthLayer`](crate::JwtAuthLayer) inserts a `Claims<T>` into the request extensions;
-/// axum handlers take it as an extractor (feature `axum`), other code reads
-/// `req.extensions().get::<Claims<T>>()`.
+/// [`JwtAuthLayer`](crate::JwtAuthLayer) inserts an `Arc<Claims<T>>` into the request
+/// extensions (shared with the verified-token cache, so a cached token costs no copy); axum
+/// handlers take `Claims<T>` as an extractor (feature `axum`), other code reads
+/// `req.extensions().get::<Arc<Claims<T>>>()`.
 ///
 /// ```
 /// use serde::Deserialize;

@@ -3,9 +3,14 @@
 //! - [`Claims<T>`]: the verified claims; 401 when the request is anonymous.
 //! - `Option<Claims<T>>`: `None` for anonymous requests (optional mode).
 //!
+//! They copy the claims out of the request. To share them instead, take
+//! `axum::Extension<Arc<Claims<T>>>`, which is what the layer inserts.
+//!
 //! Both need [`JwtAuthLayer`](crate::JwtAuthLayer) on the route; without it (or with another
 //! claims type `T` than the layer's) they answer 500 and say so, since that is a programming
 //! error, not an authentication decision.
+
+use std::sync::Arc;
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
@@ -93,8 +98,8 @@ impl IntoResponse for crate::lifecycle::LifecycleError {
 fn lookup<T: Clone + Send + Sync + 'static>(
     parts: &Parts,
 ) -> Result<Option<Claims<T>>, ClaimsRejection> {
-    if let Some(claims) = parts.extensions.get::<Claims<T>>() {
-        return Ok(Some(claims.clone()));
+    if let Some(claims) = parts.extensions.get::<Arc<Claims<T>>>() {
+        return Ok(Some(Claims::clone(claims)));
     }
     match parts.extensions.get::<AuthStatus>() {
         Some(AuthStatus::Anonymous | AuthStatus::Preflight) => Ok(None),

@@ -53,13 +53,15 @@ struct Config {
 /// 3. verifies it with the [`Verifier`] (size cap, `kid`, pinned `alg`, signature, times,
 ///    `iss`, `aud`, required claims);
 /// 4. only then asks the [`RevocationStore`] whether it was revoked;
-/// 5. inserts `Claims<T>` and [`AuthStatus::Authenticated`] and calls the inner service.
+/// 5. inserts the claims, as `Arc<Claims<T>>`, and [`AuthStatus::Authenticated`] and calls
+///    the inner service.
 ///
 /// Any failure answers through the [`ErrorResponder`] (RFC 6750 by default) without calling
 /// the inner service. In [optional](Self::optional) mode a request without a token passes with
 /// [`AuthStatus::Anonymous`]; a request with a bad token is still refused.
 ///
 /// ```
+/// use std::sync::Arc;
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
 /// use http::{Request, Response, StatusCode, header};
 /// use tower_token_auth::{Claims, JwtAuthLayer, testing::TestKeys};
@@ -69,7 +71,7 @@ struct Config {
 /// let svc = ServiceBuilder::new()
 ///     .layer(JwtAuthLayer::new(keys.verifier()))
 ///     .service(service_fn(|req: Request<String>| async move {
-///         let claims = req.extensions().get::<Claims>().unwrap();
+///         let claims = req.extensions().get::<Arc<Claims>>().unwrap();
 ///         Ok::<_, std::convert::Infallible>(Response::new(format!("hi {}", claims.sub.as_deref().unwrap_or(""))))
 ///     }));
 ///
@@ -338,7 +340,7 @@ where
             &config.sources,
             config.verifier.max_token_len(),
         ) {
-            Ok(Some((token, source))) => match config.verifier.verify::<T>(token) {
+            Ok(Some((token, source))) => match config.verifier.verify_shared::<T>(token) {
                 // Keys come from a JWK Set that may have rotated: fetch it once more
                 // (rate-limited) before refusing.
                 Err(e) if is_unknown_key(&e) && config.verifier.remote().is_some() => {
@@ -448,7 +450,7 @@ where
         if !verifier.refetch_for_unknown_kid().await {
             return Err(AuthError::invalid_token(InvalidToken::UnknownKey));
         }
-        let claims = verifier.verify::<T>(&token)?;
+        let claims = verifier.verify_shared::<T>(&token)?;
         let status = match store.check(&token_ref(&claims)) {
             RevocationCheck::Ready(status) => status,
             RevocationCheck::Pending(f) => f.await,

@@ -61,7 +61,8 @@
 //! # }
 //! ```
 //!
-//! Plain tower or hyper code reads `req.extensions().get::<Claims>()` instead of extractors.
+//! Plain tower or hyper code reads `req.extensions().get::<Arc<Claims>>()` instead of
+//! extractors.
 //!
 //! # Feature flags
 //!

@@ -139,7 +139,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let outcome = match req.extensions().get::<Claims<T>>() {
+        let outcome = match req.extensions().get::<Arc<Claims<T>>>() {
             Some(claims) => claims.require_scope(&self.layer.required),
             None => Err(AuthError::missing_token()),
         };

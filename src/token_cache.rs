@@ -66,7 +66,8 @@ struct TailHasher(DefaultHasher);
 
 impl Hasher for TailHasher {
     fn write(&mut self, bytes: &[u8]) {
-        self.0.write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
     }
 
     fn finish(&self) -> u64 {
@@ -75,11 +76,10 @@ impl Hasher for TailHasher {
 }
 
 /// What a cache lookup found.
-// Returned and matched at once; boxing the hit would add an allocation to the hot path.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Lookup<T> {
-    /// The token was cached: its claims, or why its times no longer pass.
-    Hit(Result<Claims<T>, AuthError>),
+    /// The token was cached: its claims (shared with the cache), or why its times no longer
+    /// pass.
+    Hit(Result<Arc<Claims<T>>, AuthError>),
     /// Not cached (or cached for another claims type). Pass the generation to
     /// [`TokenCache::insert`] after verifying.
     Miss(Generation),
@@ -110,7 +110,7 @@ impl TokenCache {
     ///
     /// Call this before loading the keys to verify with on a miss: the generation it returns
     /// then proves the keys were not replaced in between.
-    pub(crate) fn get<T: Clone + 'static>(&self, token: &str, now: u64) -> Lookup<T> {
+    pub(crate) fn get<T: Send + Sync + 'static>(&self, token: &str, now: u64) -> Lookup<T> {
         let state = self.map.read().unwrap_or_else(|e| e.into_inner());
         match Self::lookup(&state, token, now, self.leeway) {
             Some(hit) => Lookup::Hit(hit),
@@ -118,12 +118,12 @@ impl TokenCache {
         }
     }
 
-    fn lookup<T: Clone + 'static>(
+    fn lookup<T: Send + Sync + 'static>(
         state: &State,
         token: &str,
         now: u64,
         leeway: u64,
-    ) -> Option<Result<Claims<T>, AuthError>> {
+    ) -> Option<Result<Arc<Claims<T>>, AuthError>> {
         let entry = state.entries.get(token)?;
         if entry
             .exp
@@ -138,15 +138,15 @@ impl TokenCache {
             return Some(Err(AuthError::invalid_token(InvalidToken::NotYetValid)));
         }
         // Another claims type decoded this token: verify again for this one.
-        let claims = entry.claims.downcast_ref::<Claims<T>>()?;
-        Some(Ok(claims.clone()))
+        let claims = entry.claims.clone().downcast::<Claims<T>>().ok()?;
+        Some(Ok(claims))
     }
 
     /// Caches `claims`, verified in `generation`; a no-op if the cache was emptied since.
-    pub(crate) fn insert<T: Clone + Send + Sync + 'static>(
+    pub(crate) fn insert<T: Send + Sync + 'static>(
         &self,
         token: &str,
-        claims: &Claims<T>,
+        claims: &Arc<Claims<T>>,
         now: u64,
         generation: Generation,
     ) {
@@ -177,7 +177,7 @@ impl TokenCache {
             }
         }
         let entry = Entry {
-            claims: Arc::new(claims.clone()),
+            claims: claims.clone(),
             exp: claims.exp,
             nbf: claims.nbf,
         };
@@ -204,8 +204,8 @@ mod tests {
     use super::*;
     use crate::claims::NoCustomClaims;
 
-    fn claims(sub: &str) -> Claims<NoCustomClaims> {
-        serde_json::from_str(&format!(r#"{{"sub":"{sub}","exp":4000000000}}"#)).unwrap()
+    fn claims(sub: &str) -> Arc<Claims<NoCustomClaims>> {
+        Arc::new(serde_json::from_str(&format!(r#"{{"sub":"{sub}","exp":4000000000}}"#)).unwrap())
     }
 
     fn miss(cache: &TokenCache, token: &str) -> Generation {
@@ -217,7 +217,7 @@ mod tests {
 
     fn hit_sub(cache: &TokenCache, token: &str) -> Option<String> {
         match cache.get::<NoCustomClaims>(token, 1000) {
-            Lookup::Hit(Ok(c)) => c.sub,
+            Lookup::Hit(Ok(c)) => c.sub.clone(),
             Lookup::Hit(Err(e)) => panic!("{e}"),
             Lookup::Miss(_) => None,
         }
@@ -240,7 +240,10 @@ mod tests {
     fn tokens_with_the_same_tail_are_told_apart_by_their_full_bytes() {
         let cache = TokenCache::new(1 << 20, 0);
         let tail = "s".repeat(HASHED_TAIL);
-        let (a, b) = (format!("header-a.claims.{tail}"), format!("header-b.claims.{tail}"));
+        let (a, b) = (
+            format!("header-a.claims.{tail}"),
+            format!("header-b.claims.{tail}"),
+        );
         let generation = miss(&cache, &a);
         cache.insert(&a, &claims("alice"), 1000, generation);
         assert_eq!(hit_sub(&cache, &a).as_deref(), Some("alice"));

@@ -307,19 +307,28 @@ impl Verifier {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
+        self.verify_shared(token).map(Arc::unwrap_or_clone)
+    }
+
+    /// [`verify`](Self::verify), sharing the claims with the verified-token cache instead of
+    /// copying them: what the layer inserts into the request.
+    pub(crate) fn verify_shared<T>(&self, token: &str) -> Result<Arc<Claims<T>>, AuthError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
         let inner = &*self.inner;
         if token.len() > inner.max_token_len {
             return Err(AuthError::invalid_token(InvalidToken::TooLarge));
         }
         let Some(cache) = &inner.cache else {
-            return self.verify_uncached(token);
+            return self.verify_uncached(token).map(Arc::new);
         };
         let now = now_secs();
         let generation = match cache.get::<T>(token, now) {
             Lookup::Hit(hit) => return hit,
             Lookup::Miss(generation) => generation,
         };
-        let claims = self.verify_uncached::<T>(token)?;
+        let claims = Arc::new(self.verify_uncached::<T>(token)?);
         cache.insert(token, &claims, now, generation);
         Ok(claims)
     }

@@ -63,6 +63,18 @@ async fn typed_custom_claims() {
         .unwrap()
         .token;
     assert_eq!(call(&app, Some(&token), "/t").await.1, "alice of acme");
+    // Without a copy: the shared claims the layer inserted.
+    let shared = Router::new()
+        .route(
+            "/s",
+            get(
+                |axum::Extension(c): axum::Extension<std::sync::Arc<Claims<Tenant>>>| async move {
+                    c.custom.tenant.clone()
+                },
+            ),
+        )
+        .layer(JwtAuthLayer::new(keys.verifier()).for_claims::<Tenant>());
+    assert_eq!(call(&shared, Some(&token), "/s").await.1, "acme");
     // A token without the application's required claim is refused as invalid.
     let plain = keys.mint("alice", "read");
     let (status, _, www) = call(&app, Some(&plain), "/t").await;

@@ -146,3 +146,37 @@ async fn revocation_is_still_checked_on_hits() {
     layer.logout().revoke(&claims).await.unwrap();
     assert_eq!(send(svc).await, StatusCode::UNAUTHORIZED);
 }
+
+/// The layer inserts `Arc<Claims>`; on a hit it is the cache's own copy, shared, not cloned.
+#[tokio::test]
+async fn hits_share_the_cached_claims() {
+    use std::sync::{Arc, Mutex};
+
+    let seen: Arc<Mutex<Vec<Arc<Claims>>>> = Arc::default();
+    let record = seen.clone();
+    let svc = tower::ServiceBuilder::new()
+        .layer(JwtAuthLayer::new(cached_verifier(1 << 20)))
+        .service(service_fn(move |r: Request<Full<Bytes>>| {
+            let record = record.clone();
+            async move {
+                let claims = r.extensions().get::<Arc<Claims>>().expect("claims").clone();
+                record.lock().unwrap().push(claims);
+                Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::default()))
+            }
+        }));
+    let t = token("alice", now() + 600);
+    for _ in 0..3 {
+        let req = Request::builder()
+            .header(header::AUTHORIZATION, format!("Bearer {t}"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        assert_eq!(
+            svc.clone().oneshot(req).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].sub.as_deref(), Some("alice"));
+    // The first request verified and cached; the next two got that same allocation.
+    assert!(Arc::ptr_eq(&seen[0], &seen[1]) && Arc::ptr_eq(&seen[1], &seen[2]));
+}

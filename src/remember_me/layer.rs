@@ -1,6 +1,7 @@
 //! [`RememberMeLayer`]: runs [`RememberMe::auto_login`] for unauthenticated requests.
 
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -108,7 +109,7 @@ where
         // The service poll_ready prepared handles this request; a clone stays for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let authenticated = req.extensions().get::<Claims>().is_some()
+        let authenticated = req.extensions().get::<Arc<Claims>>().is_some()
             || matches!(
                 req.extensions().get::<AuthStatus>(),
                 Some(AuthStatus::Authenticated | AuthStatus::Preflight)
@@ -126,7 +127,7 @@ where
                     claims,
                     set_cookies,
                 }) => {
-                    req.extensions_mut().insert(*claims);
+                    req.extensions_mut().insert(Arc::new(*claims));
                     req.extensions_mut().insert(AuthStatus::Remembered);
                     set_cookies
                 }

@@ -99,7 +99,7 @@ pub fn rs256(claims: &Value) -> String {
 }
 
 pub async fn echo(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let who = match req.extensions().get::<Claims>() {
+    let who = match req.extensions().get::<std::sync::Arc<Claims>>() {
         Some(c) => c.sub.clone().unwrap_or_default(),
         None => format!("{:?}", req.extensions().get::<AuthStatus>()),
     };
