@@ -157,7 +157,7 @@ paired() { has "$1" && echo "${ALL_PAIRED[$1]}" | median || echo "n/a"; }
 echo
 echo "ratios (throughput)"
 echo "  noop-layer / bare                       paired $(paired noop-layer)  medians $(ratio noop-layer bare)  (what any layer costs here)"
-echo "  ext-layer / bare                        paired $(paired ext-layer)  medians $(ratio ext-layer bare)  (a layer that only inserts cloned claims)"
+echo "  ext-layer / bare                        paired $(paired ext-layer)  medians $(ratio ext-layer bare)  (a layer that only inserts what the layer inserts)"
 for alg in HS256 ES256; do
   echo "  $alg layer-redis-cached / bare         paired $(paired "$alg/layer-redis-cached")  medians $(ratio "$alg/layer-redis-cached" bare)  (goal >= 0.85)"
   echo "  $alg layer-redis-cached / plain        medians $(ratio "$alg/layer-redis-cached" "$alg/plain-jsonwebtoken")  (goal >= 1.3)"
