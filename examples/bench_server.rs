@@ -135,7 +135,8 @@ async fn main() -> anyhow::Result<()> {
             let claims = Arc::new(verifier.verify::<tower_token_auth::NoCustomClaims>(&token)?);
             hello.layer(tower::util::MapRequestLayer::new(move |mut r: Request| {
                 r.extensions_mut().insert(claims.clone());
-                r.extensions_mut().insert(tower_token_auth::AuthStatus::Authenticated);
+                r.extensions_mut()
+                    .insert(tower_token_auth::AuthStatus::Authenticated);
                 r
             }))
         }
