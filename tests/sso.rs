@@ -590,6 +590,8 @@ async fn key_rotation_without_restart() {
         clock_skew_secs: 0,
     })
     .await;
+    // The services fetched the key set before they reported ready.
+    let fetched_by = tokio::time::Instant::now();
     let mut alice = Browser::new();
     sign_in(&mut alice, &stack, "orders", "alice").await;
     let old_token = alice.cookie(&stack.orders_url, "orders_session").unwrap();
@@ -608,7 +610,11 @@ async fn key_rotation_without_restart() {
     both.sort();
     assert_eq!(stack.published_kids().await, both);
 
-    // A new sign-in: the new key, accepted by the running services.
+    // A new sign-in: the new key, accepted by the running services. They fetch again for an
+    // unknown kid at most every JWKS_MIN_REFETCH_MS (200 ms in these tests), counted from
+    // their start-up fetch; on a fast run we can get here sooner, and a refused refetch
+    // would bounce the browser between service and auth server. Wait that window out.
+    tokio::time::sleep_until(fetched_by + Duration::from_millis(250)).await;
     let mut bob = Browser::new();
     sign_in(&mut bob, &stack, "orders", "bob").await;
     let bob_token = bob.cookie(&stack.orders_url, "orders_session").unwrap();
