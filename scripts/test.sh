@@ -94,7 +94,8 @@ fi
 step "cargo test --all-features"
 cargo test --all-features
 
-step "cargo doc --no-deps --all-features (RUSTDOCFLAGS=-D warnings)"
+step "cargo doc --no-deps, default features and --all-features (RUSTDOCFLAGS=-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 
 step "all checks passed"

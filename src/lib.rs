@@ -69,10 +69,10 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `axum` | yes | `Claims<T>` / `Option<Claims<T>>` extractors, `IntoResponse` for errors |
-//! | `redis` | yes | Redis stores: [`revocation::RedisRevocationStore`] (revocations shared by many instances, answered from a local cache kept fresh by pub/sub, Redis Cluster too), `refresh::RedisRefreshStore`, `remember_me::RedisRememberMeStore` |
+//! | `redis` | yes | Redis stores: `revocation::RedisRevocationStore` (revocations shared by many instances, answered from a local cache kept fresh by pub/sub, Redis Cluster too), `refresh::RedisRefreshStore`, `remember_me::RedisRememberMeStore` |
 //! | `aws_lc_rs` | yes | jsonwebtoken's aws-lc-rs crypto backend |
 //! | `rust_crypto` | no | jsonwebtoken's pure-Rust backend; with both enabled aws-lc-rs is used |
-//! | `testing` | no | [`testing::TestKeys`] for applications' own tests |
+//! | `testing` | no | `testing::TestKeys` for applications' own tests |
 //!
 //! Building with neither crypto backend is a compile error. With both, the crate installs
 //! aws-lc-rs as jsonwebtoken's process-wide provider the first time a key is built; an
