@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
@@ -13,7 +13,7 @@ use crate::issuer::{IssueError, IssuedToken, TokenIssuer};
 use crate::refresh::{
     PresentedToken, RefreshRecord, RefreshStore, RefreshStoreError, Rotation, mint, new_family,
 };
-use crate::revocation::{RevocationError, RevocationStore, now_secs};
+use crate::revocation::{RevocationError, RevocationStore, now_ms, now_secs};
 use crate::verifier::Verifier;
 
 /// An access token and the refresh token that renews it.
@@ -107,13 +107,6 @@ impl fmt::Debug for TokenLifecycle {
             .field("grace", &self.grace)
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl TokenLifecycle {

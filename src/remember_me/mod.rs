@@ -36,7 +36,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -48,7 +48,7 @@ use sha2::{Digest, Sha256};
 use crate::claims::{Claims, NoCustomClaims, REMEMBER_ME_AMR};
 use crate::error::ConfigError;
 use crate::issuer::{IssueError, TokenIssuer, random_id};
-use crate::revocation::{BoxFuture, now_secs};
+use crate::revocation::{BoxFuture, now_ms, now_secs};
 use crate::source::{AccessCookie, TokenSource, extract};
 
 mod layer;
@@ -248,13 +248,6 @@ impl fmt::Debug for RememberMe {
             .field("revokes_on_theft", &self.on_theft.is_some())
             .finish()
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn sha256(s: &str) -> [u8; 32] {

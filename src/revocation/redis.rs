@@ -42,7 +42,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -55,7 +55,7 @@ use crate::redis_conn::{Conn, ConnError};
 
 use super::{
     BoxFuture, MemoryStore, RevocationCheck, RevocationError, RevocationStatus, RevocationStore,
-    TokenRef, now_secs,
+    TokenRef, now_ms, now_secs,
 };
 
 /// Settings of a [`RedisRevocationStore`].
@@ -233,13 +233,6 @@ impl fmt::Debug for RedisRevocationStore {
             )
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn unavailable(e: RedisError) -> RevocationError {
