@@ -38,7 +38,9 @@
 //! `POST /logout` (bearer or cookie) revokes the presented token in the same store: 204.
 //! `GET /health` answers `ok`.
 
-use std::io::IsTerminal;
+#[path = "shared/mod.rs"]
+mod shared;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -51,12 +53,12 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use bytes::Bytes;
 use rand::RngCore;
+use shared::env_or;
 use tower_token_auth::revocation::RevocationStore;
 use tower_token_auth::{
     AccessCookie, Algorithm, AuthError, AuthErrorKind, Claims, InvalidToken, JwtAuthLayer, KeySet,
     Logout, MemoryStore, Rfc6750Responder, Verifier, VerifyingKey,
 };
-use tracing_subscriber::EnvFilter;
 
 const DEFAULT_BIND: &str = "127.0.0.1:3300";
 const DEFAULT_ISSUER: &str = "gateway";
@@ -74,14 +76,7 @@ const X_AUTH_ERROR: HeaderName = HeaderName::from_static("x-auth-error");
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_token_auth=debug")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    shared::init_tracing();
 
     let issuer = env_or("JWT_ISSUER", DEFAULT_ISSUER)?;
     let audience = env_or("JWT_AUDIENCE", DEFAULT_ISSUER)?;
@@ -126,15 +121,6 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
     Ok(())
-}
-
-/// `name`, or `default` when unset or empty.
-fn env_or(name: &str, default: &str) -> anyhow::Result<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Ok(v),
-        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(default.to_owned()),
-        Err(std::env::VarError::NotUnicode(_)) => bail!("{name} is not valid UTF-8"),
-    }
 }
 
 fn env_opt(name: &str) -> anyhow::Result<Option<String>> {

@@ -8,8 +8,10 @@
 //! example mints a token with a random HS256 secret and prints a `curl` command that uses it.
 //! The handler reads the verified claims from the request extensions.
 
+#[path = "shared/mod.rs"]
+mod shared;
+
 use std::convert::Infallible;
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +28,6 @@ use tower::{ServiceBuilder, service_fn};
 use tower_token_auth::{
     Algorithm, Claims, JwtAuthLayer, KeySet, SigningKey, TokenIssuer, Verifier, VerifyingKey,
 };
-use tracing_subscriber::EnvFilter;
 
 const ISSUER: &str = "hyper-server";
 const DEFAULT_BIND: &str = "127.0.0.1:3001";
@@ -43,14 +44,7 @@ async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallib
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_token_auth=debug")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    shared::init_tracing();
 
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);

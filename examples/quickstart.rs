@@ -43,15 +43,15 @@
 //! Demo users: `alice` / `alice-password` (scopes `read write`) and `admin` / `admin-password`
 //! (scopes `read write admin`).
 
+#[path = "shared/mod.rs"]
+mod shared;
+
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use argon2::password_hash::SaltString;
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -60,6 +60,7 @@ use axum::{Json, Router};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
+use shared::{env_flag, hash_password, verify_password};
 use tower_http::csrf::{CsrfLayer, ProtectionError};
 use tower_token_auth::endpoint::{RevocationEndpoint, TokenCookies, TokenEndpoint};
 use tower_token_auth::refresh::{MemoryRefreshStore, RedisRefreshStore, RefreshStore};
@@ -68,7 +69,6 @@ use tower_token_auth::{
     Algorithm, Claims, JwtAuthLayer, KeySet, LifecycleError, MemoryStore, RequireScopeLayer,
     SigningKey, TokenIssuer, TokenLifecycle, TokenPair, Verifier, VerifyingKey,
 };
-use tracing_subscriber::EnvFilter;
 
 /// `iss` and `aud` of every token this service mints and accepts.
 const ISSUER: &str = "quickstart";
@@ -110,14 +110,7 @@ type SharedState = Arc<AppState>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_token_auth=debug")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    shared::init_tracing();
 
     let secret = load_secret()?;
     let keys = KeySet::new().with_key(VerifyingKey::hmac(Algorithm::HS256, &secret)?)?;
@@ -258,20 +251,6 @@ async fn stores() -> anyhow::Result<(Arc<dyn RevocationStore>, Arc<dyn RefreshSt
     }
 }
 
-/// A boolean environment variable: `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`.
-fn env_flag(name: &str, default: bool) -> anyhow::Result<bool> {
-    match std::env::var(name)
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "" => Ok(default),
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        other => bail!("{name}={other:?}: expected 1 or 0"),
-    }
-}
-
 /// Cookie mode's settings, or `None` when `COOKIE_MODE` is off.
 fn cookie_settings() -> anyhow::Result<Option<TokenCookies>> {
     if !env_flag("COOKIE_MODE", false)? {
@@ -333,22 +312,6 @@ fn demo_users() -> anyhow::Result<HashMap<&'static str, User>> {
             ))
         })
         .collect()
-}
-
-fn hash_password(password: &str) -> anyhow::Result<String> {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
-    Ok(hash.to_string())
-}
-
-fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .and_then(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed))
-        .is_ok()
 }
 
 /// `{"error","error_description"}`, the shape RFC 6749 and RFC 6750 errors have.

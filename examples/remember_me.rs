@@ -42,16 +42,16 @@
 //! and clear the cookies themselves, and an auto-login on the same request would add its own
 //! `Set-Cookie`s after theirs.
 
+#[path = "shared/mod.rs"]
+mod shared;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use argon2::password_hash::SaltString;
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use axum::body::Bytes;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -62,6 +62,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use shared::{env_flag, hash_password, verify_password};
 use tower_http::csrf::{CsrfLayer, ProtectionError};
 use tower_token_auth::remember_me::{
     MemoryRememberMeStore, RedisRememberMeStore, RememberMe, StaticUsers, UserRecord,
@@ -71,7 +72,6 @@ use tower_token_auth::{
     AccessCookie, Algorithm, AuthError, AuthStatus, Claims, JwtAuthLayer, KeySet, Logout,
     MemoryStore, RevocationStore, SigningKey, TokenIssuer, Verifier, VerifyingKey,
 };
-use tracing_subscriber::EnvFilter;
 
 /// `iss` and `aud` of the access tokens.
 const ISSUER: &str = "remember-me-demo";
@@ -114,14 +114,7 @@ type SharedState = Arc<AppState>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_token_auth=debug")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    shared::init_tracing();
 
     let secret = secret_from_env("JWT_SECRET")?;
     let access_ttl = Duration::from_secs(env_u64("ACCESS_TTL_SECS", 900)?);
@@ -275,20 +268,6 @@ fn env_u64(name: &str, default: u64) -> anyhow::Result<u64> {
     }
 }
 
-/// A boolean environment variable: `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`.
-fn env_flag(name: &str, default: bool) -> anyhow::Result<bool> {
-    match std::env::var(name)
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "" => Ok(default),
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        other => bail!("{name}={other:?}: expected 1 or 0"),
-    }
-}
-
 fn demo_users() -> anyhow::Result<HashMap<&'static str, DemoUser>> {
     DEMO_USERS
         .iter()
@@ -309,22 +288,6 @@ fn demo_users() -> anyhow::Result<HashMap<&'static str, DemoUser>> {
             ))
         })
         .collect()
-}
-
-fn hash_password(password: &str) -> anyhow::Result<String> {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
-    Ok(hash.to_string())
-}
-
-fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .and_then(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed))
-        .is_ok()
 }
 
 impl AppState {

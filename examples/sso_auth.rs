@@ -48,14 +48,14 @@
 
 #[path = "sso/common.rs"]
 mod common;
+#[path = "shared/mod.rs"]
+mod shared;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use argon2::password_hash::SaltString;
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -71,7 +71,6 @@ use redis::{FromRedisValue, Script};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
-use tower_http::csrf::{CsrfLayer, ProtectionError};
 use tower_token_auth::revocation::{
     RedisRevocationStore, RedisStoreConfig, RevocationStore, TokenRef,
 };
@@ -80,9 +79,10 @@ use tower_token_auth::{
 };
 
 use common::{
-    bearer, bounded, cookie_value, env_or, env_u64, esc, fill, is_b64url, now_ms, now_secs, page,
-    random_id, redirect, sha256_b64, sha256_hex, with_query,
+    bearer, bounded, cookie_value, csrf_layer, env_or, env_u64, esc, fill, is_b64url, now_ms,
+    now_secs, page, random_id, redirect, sha256_b64, sha256_hex, with_query,
 };
+use shared::{hash_password, verify_password};
 
 const DEFAULT_BIND: &str = "127.0.0.1:4000";
 const DEFAULT_CLIENTS: &str =
@@ -162,7 +162,7 @@ type Shared = Arc<App>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::init_tracing();
+    shared::init_tracing();
 
     let bind = env_or("BIND", DEFAULT_BIND)?;
     let listener = tokio::net::TcpListener::bind(&bind)
@@ -394,22 +394,6 @@ impl Keyring {
         };
         Ok(KeySet::from_jwks(&all)?)
     }
-}
-
-fn hash_password(password: &str) -> anyhow::Result<String> {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
-    Ok(hash.to_string())
-}
-
-fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .and_then(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed))
-        .is_ok()
 }
 
 /// Whether `a` and `b` are equal, in time independent of where they differ (and, hashed
@@ -1249,18 +1233,4 @@ async fn admin_rotate_key(
         "previous_published_until": published_until,
     }))
     .into_response())
-}
-
-/// tower-http's CSRF check (`Sec-Fetch-Site`, `Origin`), answering with a page.
-fn csrf_layer() -> CsrfLayer<fn(ProtectionError) -> Response> {
-    CsrfLayer::new().with_rejection_response(csrf_refusal as fn(ProtectionError) -> Response)
-}
-
-fn csrf_refusal(e: ProtectionError) -> Response {
-    tracing::info!(reason = %e, "cross-site request refused");
-    page(
-        StatusCode::FORBIDDEN,
-        "Request refused",
-        "<p>Cross-site requests are not accepted here.</p>",
-    )
 }

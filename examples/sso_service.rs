@@ -41,6 +41,8 @@
 
 #[path = "sso/common.rs"]
 mod common;
+#[path = "shared/mod.rs"]
+mod shared;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,7 +60,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
-use tower_http::csrf::{CsrfLayer, ProtectionError};
 use tower_token_auth::jwks::{BoxError, RemoteJwks};
 use tower_token_auth::revocation::{
     RedisRevocationStore, RedisStoreConfig, RevocationStore, TokenRef,
@@ -66,8 +67,8 @@ use tower_token_auth::revocation::{
 use tower_token_auth::{AccessCookie, Claims, JwtAuthLayer, KeySet, RequireScopeLayer, Verifier};
 
 use common::{
-    bearer, cookie_value, env_or, env_u64, esc, now_secs, page, random_id, redirect, sha256_b64,
-    with_query,
+    bearer, cookie_value, csrf_layer, env_or, env_u64, esc, now_secs, page, random_id, redirect,
+    sha256_b64, with_query,
 };
 
 const DEFAULT_AUTH_URL: &str = "http://127.0.0.1:4000";
@@ -102,7 +103,7 @@ type Shared = Arc<Svc>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::init_tracing();
+    shared::init_tracing();
 
     let name = env_or("SERVICE", "")?;
     if name.is_empty()
@@ -538,18 +539,4 @@ server. <a href="{}/">Sign out there</a>.</p>"#,
     res.headers_mut()
         .append(header::SET_COOKIE, svc.session_cookie.removal_cookie());
     res
-}
-
-/// tower-http's CSRF check (`Sec-Fetch-Site`, `Origin`), answering with a page.
-fn csrf_layer() -> CsrfLayer<fn(ProtectionError) -> Response> {
-    CsrfLayer::new().with_rejection_response(csrf_refusal as fn(ProtectionError) -> Response)
-}
-
-fn csrf_refusal(e: ProtectionError) -> Response {
-    tracing::info!(reason = %e, "cross-site request refused");
-    page(
-        StatusCode::FORBIDDEN,
-        "Request refused",
-        "<p>Cross-site requests are not accepted here.</p>",
-    )
 }

@@ -1,9 +1,11 @@
-//! Helpers shared by the `sso_auth` and `sso_service` examples (included with `#[path]`).
+//! Helpers shared by the `sso_auth` and `sso_service` examples (included with `#[path]`,
+//! next to `examples/shared`).
 // Each binary uses part of this module.
 #![allow(dead_code)]
 
-use std::io::IsTerminal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub(crate) use crate::shared::env_or;
 
 use anyhow::bail;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -12,30 +14,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use tracing_subscriber::EnvFilter;
+use tower_http::csrf::{CsrfLayer, ProtectionError};
 
 const PAGE: &str = include_str!("page.html");
-
-/// Logs to stderr, `RUST_LOG` or `info,tower_token_auth=debug`.
-pub(crate) fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_token_auth=debug")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
-/// `name`, or `default` when unset or empty.
-pub(crate) fn env_or(name: &str, default: &str) -> anyhow::Result<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Ok(v),
-        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(default.to_owned()),
-        Err(std::env::VarError::NotUnicode(_)) => bail!("{name} is not valid UTF-8"),
-    }
-}
 
 /// `name` as a number, or `default`.
 pub(crate) fn env_u64(name: &str, default: u64) -> anyhow::Result<u64> {
@@ -231,4 +212,18 @@ pub(crate) fn with_query(base: &str, params: &[(&str, &str)]) -> String {
     }
     let sep = if base.contains('?') { '&' } else { '?' };
     format!("{base}{sep}{}", query.finish())
+}
+
+/// tower-http's CSRF check (`Sec-Fetch-Site`, `Origin`), answering with a page.
+pub(crate) fn csrf_layer() -> CsrfLayer<fn(ProtectionError) -> Response> {
+    CsrfLayer::new().with_rejection_response(csrf_refusal as fn(ProtectionError) -> Response)
+}
+
+fn csrf_refusal(e: ProtectionError) -> Response {
+    tracing::info!(reason = %e, "cross-site request refused");
+    page(
+        StatusCode::FORBIDDEN,
+        "Request refused",
+        "<p>Cross-site requests are not accepted here.</p>",
+    )
 }
