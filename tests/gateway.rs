@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::http::HeaderMap;
@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use nginx::Nginx;
 use redis_server::RedisServer;
-use support::{ChildGuard, Http, Resp, free_port};
+use support::{ChildGuard, Http, Resp, free_port, now_secs};
 
 const SECRET: &str = "gateway-test-secret-0123456789abcdef";
 /// `proxy_cache_valid 200 5s` in docs/nginx/njs.conf.
@@ -173,17 +173,10 @@ impl Stack {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
 /// An HS256 token with iss = aud = "gateway", exp in 5 minutes, and `extra` on top (a null
 /// removes a claim).
 fn mint(extra: Value) -> String {
-    let t = now();
+    let t = now_secs();
     let mut claims = json!({
         "iss": "gateway", "aud": "gateway", "iat": t, "exp": t + 300, "scope": "read write",
     });
@@ -291,7 +284,7 @@ async fn common_checks(s: &Stack) {
     }
 
     // Bad tokens: 401 invalid_token with the gateway's description.
-    let t = now();
+    let t = now_secs();
     let cases = [
         (
             mint(json!({ "sub": "eve", "exp": t - 120 })),
@@ -463,7 +456,7 @@ async fn public_key_from_pem() {
     gateway
         .wait_ready(&http, addr, "/health", Duration::from_secs(10))
         .await;
-    let t = now();
+    let t = now_secs();
     let claims = json!({ "iss": "gateway", "aud": "gateway", "sub": "kim", "exp": t + 300 });
     let private = include_bytes!("keys/es256-private.pem");
     let es256 = sign(

@@ -8,13 +8,13 @@ mod redis_server;
 mod support;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use redis_server::RedisServer;
 use serde_json::{Value, json};
-use support::{ChildGuard, Http, Resp, free_port};
+use support::{ChildGuard, Http, Resp, free_port, now_secs};
 
 const SECRET: &str = "quickstart-test-secret-0123456789abcdef";
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -182,13 +182,6 @@ fn error_code(res: &Resp) -> String {
     res.json()["error"].as_str().unwrap_or_default().to_owned()
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
 /// A token minted with `jsonwebtoken` directly, as another service or library would.
 fn foreign_token(claims: &Value) -> String {
     // jsonwebtoken 11 needs a process-wide crypto provider when both of its backends are
@@ -251,7 +244,10 @@ async fn quickstart_contract() {
         "access tokens name their session: {me}"
     );
     let exp = me["exp"].as_u64().expect("numeric exp");
-    assert!(exp > now() && exp <= now() + 15 * 60 + 5, "exp {exp}");
+    assert!(
+        exp > now_secs() && exp <= now_secs() + 15 * 60 + 5,
+        "exp {exp}"
+    );
 
     // alice lacks the admin scope: 403 insufficient_scope naming it.
     let res = qs.get("/admin", Some(&alice)).await;
@@ -269,7 +265,7 @@ async fn quickstart_contract() {
     assert_eq!(res.status, StatusCode::OK, "{res:?}");
 
     // A token from another JWT library with the same secret and claims is accepted.
-    let t = now();
+    let t = now_secs();
     let foreign = foreign_token(&json!({
         "iss": "quickstart",
         "aud": "quickstart",

@@ -25,6 +25,7 @@ use sso::{
     ADMIN_TOKEN, Browser, Options, Stack, form_fields, jwt_claims, jwt_header, query_param,
     sign_in, with_param,
 };
+use support::now_secs;
 
 /// The login page's fields, with a user name and password filled in.
 fn login_form(
@@ -43,13 +44,6 @@ fn refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
 }
 
 /// Sign in once at `orders`, use `members` without a password, sign out at `members`: both
