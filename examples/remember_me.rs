@@ -62,7 +62,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use shared::{env_flag, hash_password, verify_password};
+use shared::{env_flag, esc, hash_password, verify_password};
 use tower_http::csrf::{CsrfLayer, ProtectionError};
 use tower_token_auth::remember_me::{
     MemoryRememberMeStore, RedisRememberMeStore, RememberMe, StaticUsers, UserRecord,
@@ -305,22 +305,6 @@ impl AppState {
 }
 
 // ---- pages ---------------------------------------------------------------------------------
-
-/// Escapes text for HTML element content and quoted attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// A whole page, not to be cached (it shows who is logged in).
 fn page(status: StatusCode, title: &str, body: &str) -> Response {

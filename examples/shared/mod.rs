@@ -1,5 +1,6 @@
 //! Plumbing the examples share (included with `#[path]`): logging set-up, environment
-//! variables, demo password hashing. Nothing here is about tower-token-auth itself.
+//! variables, demo password hashing, HTML escaping. Nothing here is about tower-token-auth
+//! itself.
 // Each binary uses part of this module.
 #![allow(dead_code)]
 
@@ -63,4 +64,20 @@ pub(crate) fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .and_then(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed))
         .is_ok()
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub(crate) fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
