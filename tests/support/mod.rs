@@ -52,19 +52,41 @@ pub fn example_bin(name: &str) -> PathBuf {
         bin.display()
     );
     // `cargo test --test <name>` builds only that test, not the examples: refuse to test an
-    // example binary older than its source.
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(format!("{name}.rs"));
+    // example binary older than any file it was built from. Cargo lists those (the example,
+    // the modules it includes, the library's sources) in the dep-info file beside it.
+    let dep_info = bin.with_extension("d");
+    let sources: Vec<PathBuf> = match std::fs::read_to_string(&dep_info) {
+        Ok(text) => text
+            .lines()
+            .next()
+            .and_then(|line| line.split_once(": "))
+            .map(|(_, deps)| {
+                // Spaces inside paths are escaped as `\ `.
+                deps.replace("\\ ", "\0")
+                    .split_whitespace()
+                    .map(|p| PathBuf::from(p.replace('\0', " ")))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Err(_) => vec![
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("examples")
+                .join(format!("{name}.rs")),
+        ],
+    };
     let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if let (Some(src), Some(built)) = (modified(&source), modified(&bin)) {
-        assert!(
-            built >= src,
-            "example binary {} is older than {}; run `cargo build --examples` with the test's \
-             features (e.g. `cargo build --all-features --examples`)",
-            bin.display(),
-            source.display()
-        );
+    if let Some(built) = modified(&bin) {
+        for source in &sources {
+            if let Some(src) = modified(source) {
+                assert!(
+                    built >= src,
+                    "example binary {} is older than {}; run `cargo build --examples` with the \
+                     test's features (e.g. `cargo build --all-features --examples`)",
+                    bin.display(),
+                    source.display()
+                );
+            }
+        }
     }
     bin
 }
