@@ -289,8 +289,16 @@ impl Http {
             }
             None => Full::default(),
         };
+        self.exchange(req.body(body)?).await
+    }
+
+    /// Sends `req` and reads the whole response, within 30 s.
+    async fn exchange(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Resp, Box<dyn std::error::Error + Send + Sync>> {
         let exchange = async {
-            let res = self.client.request(req.body(body)?).await?;
+            let res = self.client.request(req).await?;
             let (parts, body) = res.into_parts();
             let body = body.collect().await?.to_bytes();
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Resp {
@@ -336,19 +344,8 @@ impl Http {
             None => Full::default(),
         };
         let req = req.body(body).expect("valid request");
-        let exchange = async {
-            let res = self.client.request(req).await?;
-            let (parts, body) = res.into_parts();
-            let body = body.collect().await?.to_bytes();
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Resp {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            })
-        };
-        tokio::time::timeout(Duration::from_secs(30), exchange)
+        self.exchange(req)
             .await
-            .unwrap_or_else(|_| panic!("{method} {url}: timed out"))
             .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
     }
 
@@ -360,21 +357,7 @@ impl Http {
         content_type: &str,
         body: &str,
     ) -> Resp {
-        let req = Request::builder()
-            .method(method)
-            .uri(url)
-            .header(header::CONTENT_TYPE, content_type)
-            .body(Full::from(body.to_owned()))
-            .expect("valid request");
-        let res = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+        self.send_with(method, url, &[], Some((content_type, body.to_owned())))
             .await
-            .expect("timely response")
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
-        let (parts, body) = res.into_parts();
-        Resp {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.collect().await.expect("reading body").to_bytes(),
-        }
     }
 }
