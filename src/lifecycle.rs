@@ -13,7 +13,10 @@ use crate::issuer::{IssueError, IssuedToken, TokenIssuer};
 use crate::refresh::{
     PresentedToken, RefreshRecord, RefreshStore, RefreshStoreError, Rotation, mint, new_family,
 };
-use crate::revocation::{RevocationError, RevocationStore, now_ms, now_secs};
+use crate::revocation::{
+    RevocationCheck, RevocationError, RevocationStatus, RevocationStore, TokenRef, now_ms,
+    now_secs,
+};
 use crate::verifier::Verifier;
 
 /// An access token and the refresh token that renews it.
@@ -53,6 +56,11 @@ pub enum LifecycleError {
     /// The revocation store failed.
     #[error(transparent)]
     Revocation(#[from] RevocationError),
+    /// The user's sessions were ended ("log out everywhere") at or after the moment this
+    /// login's credentials were checked: the session was not started. Answer as to a wrong
+    /// password (401); the user logs in again.
+    #[error("the user's sessions were ended while this login was in progress")]
+    SessionsEnded,
 }
 
 /// A refresh grant was refused (RFC 6749 §5.2), or the server could not decide.
@@ -71,6 +79,12 @@ pub enum GrantError {
 }
 
 /// Issues, refreshes and revokes tokens. Cheap to clone.
+///
+/// Every operation is safe to retry: each step is idempotent, and the steps run in an order
+/// where a failure half-way never locks the caller out of its retry (the step that makes the
+/// presented token refused comes last). An operation that returned `Ok` is durable in the
+/// stores; one that returned an error may have done part of its work, and sending it again
+/// finishes it.
 ///
 /// ```
 /// use tower_token_auth::refresh::MemoryRefreshStore;
@@ -185,19 +199,67 @@ impl TokenLifecycle {
         })
     }
 
-    /// Starts a session for `sub` (after a successful login): a new refresh family.
+    /// Starts a session for `sub` (after a successful login): a new refresh family. Same as
+    /// [`issue_pair_authenticated_at`](Self::issue_pair_authenticated_at) with the current
+    /// time.
     pub async fn issue_pair(&self, sub: &str, scope: &str) -> Result<TokenPair, LifecycleError> {
+        self.issue_pair_authenticated_at(sub, scope, now_secs())
+            .await
+    }
+
+    /// Starts a session for `sub` whose credentials were checked at `authenticated_at` (Unix
+    /// seconds; take it *before* reading the password hash). A
+    /// [`logout_everywhere`](Self::logout_everywhere) of `sub` at or after that instant —
+    /// a password change racing this login — ends this session too: the new family and its
+    /// access token are refused everywhere, and when the revocation is already known this
+    /// returns [`LifecycleError::SessionsEnded`].
+    pub async fn issue_pair_authenticated_at(
+        &self,
+        sub: &str,
+        scope: &str,
+        authenticated_at: u64,
+    ) -> Result<TokenPair, LifecycleError> {
         let family = new_family();
         let (token, hash) = mint(&family);
-        let expires_at = now_secs().saturating_add(self.refresh_ttl.as_secs());
+        let now = now_secs();
+        let expires_at = now.saturating_add(self.refresh_ttl.as_secs());
         let record = RefreshRecord {
             sub: sub.to_owned(),
             family: family.clone(),
             scope: scope.to_owned(),
             expires_at,
+            created_at: authenticated_at.min(now),
         };
         self.refresh.create(hash, &record).await?;
-        self.pair(sub, scope, &family, token, expires_at)
+        // Minted before the check: a user revocation made after the check has an instant at
+        // or after this token's `iat`, so it covers the token.
+        let pair = self.pair(sub, scope, &family, token, expires_at)?;
+        if self.session_revoked(&record).await? {
+            if let Err(e) = self.refresh.revoke_family(&family).await {
+                tracing::warn!(target: "tower_token_auth", error = %e, "could not revoke a family started after its user's sessions were ended (it is refused anyway)");
+            }
+            return Err(LifecycleError::SessionsEnded);
+        }
+        Ok(pair)
+    }
+
+    /// Whether the session of `record` (its family, as `sid`) or every session of its user
+    /// since the family began was revoked.
+    async fn session_revoked(&self, record: &RefreshRecord) -> Result<bool, RevocationError> {
+        // A family stands for every access token minted from it: the oldest was issued when
+        // the family was created.
+        let probe = TokenRef {
+            jti: None,
+            sub: Some(&record.sub),
+            sid: Some(&record.family),
+            iat: Some(record.created_at),
+            exp: Some(record.expires_at),
+        };
+        let status = match self.revocation.check(&probe) {
+            RevocationCheck::Ready(status) => status,
+            RevocationCheck::Pending(check) => check.await,
+        }?;
+        Ok(status == RevocationStatus::Revoked)
     }
 
     /// The refresh grant: spends `refresh_token` and returns a new pair. `scope`, when given,
@@ -205,7 +267,8 @@ impl TokenLifecycle {
     /// [`GrantError::InvalidScope`].
     ///
     /// A token that was already spent revokes its whole family and every access token minted
-    /// from it.
+    /// from it. A family whose user was logged out everywhere since it began refreshes
+    /// nothing.
     pub async fn refresh(
         &self,
         refresh_token: &str,
@@ -221,7 +284,7 @@ impl TokenLifecycle {
                 .find(&presented, now_secs())
                 .await
                 .map_err(LifecycleError::from)?;
-            if granted.is_some_and(|r| !is_subset(asked, &r.scope)) {
+            if granted.is_some_and(|f| !is_subset(asked, &f.record.scope)) {
                 return Err(GrantError::InvalidScope);
             }
         }
@@ -244,33 +307,74 @@ impl TokenLifecycle {
                 let scope = scope
                     .filter(|asked| is_subset(asked, &record.scope))
                     .unwrap_or(record.scope.as_str());
-                Ok(self.pair(&record.sub, scope, &record.family, successor, expires_at)?)
+                let pair = self.pair(&record.sub, scope, &record.family, successor, expires_at)?;
+                // After minting, as at login: see `issue_pair_authenticated_at`.
+                if self
+                    .session_revoked(&record)
+                    .await
+                    .map_err(LifecycleError::from)?
+                {
+                    return Err(GrantError::InvalidGrant);
+                }
+                Ok(pair)
             }
-            Rotation::Reused { sub, family } => {
+            Rotation::Reused(record) => {
                 tracing::warn!(
                     target: "tower_token_auth",
-                    family = %family,
+                    family = %record.family,
                     "refresh token reused: revoking its family and the family's access tokens"
                 );
-                self.revocation
-                    .revoke_session(Some(&sub), &family, self.access_keep_until())
-                    .await
-                    .map_err(LifecycleError::from)?;
+                self.revoke_family_tokens(&record, None).await?;
+                Err(GrantError::InvalidGrant)
+            }
+            Rotation::FamilyRevoked(record) => {
+                // The family is dead; make sure its access tokens are too (an earlier
+                // revocation of them may have failed after the family was marked).
+                self.revoke_family_tokens(&record, None).await?;
                 Err(GrantError::InvalidGrant)
             }
             Rotation::WithinGrace | Rotation::Invalid => Err(GrantError::InvalidGrant),
         }
     }
 
-    /// Ends the session of a refresh family: the family and its access tokens.
+    /// Revokes the access tokens of `record`'s family (its `sid`) unless they already are,
+    /// kept at least until `token_exp`.
+    async fn revoke_family_tokens(
+        &self,
+        record: &RefreshRecord,
+        token_exp: Option<u64>,
+    ) -> Result<(), LifecycleError> {
+        if self.session_revoked(record).await? {
+            return Ok(());
+        }
+        let until = self.access_keep_until().max(token_exp.unwrap_or(0));
+        self.revocation
+            .revoke_session(Some(&record.sub), &record.family, until)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the session of a refresh family: the family, then its access tokens.
     pub async fn revoke_family(
         &self,
         sub: Option<&str>,
         family: &str,
     ) -> Result<(), LifecycleError> {
+        self.end_session(sub, family, None).await
+    }
+
+    /// The family first, its access tokens last: until the last step succeeded the caller's
+    /// access token still works, so the caller can retry the whole operation.
+    async fn end_session(
+        &self,
+        sub: Option<&str>,
+        family: &str,
+        token_exp: Option<u64>,
+    ) -> Result<(), LifecycleError> {
         let owner = self.refresh.revoke_family(family).await?;
+        let until = self.access_keep_until().max(token_exp.unwrap_or(0));
         self.revocation
-            .revoke_session(sub.or(owner.as_deref()), family, self.access_keep_until())
+            .revoke_session(sub.or(owner.as_deref()), family, until)
             .await?;
         Ok(())
     }
@@ -278,12 +382,16 @@ impl TokenLifecycle {
     /// RFC 7009 revocation: `token` may be a refresh token (its family and access tokens are
     /// revoked) or an access token (revoked until its `exp`). Unknown, invalid and expired
     /// tokens are ignored, as §2.2 asks. `hint` only orders the attempts.
+    ///
+    /// A refresh token whose family is already revoked is revoked again, so a revocation that
+    /// failed half-way is completed by sending the same request again.
     pub async fn revoke(&self, token: &str, hint: Option<&str>) -> Result<(), LifecycleError> {
         let as_refresh = async {
             match PresentedToken::parse(token) {
                 Some(p) => match self.refresh.find(&p, now_secs()).await? {
-                    Some(record) => {
-                        self.revoke_family(Some(&record.sub), &record.family)
+                    Some(found) => {
+                        let record = found.record;
+                        self.end_session(Some(&record.sub), &record.family, None)
                             .await?;
                         Ok(true)
                     }
@@ -313,28 +421,39 @@ impl TokenLifecycle {
         Ok(true)
     }
 
-    /// Logout: revokes the presented access token and, when it belongs to a refresh family,
-    /// that family and its other access tokens.
+    /// Logout: ends the session of the presented access token — its refresh family and every
+    /// access token minted from it, this one included — or, for a token outside any session
+    /// (no `sid`), revokes that token.
     pub async fn logout<T>(&self, claims: &Claims<T>) -> Result<(), LifecycleError> {
-        self.revocation
-            .revoke_token(crate::layer::token_ref(claims))
-            .await?;
-        if let Some(sid) = &claims.sid {
-            self.revoke_family(claims.sub.as_deref(), sid).await?;
+        match &claims.sid {
+            // The session's revocation covers this token (kept until its `exp` at least).
+            Some(sid) => self.end_session(claims.sub.as_deref(), sid, claims.exp).await,
+            None => {
+                self.revocation
+                    .revoke_token(crate::layer::token_ref(claims))
+                    .await?;
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// Log out everywhere (password change, admin action): every access token of `sub`
-    /// issued until now and every refresh family of `sub`. Returns once the current second is
-    /// over (at most a second), so tokens minted after it returns are not revoked.
+    /// issued until now and every refresh family of `sub` begun until now, including logins
+    /// still in flight (see [`issue_pair_authenticated_at`](Self::issue_pair_authenticated_at)).
+    /// Returns once the current second is over (at most a second), so tokens minted after it
+    /// returns are not revoked.
     pub async fn logout_everywhere(&self, sub: &str) -> Result<(), LifecycleError> {
         let now = now_secs();
-        // The access tokens first: they are what a thief would be using right now.
-        self.revocation
-            .revoke_user(sub, now, self.access_keep_until())
-            .await?;
+        // The families it can see now (fast path for refreshes). The user revocation below
+        // covers the others: a refresh checks it against its family's start.
         self.refresh.revoke_user(sub).await?;
+        // Last, because from here on the caller's own token is refused (a retry would not get
+        // through). Kept as long as a family begun before `now` can live without a refresh,
+        // which is refused from now on.
+        let keep = self.refresh_ttl.max(self.issuer.token_ttl()).as_secs();
+        self.revocation
+            .revoke_user(sub, now, now.saturating_add(keep))
+            .await?;
         // Whole-second `iat`: wait the second out, so a login right after this returns is
         // not caught by the revocation (see `Logout::revoke_user`).
         crate::revocation::wait_for_next_second().await;

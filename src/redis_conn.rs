@@ -18,30 +18,48 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
+    /// Runs `cmd`. On a standalone server, a command that failed because the pooled
+    /// connection was found dead (Redis restarted, connection cut) is sent once more on the
+    /// fresh connection the manager opens: without this, the first command after every Redis
+    /// restart fails. Every operation the stores send is idempotent (re-running it with the
+    /// same arguments changes nothing more), so a command that did reach Redis before the
+    /// connection died is safe to send again. The cluster client retries by itself.
     pub(crate) async fn run<T: redis::FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
     ) -> Result<T, RedisError> {
         match self.clone() {
-            Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            Conn::Single(mut c) => match cmd.query_async(&mut c).await {
+                Err(e) if is_dead_connection(&e) => cmd.query_async(&mut c).await,
+                other => other,
+            },
             Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
         }
     }
 
+    /// Runs a Lua script, retried once like [`run`](Self::run).
     pub(crate) async fn script<T: redis::FromRedisValue>(
         &self,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T, RedisError> {
         match self.clone() {
-            Conn::Single(mut c) => inv.invoke_async(&mut c).await,
+            Conn::Single(mut c) => match inv.invoke_async(&mut c).await {
+                Err(e) if is_dead_connection(&e) => inv.invoke_async(&mut c).await,
+                other => other,
+            },
             Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
         }
     }
 }
 
+/// The connection itself failed (not the command): worth one more try on a new connection.
+fn is_dead_connection(e: &RedisError) -> bool {
+    e.is_connection_dropped() || e.is_unrecoverable_error()
+}
+
 /// Adds `member` to the index set `key` and makes the set live at least until `expires_at`
-/// (Unix seconds): a per-user index of families or remembered logins. Needs Redis 7 (`EXPIRE …
-/// GT/NX`).
+/// (Unix seconds), never shortening it: a per-user index of families or remembered logins,
+/// which must outlive every member it lists. One script, so one round trip.
 pub(crate) async fn add_to_index(
     conn: &Conn,
     limit: Duration,
@@ -52,18 +70,22 @@ pub(crate) async fn add_to_index(
     let ttl = expires_at
         .saturating_sub(crate::revocation::now_secs())
         .max(1);
-    bounded(
-        limit,
-        conn.run::<i64>(redis::cmd("SADD").arg(key).arg(member)),
-    )
-    .await?;
-    // GT only lengthens an existing expiry; NX gives a new set its first one.
-    for flag in ["GT", "NX"] {
-        let cmd = redis::cmd("EXPIRE").arg(key).arg(ttl).arg(flag).to_owned();
-        bounded(limit, conn.run::<i64>(&cmd)).await?;
-    }
+    let mut inv = ADD_TO_INDEX.prepare_invoke();
+    inv.key(key).arg(member).arg(ttl);
+    bounded(limit, conn.script::<i64>(&inv)).await?;
     Ok(())
 }
+
+// TTL is -1 for a set without expiry, -2 never here (SADD just created it).
+const ADD_TO_INDEX_LUA: &str = r"
+redis.call('SADD', KEYS[1], ARGV[1])
+local ttl = tonumber(ARGV[2])
+if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
+return 1
+";
+
+static ADD_TO_INDEX: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(ADD_TO_INDEX_LUA));
 
 /// A Redis operation failed or took too long.
 #[derive(Debug)]

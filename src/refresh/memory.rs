@@ -3,7 +3,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use super::{PresentedToken, RefreshRecord, RefreshStore, RefreshStoreError, Rotation, TokenHash};
+use super::{
+    FoundToken, PresentedToken, RefreshRecord, RefreshStore, RefreshStoreError, Rotation, TokenHash,
+};
 use crate::revocation::{BoxFuture, now_secs};
 
 /// An in-memory [`RefreshStore`]: one mutex over tokens, families and the per-user index, so
@@ -25,6 +27,8 @@ struct State {
 struct Entry {
     record: RefreshRecord,
     spent_at_ms: Option<u64>,
+    /// The token this one was rotated to, once spent.
+    successor: Option<TokenHash>,
 }
 
 #[derive(Debug)]
@@ -49,12 +53,12 @@ impl State {
         self.sweep_at_len = 2 * self.tokens.len();
     }
 
-    /// The live entry for `p`: known, in the family it names, family not revoked, not expired.
-    fn usable(&self, p: &PresentedToken, now: u64) -> Option<&Entry> {
+    /// The entry for `p` and its family: known, in the family it names, not expired.
+    fn known(&self, p: &PresentedToken, now: u64) -> Option<(&Entry, &Family)> {
         let entry = self.tokens.get(&p.hash)?;
         let family = self.families.get(&entry.record.family)?;
-        (entry.record.family == p.family && !family.revoked && entry.record.expires_at >= now)
-            .then_some(entry)
+        (entry.record.family == p.family && entry.record.expires_at >= now)
+            .then_some((entry, family))
     }
 }
 
@@ -99,6 +103,7 @@ impl RefreshStore for MemoryRefreshStore {
             Entry {
                 record: record.clone(),
                 spent_at_ms: None,
+                successor: None,
             },
         );
         ready(())
@@ -114,10 +119,17 @@ impl RefreshStore for MemoryRefreshStore {
     ) -> BoxFuture<'a, Result<Rotation, RefreshStoreError>> {
         let now = now_ms / 1000;
         let mut state = self.lock();
-        let Some(entry) = state.usable(presented, now) else {
+        let Some((entry, family)) = state.known(presented, now) else {
             return ready(Rotation::Invalid);
         };
         let record = entry.record.clone();
+        if entry.spent_at_ms.is_some() && entry.successor == Some(successor) {
+            // The same rotation again (its answer was lost): same answer.
+            return ready(Rotation::Rotated(record));
+        }
+        if family.revoked {
+            return ready(Rotation::FamilyRevoked(record));
+        }
         if let Some(spent) = entry.spent_at_ms {
             if grace_ms > 0 && now_ms.saturating_sub(spent) < grace_ms {
                 return ready(Rotation::WithinGrace);
@@ -125,13 +137,11 @@ impl RefreshStore for MemoryRefreshStore {
             if let Some(f) = state.families.get_mut(&record.family) {
                 f.revoked = true;
             }
-            return ready(Rotation::Reused {
-                sub: record.sub,
-                family: record.family,
-            });
+            return ready(Rotation::Reused(record));
         }
         if let Some(e) = state.tokens.get_mut(&presented.hash) {
             e.spent_at_ms = Some(now_ms);
+            e.successor = Some(successor);
         }
         if let Some(f) = state.families.get_mut(&record.family) {
             f.expires_at = f.expires_at.max(successor_expires_at);
@@ -144,6 +154,7 @@ impl RefreshStore for MemoryRefreshStore {
                     ..record.clone()
                 },
                 spent_at_ms: None,
+                successor: None,
             },
         );
         ready(Rotation::Rotated(record))
@@ -153,12 +164,15 @@ impl RefreshStore for MemoryRefreshStore {
         &'a self,
         presented: &'a PresentedToken,
         now: u64,
-    ) -> BoxFuture<'a, Result<Option<RefreshRecord>, RefreshStoreError>> {
+    ) -> BoxFuture<'a, Result<Option<FoundToken>, RefreshStoreError>> {
         let state = self.lock();
         let found = state
-            .usable(presented, now)
-            .filter(|e| e.spent_at_ms.is_none())
-            .map(|e| e.record.clone());
+            .known(presented, now)
+            .filter(|(e, _)| e.spent_at_ms.is_none())
+            .map(|(e, f)| FoundToken {
+                record: e.record.clone(),
+                family_revoked: f.revoked,
+            });
         ready(found)
     }
 

@@ -104,23 +104,37 @@ pub struct RefreshRecord {
     pub scope: String,
     /// Expiry, Unix seconds.
     pub expires_at: u64,
+    /// When the session began (the login's credentials were checked), Unix seconds. A user
+    /// revocation ("log out everywhere") at or after this instant ends the family.
+    pub created_at: u64,
+}
+
+/// What [`RefreshStore::find`] knows of a presented token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundToken {
+    /// The token's record.
+    pub record: RefreshRecord,
+    /// Whether its family was revoked. A revoked family's tokens refresh nothing, but
+    /// revocation (RFC 7009) still finds them, so a revocation interrupted half-way can be
+    /// finished by sending the same request again.
+    pub family_revoked: bool,
 }
 
 /// The outcome of [`RefreshStore::rotate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
-    /// The token was current: it is now spent and the successor is stored.
+    /// The token was current: it is now spent and the successor is stored. Also the answer
+    /// when the token was already spent *for this same successor*: a retry of a rotation
+    /// whose answer was lost (the connection died) gets the same answer, not a reuse alarm.
     Rotated(RefreshRecord),
     /// The token had been spent before: the family is now revoked.
-    Reused {
-        /// The family's user.
-        sub: String,
-        /// The revoked family.
-        family: String,
-    },
+    Reused(RefreshRecord),
+    /// The token is current in a family that was revoked earlier (logout, reuse, log out
+    /// everywhere).
+    FamilyRevoked(RefreshRecord),
     /// The token was spent less than the grace window ago: refused, family untouched.
     WithinGrace,
-    /// Unknown, expired, or its family was revoked.
+    /// Unknown or expired.
     Invalid,
 }
 
@@ -137,7 +151,9 @@ pub enum RefreshStoreError {
 }
 
 /// Where refresh tokens (their hashes) and families live. Every method is atomic: in
-/// particular two concurrent rotations of one token can never both succeed.
+/// particular two concurrent rotations of one token can never both succeed. Every method is
+/// also idempotent — called again with the same arguments it changes nothing more and
+/// answers the same — so a call whose answer was lost can be sent again.
 pub trait RefreshStore: Send + Sync + fmt::Debug + 'static {
     /// Stores the first token of a new family.
     fn create<'a>(
@@ -148,7 +164,8 @@ pub trait RefreshStore: Send + Sync + fmt::Debug + 'static {
 
     /// Spends `presented` and stores `successor` (expiring at `successor_expires_at`) in its
     /// family, or reports reuse (and revokes the family), or refuses. `now_ms` is the current
-    /// time in milliseconds; `grace_ms` the grace window (0: none).
+    /// time in milliseconds; `grace_ms` the grace window (0: none). A token already spent for
+    /// this very `successor` answers [`Rotation::Rotated`] again.
     fn rotate<'a>(
         &'a self,
         presented: &'a PresentedToken,
@@ -158,12 +175,13 @@ pub trait RefreshStore: Send + Sync + fmt::Debug + 'static {
         grace_ms: u64,
     ) -> BoxFuture<'a, Result<Rotation, RefreshStoreError>>;
 
-    /// The record of a live token (not spent, family not revoked, not expired), if any.
+    /// The record of a current token (known, not spent, not expired), if any, and whether
+    /// its family was revoked.
     fn find<'a>(
         &'a self,
         presented: &'a PresentedToken,
         now: u64,
-    ) -> BoxFuture<'a, Result<Option<RefreshRecord>, RefreshStoreError>>;
+    ) -> BoxFuture<'a, Result<Option<FoundToken>, RefreshStoreError>>;
 
     /// Revokes a family; returns its user if the family exists.
     fn revoke_family<'a>(
@@ -204,7 +222,7 @@ impl<S: RefreshStore + ?Sized> RefreshStore for std::sync::Arc<S> {
         &'a self,
         presented: &'a PresentedToken,
         now: u64,
-    ) -> BoxFuture<'a, Result<Option<RefreshRecord>, RefreshStoreError>> {
+    ) -> BoxFuture<'a, Result<Option<FoundToken>, RefreshStoreError>> {
         (**self).find(presented, now)
     }
 

@@ -8,7 +8,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::{Client, Script, Value};
 
-use super::{PresentedToken, RefreshRecord, RefreshStore, RefreshStoreError, Rotation, TokenHash};
+use super::{
+    FoundToken, PresentedToken, RefreshRecord, RefreshStore, RefreshStoreError, Rotation, TokenHash,
+};
 use crate::redis_conn::{Conn, ConnError, add_to_index, bounded};
 use crate::revocation::BoxFuture;
 
@@ -19,9 +21,9 @@ use crate::revocation::BoxFuture;
 ///
 /// | key | type | fields | expiry |
 /// |---|---|---|---|
-/// | `tta:{f:<family>}:rt:<sha256 hex>` | hash | `sub`, `scope`, `exp`, `spent` (ms, once spent) | the token's `exp` |
-/// | `tta:{f:<family>}:fam` | hash | `sub`, `revoked` (0/1), `exp` | the family's last token's `exp` |
-/// | `tta:{u:<sub>}:fams` | set | the user's families | the newest family's `exp` |
+/// | `tta:{f:<family>}:rt:<sha256 hex>` | hash | `sub`, `scope`, `exp`, `spent` (ms, once spent), `next` (successor's hash, once spent) | the token's `exp` |
+/// | `tta:{f:<family>}:fam` | hash | `sub`, `revoked` (0/1), `exp`, `created` | the family's last token's `exp` |
+/// | `tta:{u:<sub>}:fams` | set | the user's families | the latest `exp` of any family in it (extended by every rotation) |
 ///
 /// Only hashes of tokens are stored. Rotation is one script: it checks the presented token and
 /// its family, marks the token spent and writes its successor, or, for a spent token, revokes
@@ -42,35 +44,43 @@ impl fmt::Debug for RedisRefreshStore {
     }
 }
 
+// Idempotent: run again, it leaves the keys as they are (a family revoked meanwhile stays so).
 const CREATE_LUA: &str = r"
 redis.call('HSET', KEYS[1], 'sub', ARGV[1], 'scope', ARGV[2], 'exp', ARGV[3])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
-redis.call('HSET', KEYS[2], 'sub', ARGV[1], 'revoked', '0', 'exp', ARGV[3])
+redis.call('HSETNX', KEYS[2], 'revoked', '0')
+redis.call('HSET', KEYS[2], 'sub', ARGV[1], 'exp', ARGV[3], 'created', ARGV[4])
 redis.call('EXPIREAT', KEYS[2], ARGV[3])
 return 1
 ";
 
-// KEYS: presented token, family, successor. ARGV: now_ms, grace_ms, successor exp, now_s.
+// KEYS: presented token, family, successor. ARGV: now_ms, grace_ms, successor exp, now_s,
+// successor hash. Replies: {outcome, sub, scope, exp, created}.
 const ROTATE_LUA: &str = r"
-local rt = redis.call('HMGET', KEYS[1], 'sub', 'scope', 'exp', 'spent')
+local rt = redis.call('HMGET', KEYS[1], 'sub', 'scope', 'exp', 'spent', 'next')
 if not rt[1] then return {'invalid'} end
-local fam = redis.call('HMGET', KEYS[2], 'revoked', 'exp')
-if fam[1] ~= '0' then return {'invalid'} end
+local fam = redis.call('HMGET', KEYS[2], 'revoked', 'exp', 'created')
+if not fam[1] then return {'invalid'} end
 if tonumber(rt[3]) < tonumber(ARGV[4]) then return {'invalid'} end
+local record = {rt[1], rt[2], rt[3], fam[3] or '0'}
+if rt[4] and rt[5] == ARGV[5] then
+  return {'rotated', unpack(record)}
+end
+if fam[1] ~= '0' then return {'revoked', unpack(record)} end
 if rt[4] then
   local grace = tonumber(ARGV[2])
   if grace > 0 and tonumber(ARGV[1]) - tonumber(rt[4]) < grace then return {'grace'} end
   redis.call('HSET', KEYS[2], 'revoked', '1')
-  return {'reused', rt[1]}
+  return {'reused', unpack(record)}
 end
-redis.call('HSET', KEYS[1], 'spent', ARGV[1])
+redis.call('HSET', KEYS[1], 'spent', ARGV[1], 'next', ARGV[5])
 redis.call('HSET', KEYS[3], 'sub', rt[1], 'scope', rt[2], 'exp', ARGV[3])
 redis.call('EXPIREAT', KEYS[3], ARGV[3])
 if tonumber(ARGV[3]) > (tonumber(fam[2]) or 0) then
   redis.call('HSET', KEYS[2], 'exp', ARGV[3])
   redis.call('EXPIREAT', KEYS[2], ARGV[3])
 end
-return {'rotated', rt[1], rt[2], rt[3]}
+return {'rotated', unpack(record)}
 ";
 
 const REVOKE_FAMILY_LUA: &str = r"
@@ -182,6 +192,7 @@ impl RefreshStore for RedisRefreshStore {
                 record.sub.clone(),
                 record.scope.clone(),
                 record.expires_at.to_string(),
+                record.created_at.to_string(),
             ];
             self.script::<i64>(&CREATE, &keys, &args).await?;
             // The user index lives on the user's slot: a separate, idempotent step.
@@ -216,22 +227,35 @@ impl RefreshStore for RedisRefreshStore {
                 grace_ms.to_string(),
                 successor_expires_at.to_string(),
                 (now_ms / 1000).to_string(),
+                successor.to_hex(),
             ];
             let reply: Vec<Value> = self.script(&ROTATE, &keys, &args).await?;
-            Ok(match text(reply.first()).as_str() {
-                "rotated" => Rotation::Rotated(RefreshRecord {
-                    sub: text(reply.get(1)),
-                    family: presented.family.clone(),
-                    scope: text(reply.get(2)),
-                    expires_at: text(reply.get(3)).parse().unwrap_or(0),
-                }),
-                "reused" => Rotation::Reused {
-                    sub: text(reply.get(1)),
-                    family: presented.family.clone(),
-                },
+            let record = || RefreshRecord {
+                sub: text(reply.get(1)),
+                family: presented.family.clone(),
+                scope: text(reply.get(2)),
+                expires_at: text(reply.get(3)).parse().unwrap_or(0),
+                created_at: text(reply.get(4)).parse().unwrap_or(0),
+            };
+            let rotation = match text(reply.first()).as_str() {
+                "rotated" => Rotation::Rotated(record()),
+                "reused" => Rotation::Reused(record()),
+                "revoked" => Rotation::FamilyRevoked(record()),
                 "grace" => Rotation::WithinGrace,
                 _ => Rotation::Invalid,
-            })
+            };
+            if let Rotation::Rotated(r) = &rotation {
+                // The user's index must outlive the family it lists, which rotation extends.
+                add_to_index(
+                    &self.conn,
+                    self.op_timeout,
+                    &self.user_key(&r.sub),
+                    &presented.family,
+                    successor_expires_at,
+                )
+                .await?;
+            }
+            Ok(rotation)
         })
     }
 
@@ -239,7 +263,7 @@ impl RefreshStore for RedisRefreshStore {
         &'a self,
         presented: &'a PresentedToken,
         now: u64,
-    ) -> BoxFuture<'a, Result<Option<RefreshRecord>, RefreshStoreError>> {
+    ) -> BoxFuture<'a, Result<Option<FoundToken>, RefreshStoreError>> {
         Box::pin(async move {
             let token: Vec<Option<String>> = self
                 .run(
@@ -249,14 +273,18 @@ impl RefreshStore for RedisRefreshStore {
                         .to_owned(),
                 )
                 .await?;
-            let revoked: Option<String> = self
+            let family: Vec<Option<String>> = self
                 .run(
-                    redis::cmd("HGET")
+                    redis::cmd("HMGET")
                         .arg(self.family_key(&presented.family))
-                        .arg("revoked")
+                        .arg(&["revoked", "created"])
                         .to_owned(),
                 )
                 .await?;
+            let mut family = family.into_iter();
+            let (Some(Some(revoked)), created) = (family.next(), family.next().flatten()) else {
+                return Ok(None);
+            };
             let mut fields = token.into_iter();
             let (Some(Some(sub)), Some(Some(scope)), Some(Some(exp)), Some(spent)) =
                 (fields.next(), fields.next(), fields.next(), fields.next())
@@ -264,14 +292,19 @@ impl RefreshStore for RedisRefreshStore {
                 return Ok(None);
             };
             let exp: u64 = exp.parse().unwrap_or(0);
-            if spent.is_some() || revoked.as_deref() != Some("0") || exp < now {
+            if spent.is_some() || exp < now {
                 return Ok(None);
             }
-            Ok(Some(RefreshRecord {
-                sub,
-                family: presented.family.clone(),
-                scope,
-                expires_at: exp,
+            Ok(Some(FoundToken {
+                record: RefreshRecord {
+                    sub,
+                    family: presented.family.clone(),
+                    scope,
+                    expires_at: exp,
+                    created_at: created.and_then(|c| c.parse().ok()).unwrap_or(0),
+                },
+                // Anything but an explicit "0" counts as revoked: fail closed.
+                family_revoked: revoked != "0",
             }))
         })
     }

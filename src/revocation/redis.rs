@@ -132,7 +132,7 @@ impl RedisStoreConfig {
 }
 
 /// The pub/sub payloads.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "k")]
 enum Event {
     #[serde(rename = "t")]
@@ -172,10 +172,28 @@ redis.call('SET', KEYS[1], before .. ' ' .. ARGV[2], 'EX', ttl)
 return 1
 ";
 
+/// A token read from Redis and found unrevoked under a live subscription. Every dimension
+/// the read covered is kept and compared, so a token is trusted only for the exact `jti`,
+/// `sub` and `sid` whose keys were read.
 struct Confirmed {
     generation: u64,
     exp: u64,
+    jti: Option<Box<str>>,
+    sub: Option<Box<str>>,
+    sid: Option<Box<str>>,
 }
+
+impl Confirmed {
+    fn covers(&self, token: &TokenRef<'_>, generation: u64) -> bool {
+        self.generation == generation
+            && self.jti.as_deref() == token.jti
+            && self.sub.as_deref() == token.sub
+            && self.sid.as_deref() == token.sid
+    }
+}
+
+/// The most revocations waiting for a retry of their Redis write (each about 100 bytes).
+const MAX_PENDING: usize = 10_000;
 
 struct Shared {
     config: RedisStoreConfig,
@@ -190,6 +208,9 @@ struct Shared {
     last_echo_ms: AtomicU64,
     epoch: tokio::sync::Mutex<Option<String>>,
     revoke_user_script: Script,
+    /// Revocations whose write or publish failed, retried in the background until durable.
+    pending: std::sync::Mutex<std::collections::VecDeque<Event>>,
+    pending_added: tokio::sync::Notify,
 }
 
 /// A [`RevocationStore`] in Redis, for several instances of a service (feature `redis`).
@@ -299,12 +320,15 @@ impl RedisRevocationStore {
             last_echo_ms: AtomicU64::new(0),
             epoch: tokio::sync::Mutex::new(None),
             revoke_user_script: Script::new(REVOKE_USER_LUA),
+            pending: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            pending_added: tokio::sync::Notify::new(),
         });
         let subscriber = tokio::spawn(subscribe_loop(shared.clone()));
         let heartbeat = tokio::spawn(heartbeat_loop(shared.clone()));
+        let retrier = tokio::spawn(retry_loop(shared.clone()));
         Self {
             shared,
-            _tasks: Arc::new(Tasks(vec![subscriber, heartbeat])),
+            _tasks: Arc::new(Tasks(vec![subscriber, heartbeat, retrier])),
         }
     }
 
@@ -323,6 +347,25 @@ impl RedisRevocationStore {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.is_live()
+    }
+
+    /// How many revocations that failed to reach Redis are waiting for their background retry.
+    /// Each was reported failed to its caller; each is written and published as soon as Redis
+    /// takes it.
+    pub fn pending_retries(&self) -> usize {
+        self.shared.pending_len()
+    }
+
+    /// Waits until no revocation is waiting for a retry, up to `limit`.
+    pub async fn wait_retries_done(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pending_retries() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// The Redis key of a single-token revocation.
@@ -359,12 +402,10 @@ impl Shared {
                 < self.config.staleness_bound.as_millis() as u64
     }
 
-    fn confirmed_key<'t>(token: &TokenRef<'t>) -> std::borrow::Cow<'t, str> {
-        match token.jti {
-            Some(jti) => jti.into(),
-            // Tokens without jti are confirmed per subject.
-            None => format!("\0{}", token.sub.unwrap_or("")).into(),
-        }
+    /// The map key of a confirmed token: its most specific identifier. Entries compare every
+    /// dimension (see [`Confirmed::covers`]), so tokens sharing a key only evict each other.
+    fn confirmed_key<'t>(token: &TokenRef<'t>) -> &'t str {
+        token.jti.or(token.sid).or(token.sub).unwrap_or("")
     }
 
     fn confirm(&self, token: &TokenRef<'_>, generation: u64) {
@@ -377,18 +418,72 @@ impl Shared {
             }
         }
         map.insert(
-            Self::confirmed_key(token).into_owned().into(),
+            Self::confirmed_key(token).into(),
             Confirmed {
                 generation,
                 exp: token.exp.unwrap_or(u64::MAX),
+                jti: token.jti.map(Into::into),
+                sub: token.sub.map(Into::into),
+                sid: token.sid.map(Into::into),
             },
         );
     }
 
     fn is_confirmed(&self, token: &TokenRef<'_>, generation: u64) -> bool {
         let map = self.confirmed.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&*Self::confirmed_key(token))
-            .is_some_and(|c| c.generation == generation)
+        map.get(Self::confirmed_key(token))
+            .is_some_and(|c| c.covers(token, generation))
+    }
+
+    /// Makes `event` durable: its key written, then the message published. Only then is it
+    /// recorded locally and reported done. A failure queues it for the background retry and is
+    /// reported: nothing is recorded locally meanwhile, so this instance goes on answering as
+    /// every other instance does, and the caller's retry (it still passes authentication)
+    /// repeats every step. Each step is idempotent.
+    async fn commit(&self, event: Event) -> Result<(), RevocationError> {
+        match self.write_and_publish(&event).await {
+            Ok(()) => {
+                self.apply_event(event);
+                Ok(())
+            }
+            Err(e) => {
+                self.queue_retry(event);
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_and_publish(&self, event: &Event) -> Result<(), RevocationError> {
+        match event {
+            Event::Token { jti, sub, exp } => self.write_token(sub.as_deref(), jti, *exp).await?,
+            Event::Session { sid, sub, until } => {
+                self.write_session(sub.as_deref(), sid, *until).await?
+            }
+            Event::User { sub, before, until } => self.write_user(sub, *before, *until).await?,
+            Event::Heartbeat { .. } => {}
+        }
+        self.publish(event).await
+    }
+
+    fn queue_retry(&self, event: Event) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.contains(&event) {
+            return;
+        }
+        if pending.len() >= MAX_PENDING {
+            tracing::error!(
+                target: "tower_token_auth",
+                "{MAX_PENDING} revocations are already waiting for Redis; this one is not queued (its caller was told it failed)"
+            );
+            return;
+        }
+        pending.push_back(event);
+        drop(pending);
+        self.pending_added.notify_one();
+    }
+
+    fn pending_len(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     async fn publish(&self, event: &Event) -> Result<(), RevocationError> {
@@ -503,22 +598,29 @@ impl Shared {
 
     fn apply(&self, payload: &[u8]) {
         match serde_json::from_slice::<Event>(payload) {
-            Ok(Event::Token { jti, sub, exp }) => {
+            Ok(event) => self.apply_event(event),
+            Err(_) => {
+                tracing::warn!(target: "tower_token_auth", "ignoring a malformed revocation message")
+            }
+        }
+    }
+
+    /// Records a revocation in the local mirror (or notes a heartbeat echo).
+    fn apply_event(&self, event: Event) {
+        match event {
+            Event::Token { jti, sub, exp } => {
                 self.revoked.revoke_token_of(&jti, sub.as_deref(), exp)
             }
-            Ok(Event::Session { sid, sub, until }) => {
+            Event::Session { sid, sub, until } => {
                 self.revoked.revoke_session_now(sub.as_deref(), &sid, until)
             }
-            Ok(Event::User { sub, before, until }) => {
+            Event::User { sub, before, until } => {
                 self.revoked.revoke_user_now(&sub, before, until)
             }
-            Ok(Event::Heartbeat { id }) => {
+            Event::Heartbeat { id } => {
                 if id == self.instance_id {
                     self.last_echo_ms.store(now_ms(), Ordering::Release);
                 }
-            }
-            Err(_) => {
-                tracing::warn!(target: "tower_token_auth", "ignoring a malformed revocation message")
             }
         }
     }
@@ -671,6 +773,41 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
     }
 }
 
+/// Writes and publishes the revocations that failed, oldest first, until Redis takes them.
+async fn retry_loop(shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let next = shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .front()
+            .cloned();
+        let Some(event) = next else {
+            shared.pending_added.notified().await;
+            continue;
+        };
+        match shared.write_and_publish(&event).await {
+            Ok(()) => {
+                // Only this task removes entries, from the front: it is still `event`.
+                shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop_front();
+                shared.apply_event(event);
+                backoff = Duration::from_millis(50);
+                tracing::info!(target: "tower_token_auth", "a revocation that had failed is now durable in Redis");
+            }
+            Err(e) => {
+                tracing::debug!(target: "tower_token_auth", error = %e, "revocation retry failed; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
 impl RevocationStore for RedisRevocationStore {
     fn check(&self, token: &TokenRef<'_>) -> RevocationCheck {
         let shared = &self.shared;
@@ -700,11 +837,8 @@ impl RevocationStore for RedisRevocationStore {
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
         Box::pin(async move {
             let (jti, exp) = token.revocable()?;
-            // Enforced here at once, whatever Redis says.
-            self.shared.revoked.revoke_token_of(jti, token.sub, exp);
-            self.shared.write_token(token.sub, jti, exp).await?;
             self.shared
-                .publish(&Event::Token {
+                .commit(Event::Token {
                     jti: jti.to_owned(),
                     sub: token.sub.map(str::to_owned),
                     exp,
@@ -721,13 +855,7 @@ impl RevocationStore for RedisRevocationStore {
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
         Box::pin(async move {
             self.shared
-                .revoked
-                .revoke_user_now(sub, issued_before, keep_until);
-            self.shared
-                .write_user(sub, issued_before, keep_until)
-                .await?;
-            self.shared
-                .publish(&Event::User {
+                .commit(Event::User {
                     sub: sub.to_owned(),
                     before: issued_before,
                     until: keep_until,
@@ -743,10 +871,8 @@ impl RevocationStore for RedisRevocationStore {
         keep_until: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
         Box::pin(async move {
-            self.shared.revoked.revoke_session_now(sub, sid, keep_until);
-            self.shared.write_session(sub, sid, keep_until).await?;
             self.shared
-                .publish(&Event::Session {
+                .commit(Event::Session {
                     sid: sid.to_owned(),
                     sub: sub.map(str::to_owned),
                     until: keep_until,
