@@ -349,6 +349,12 @@ impl IntoResponse for ApiError {
             // The library's answer: 400 for a token that cannot be revoked (no `jti`, as some
             // other issuers mint them), 503 when the store is down.
             Self::Store(LifecycleError::Revocation(e)) => e.into_response(),
+            // A password change ended the user's sessions while this login ran.
+            Self::Store(LifecycleError::SessionsEnded) => error_response(
+                StatusCode::UNAUTHORIZED,
+                "invalid_grant",
+                "your sessions were just ended; log in again",
+            ),
             Self::Store(e) => {
                 tracing::warn!(error = %e, "token store failed");
                 let mut res = error_response(
@@ -396,6 +402,13 @@ impl AppState {
     }
 }
 
+/// Seconds since the Unix epoch, the unit of `iat`.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The user a verified token is about (the verifier requires `sub`).
 fn subject(claims: &Claims) -> &str {
     claims.sub.as_deref().unwrap_or_default()
@@ -412,16 +425,23 @@ async fn login(
     State(state): State<SharedState>,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    // Taken before the password hash is read: a password change racing this login ends the
+    // session it starts (see `issue_pair_authenticated_at`).
+    let authenticated_at = now_secs();
     let Some(scope) = state.check_password(&req.username, &req.password).await? else {
-        tracing::info!(username = %req.username, "login refused");
+        // `?`: a username is user input, and Debug escapes line breaks (no forged log lines).
+        tracing::info!(username = ?req.username, "login refused");
         return Err(ApiError::Refused(
             StatusCode::UNAUTHORIZED,
             "invalid_grant",
             "wrong username or password",
         ));
     };
-    let pair = state.lifecycle.issue_pair(&req.username, scope).await?;
-    tracing::info!(username = %req.username, jti = %pair.access.jti, "logged in");
+    let pair = state
+        .lifecycle
+        .issue_pair_authenticated_at(&req.username, scope, authenticated_at)
+        .await?;
+    tracing::info!(username = ?req.username, jti = %pair.access.jti, "logged in");
     Ok(token_response(&state, &pair))
 }
 
@@ -502,7 +522,7 @@ async fn change_password(
         .await?
         .is_none()
     {
-        tracing::info!(sub, "password change refused: wrong current password");
+        tracing::info!(sub = ?sub, "password change refused: wrong current password");
         // 403, not 401: the bearer token is fine, the password proof is not.
         return Err(ApiError::Refused(
             StatusCode::FORBIDDEN,
@@ -513,11 +533,27 @@ async fn change_password(
     let new_hash = tokio::task::spawn_blocking(move || hash_password(&req.new_password))
         .await
         .context("password hashing task")??;
-    if let Some(user) = state.users.write().expect("users lock").get_mut(sub) {
-        user.password_hash = new_hash;
+    let old_hash = state
+        .users
+        .write()
+        .expect("users lock")
+        .get_mut(sub)
+        .map(|user| std::mem::replace(&mut user.password_hash, new_hash.clone()));
+    // After the new hash is in place: a login that read the old one began before this.
+    if let Err(e) = state.lifecycle.logout_everywhere(sub).await {
+        // The sessions are not ended yet: put the old password back (unless another change
+        // came in since) so the client's retry, which proves the current password again,
+        // can finish the job.
+        let mut users = state.users.write().expect("users lock");
+        if let (Some(old), Some(user)) = (old_hash, users.get_mut(sub))
+            && user.password_hash == new_hash
+        {
+            user.password_hash = old;
+        }
+        drop(users);
+        return Err(e.into());
     }
-    state.lifecycle.logout_everywhere(sub).await?;
-    tracing::info!(sub, "password changed; every session ended");
+    tracing::info!(sub = ?sub, "password changed; every session ended");
     Ok(state.no_content_clearing_cookies())
 }
 

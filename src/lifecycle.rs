@@ -14,8 +14,7 @@ use crate::refresh::{
     PresentedToken, RefreshRecord, RefreshStore, RefreshStoreError, Rotation, mint, new_family,
 };
 use crate::revocation::{
-    RevocationCheck, RevocationError, RevocationStatus, RevocationStore, TokenRef, now_ms,
-    now_secs,
+    RevocationCheck, RevocationError, RevocationStatus, RevocationStore, TokenRef, now_ms, now_secs,
 };
 use crate::verifier::Verifier;
 
@@ -337,16 +336,15 @@ impl TokenLifecycle {
         }
     }
 
-    /// Revokes the access tokens of `record`'s family (its `sid`) unless they already are,
-    /// kept at least until `token_exp`.
+    /// Revokes the access tokens of `record`'s family (its `sid`), kept at least until
+    /// `token_exp`. Always written, even when the session already reads as revoked: a
+    /// revocation found in the store may be one whose publication failed, and writing it again
+    /// is what makes it reach every instance.
     async fn revoke_family_tokens(
         &self,
         record: &RefreshRecord,
         token_exp: Option<u64>,
     ) -> Result<(), LifecycleError> {
-        if self.session_revoked(record).await? {
-            return Ok(());
-        }
         let until = self.access_keep_until().max(token_exp.unwrap_or(0));
         self.revocation
             .revoke_session(Some(&record.sub), &record.family, until)
@@ -427,7 +425,10 @@ impl TokenLifecycle {
     pub async fn logout<T>(&self, claims: &Claims<T>) -> Result<(), LifecycleError> {
         match &claims.sid {
             // The session's revocation covers this token (kept until its `exp` at least).
-            Some(sid) => self.end_session(claims.sub.as_deref(), sid, claims.exp).await,
+            Some(sid) => {
+                self.end_session(claims.sub.as_deref(), sid, claims.exp)
+                    .await
+            }
             None => {
                 self.revocation
                     .revoke_token(crate::layer::token_ref(claims))
@@ -451,9 +452,20 @@ impl TokenLifecycle {
         // through). Kept as long as a family begun before `now` can live without a refresh,
         // which is refused from now on.
         let keep = self.refresh_ttl.max(self.issuer.token_ttl()).as_secs();
-        self.revocation
-            .revoke_user(sub, now, now.saturating_add(keep))
-            .await?;
+        let mut before = now;
+        loop {
+            self.revocation
+                .revoke_user(sub, before, now.saturating_add(keep))
+                .await?;
+            // A login racing this one may have minted its access token after `before` was
+            // read but before the write was visible to its check. Its `iat` is at most the
+            // second the write finished in: if that second is later, cover it too.
+            let finished = now_secs();
+            if finished <= before {
+                break;
+            }
+            before = finished;
+        }
         // Whole-second `iat`: wait the second out, so a login right after this returns is
         // not caught by the revocation (see `Logout::revoke_user`).
         crate::revocation::wait_for_next_second().await;

@@ -3,184 +3,24 @@
 //! revocation, logout, logout everywhere, password change), cookie mode with its CSRF
 //! protection, and two instances sharing one Redis.
 
+#[path = "support/quickstart.rs"]
+mod quickstart;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 mod support;
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use quickstart::{FORM, Quickstart, SECRET, error_code, token_pair};
 use redis_server::RedisServer;
 use serde_json::{Value, json};
-use support::{ChildGuard, Http, Resp, free_port, now_secs};
+use support::{ChildGuard, Resp, free_port, now_secs};
 
-const SECRET: &str = "quickstart-test-secret-0123456789abcdef";
-const FORM: &str = "application/x-www-form-urlencoded";
 /// "Log out everywhere" revokes every token issued at or before the current second, so a
 /// login in that same second is refused too: tests wait this long before logging in again.
 const NEXT_SECOND: Duration = Duration::from_millis(1100);
-
-struct Quickstart {
-    // Declared first so it is dropped first; the guard kills the child when dropped.
-    child: ChildGuard,
-    base: String,
-    http: Http,
-}
-
-/// What `POST /login` and `POST /token` hand out in bearer mode.
-struct Pair {
-    access: String,
-    refresh: String,
-}
-
-impl Quickstart {
-    async fn start() -> Self {
-        Self::start_with(&[]).await
-    }
-
-    /// Starts the quickstart with `envs` besides `BIND` and `JWT_SECRET`.
-    async fn start_with(envs: &[(&str, &str)]) -> Self {
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let bind = addr.to_string();
-        let mut all = vec![("BIND", bind.as_str()), ("JWT_SECRET", SECRET)];
-        all.extend_from_slice(envs);
-        let mut child = ChildGuard::spawn_example("quickstart", &all);
-        let http = Http::new();
-        // Start-up hashes the demo passwords with Argon2, slow-ish in debug builds.
-        child
-            .wait_ready(&http, addr, "/health", Duration::from_secs(10))
-            .await;
-        Self {
-            child,
-            base: format!("http://{addr}"),
-            http,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> Resp {
-        self.http
-            .send(Method::GET, &self.url(path), token, None)
-            .await
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, body: Option<&Value>) -> Resp {
-        self.http
-            .send(Method::POST, &self.url(path), token, body)
-            .await
-    }
-
-    /// Any request: extra headers, and a body with its content type.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<(&str, String)>,
-    ) -> Resp {
-        self.http
-            .send_with(method, &self.url(path), headers, body)
-            .await
-    }
-
-    async fn login(&self, username: &str, password: &str) -> Resp {
-        let body = json!({ "username": username, "password": password });
-        self.post("/login", None, Some(&body)).await
-    }
-
-    /// Logs in and returns the access token, checking the token response's shape.
-    async fn token(&self, username: &str, password: &str) -> String {
-        self.pair(username, password).await.access
-    }
-
-    /// Logs in and returns both tokens, checking the token response's shape.
-    async fn pair(&self, username: &str, password: &str) -> Pair {
-        let res = self.login(username, password).await;
-        assert_eq!(res.status, StatusCode::OK, "login {username}: {res:?}");
-        assert_eq!(res.header("cache-control"), "no-store", "{res:?}");
-        token_pair(&res)
-    }
-
-    /// The refresh grant with a form body (RFC 6749 §6).
-    async fn refresh(&self, refresh_token: &str) -> Resp {
-        let body = form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-        ]);
-        self.send(Method::POST, "/token", &[], Some((FORM, body)))
-            .await
-    }
-
-    /// RFC 7009 revocation with a form body.
-    async fn revoke(&self, token: &str) -> Resp {
-        let body = form(&[("token", token)]);
-        self.send(Method::POST, "/revoke", &[], Some((FORM, body)))
-            .await
-    }
-
-    /// The status of `GET /me` with `token`.
-    async fn me(&self, token: &str) -> StatusCode {
-        self.get("/me", Some(token)).await.status
-    }
-
-    /// The session (`sid`) of an access token, as `GET /me` shows it.
-    async fn sid(&self, token: &str) -> String {
-        let res = self.get("/me", Some(token)).await;
-        assert_eq!(res.status, StatusCode::OK, "{res:?}");
-        res.json()["sid"].as_str().expect("sid").to_owned()
-    }
-
-    /// Polls `GET /me` with `token` until it answers `expected` (revocations reach other
-    /// instances through Redis pub/sub, a moment later).
-    async fn eventually_me(&self, token: &str, expected: StatusCode) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let status = self.me(token).await;
-            if status == expected {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "GET /me stayed {status}, expected {expected}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// A bearer-mode token response: checks its shape and returns its tokens.
-fn token_pair(res: &Resp) -> Pair {
-    let body = res.json();
-    assert_eq!(body["token_type"], "Bearer", "{body}");
-    assert_eq!(body["expires_in"], 900, "{body}");
-    assert!(body["scope"].is_string(), "{body}");
-    let field = |name: &str| {
-        body[name]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {name} in {body}"))
-            .to_owned()
-    };
-    Pair {
-        access: field("access_token"),
-        refresh: field("refresh_token"),
-    }
-}
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
-}
-
-/// The OAuth error code of a JSON error response.
-fn error_code(res: &Resp) -> String {
-    res.json()["error"].as_str().unwrap_or_default().to_owned()
-}
 
 /// A token minted with `jsonwebtoken` directly, as another service or library would.
 fn foreign_token(claims: &Value) -> String {

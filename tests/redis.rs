@@ -4,6 +4,7 @@
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
+mod support;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,9 +15,13 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use redis_server::{RedisCluster, RedisServer};
+use support::now_secs;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceExt, service_fn};
-use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig};
+use tower_token_auth::revocation::{
+    RedisRevocationStore, RedisStoreConfig, RevocationCheck, RevocationStatus, RevocationStore,
+    TokenRef,
+};
 use tower_token_auth::testing::TestKeys;
 use tower_token_auth::{AuthBody, Claims, JwtAuthLayer, Logout};
 
@@ -437,4 +442,111 @@ async fn cluster_revocation_across_slots() {
         slot(&x.store.token_key(Some("member-0"), "any")),
         slot(&x.store.user_key("member-0"))
     );
+}
+
+async fn status(store: &RedisRevocationStore, token: &TokenRef<'_>) -> RevocationStatus {
+    match store.check(token) {
+        RevocationCheck::Ready(answer) => answer.unwrap(),
+        RevocationCheck::Pending(answer) => answer.await.unwrap(),
+    }
+}
+
+async fn live_store(server: &RedisServer) -> RedisRevocationStore {
+    let store = RedisRevocationStore::connect(&server.url(), config())
+        .await
+        .unwrap();
+    assert!(store.wait_live(Duration::from_secs(10)).await, "live");
+    store
+}
+
+/// Polls until `store` answers `expected` for `token`, up to 5 s.
+async fn eventually(
+    store: &RedisRevocationStore,
+    token: &TokenRef<'_>,
+    expected: RevocationStatus,
+) {
+    let start = Instant::now();
+    while status(store, token).await != expected {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{token:?} stayed not {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every dimension of a token is confirmed before the cache answers for it: an instance that
+/// subscribed after a session was revoked, and has confirmed another session of the same
+/// user, still refuses the revoked session's tokens, with or without `jti`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_revoked_before_subscribing_is_refused() {
+    let server = RedisServer::start();
+    let a = live_store(&server).await;
+    let exp = now_secs() + 600;
+    a.revoke_session(Some("alice"), "s-revoked", exp)
+        .await
+        .unwrap();
+    let b = live_store(&server).await;
+    let token = |jti, sid| TokenRef {
+        jti,
+        sub: Some("alice"),
+        sid: Some(sid),
+        iat: Some(now_secs()),
+        exp: Some(exp),
+    };
+    for jti in [None, Some("j-1")] {
+        let live = token(jti, "s-live");
+        let dead = token(jti, "s-revoked");
+        // Twice: the second answer comes from the cache.
+        assert_eq!(status(&b, &live).await, RevocationStatus::Active, "{jti:?}");
+        assert_eq!(status(&b, &live).await, RevocationStatus::Active, "{jti:?}");
+        assert_eq!(
+            status(&b, &dead).await,
+            RevocationStatus::Revoked,
+            "{jti:?}"
+        );
+        assert_eq!(
+            status(&a, &dead).await,
+            RevocationStatus::Revoked,
+            "{jti:?}"
+        );
+    }
+}
+
+/// A revocation Redis refused is reported failed, is not enforced anywhere meanwhile (so
+/// every instance answers alike and the caller's retry gets through), is retried in the
+/// background, and once Redis takes writes again it is durable and published: every
+/// instance refuses the token, including one started afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_revocation_is_retried_until_durable() {
+    let server = RedisServer::start();
+    let a = live_store(&server).await;
+    let b = live_store(&server).await;
+    let exp = now_secs() + 600;
+    let token = TokenRef {
+        jti: Some("j-oom"),
+        sub: Some("dave"),
+        sid: None,
+        iat: Some(now_secs()),
+        exp: Some(exp),
+    };
+    assert_eq!(status(&a, &token).await, RevocationStatus::Active);
+    assert_eq!(status(&b, &token).await, RevocationStatus::Active);
+    let cli = |args: &[&str]| assert_eq!(server.cli(args).unwrap().trim(), "OK", "{args:?}");
+    cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    let err = a.revoke_token(token).await.unwrap_err();
+    assert!(err.to_string().contains("OOM"), "{err}");
+    assert_eq!(a.pending_retries(), 1);
+    // A second failure of the same revocation is not queued twice.
+    a.revoke_token(token).await.unwrap_err();
+    assert_eq!(a.pending_retries(), 1);
+    assert_eq!(status(&a, &token).await, RevocationStatus::Active);
+    assert_eq!(status(&b, &token).await, RevocationStatus::Active);
+    cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    assert!(a.wait_retries_done(Duration::from_secs(10)).await);
+    assert_eq!(status(&a, &token).await, RevocationStatus::Revoked);
+    eventually(&b, &token, RevocationStatus::Revoked).await;
+    let c = live_store(&server).await;
+    assert_eq!(status(&c, &token).await, RevocationStatus::Revoked);
 }

@@ -614,9 +614,7 @@ impl Shared {
             Event::Session { sid, sub, until } => {
                 self.revoked.revoke_session_now(sub.as_deref(), &sid, until)
             }
-            Event::User { sub, before, until } => {
-                self.revoked.revoke_user_now(&sub, before, until)
-            }
+            Event::User { sub, before, until } => self.revoked.revoke_user_now(&sub, before, until),
             Event::Heartbeat { id } => {
                 if id == self.instance_id {
                     self.last_echo_ms.store(now_ms(), Ordering::Release);

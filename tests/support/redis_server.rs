@@ -40,6 +40,14 @@ impl RedisServer {
         Self::start_with(Vec::new(), "solo")
     }
 
+    /// Starts a standalone server that writes every command to its append-only file before
+    /// answering (`appendfsync always`): a [`kill`](Self::kill) loses nothing that Redis
+    /// acknowledged, and [`restart`](Self::restart) reloads it.
+    pub fn start_persistent() -> Self {
+        let extra = ["--appendonly", "yes", "--appendfsync", "always"];
+        Self::start_with(extra.map(String::from).to_vec(), "aof")
+    }
+
     fn start_with(extra: Vec<String>, tag: &str) -> Self {
         let mut server = Self {
             port: free_port(),
@@ -64,7 +72,8 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port, empty.
+    /// Starts the server again on the same port: empty, unless started
+    /// [`persistent`](Self::start_persistent).
     pub fn restart(&mut self) {
         self.kill();
         let mut args: Vec<String> = vec![
