@@ -21,6 +21,17 @@
 //! always enforced, Redis or not. When the subscription comes back, a new generation starts and
 //! each token is read once more.
 //!
+//! # Durability
+//!
+//! A revocation is written to its key, then published, and only then recorded locally and
+//! reported done. If either step fails the caller gets the error, nothing is recorded locally
+//! (this instance answers as all the others do, so the caller's retry still gets through and
+//! repeats every idempotent step), and the revocation is queued and re-sent in the background
+//! until Redis takes it ([`pending_retries`](RedisRevocationStore::pending_retries)). A
+//! revocation that reported success is therefore in Redis and on the channel: every instance
+//! enforces it, including instances started later. A token is confirmed unrevoked only for the
+//! exact `jti`, `sub` and `sid` whose keys were read.
+//!
 //! Staleness bound: a revocation reaches a live instance as fast as Redis delivers pub/sub
 //! (sub-millisecond on loopback). If the subscription dies silently, an instance may answer
 //! from its cache for at most `staleness_bound` (default 2 s) after the last echo before it
