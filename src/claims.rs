@@ -6,6 +6,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::AuthError;
+use crate::revocation::TokenRef;
 
 /// The claims of a verified token: the registered ones (RFC 7519 §4.1, plus OAuth `scope`)
 /// and the application's own claims `T`, flattened into the same JSON object.
@@ -71,6 +72,17 @@ pub struct Claims<T = NoCustomClaims> {
 }
 
 impl<T> Claims<T> {
+    /// The identifiers a revocation store checks and records.
+    pub(crate) fn token_ref(&self) -> TokenRef<'_> {
+        TokenRef {
+            jti: self.jti.as_deref(),
+            sub: self.sub.as_deref(),
+            iat: self.iat,
+            exp: self.exp,
+            sid: self.sid.as_deref(),
+        }
+    }
+
     /// The scopes, split on whitespace.
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         self.scope.as_deref().unwrap_or("").split_ascii_whitespace()
@@ -124,7 +136,8 @@ pub enum AuthStatus {
     Authenticated,
     /// Optional mode, and the request carried no token.
     Anonymous,
-    /// A CORS preflight, passed without authentication.
+    /// A CORS preflight, passed without authentication because the layer was built with
+    /// [`allow_cors_preflight(true)`](crate::JwtAuthLayer::allow_cors_preflight).
     Preflight,
     /// Logged in by [`RememberMeLayer`](crate::remember_me::RememberMeLayer) from a
     /// remember-me cookie: `Claims<T>` is in the extensions, with

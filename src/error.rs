@@ -73,6 +73,9 @@ pub enum InvalidToken {
     Expired,
     /// `nbf` is in the future (beyond the leeway).
     NotYetValid,
+    /// `iat` is in the future (beyond the leeway): such a token would escape a user-wide
+    /// revocation, which refuses the tokens issued at or before it.
+    IssuedInFuture,
     /// `iss` is not an accepted issuer.
     WrongIssuer,
     /// `aud` does not name this service.
@@ -81,7 +84,9 @@ pub enum InvalidToken {
     WrongType,
     /// A required claim is absent.
     MissingClaim(String),
-    /// A claim has the wrong JSON type or an out-of-range value.
+    /// A claim has the wrong JSON type or an out-of-range value, or the claims do not fit the
+    /// application's claims type (one of its fields is missing or has another type). The
+    /// string names the claim for the log; the response says only "missing or invalid claim".
     InvalidClaim(String),
     /// The token was revoked (its `jti`, or every token of its subject).
     Revoked,
@@ -168,11 +173,12 @@ impl AuthError {
                 InvalidToken::BadSignature => "invalid signature",
                 InvalidToken::Expired => "token expired",
                 InvalidToken::NotYetValid => "token not yet valid",
+                InvalidToken::IssuedInFuture => "token issued in the future",
                 InvalidToken::WrongIssuer => "invalid issuer",
                 InvalidToken::WrongAudience => "invalid audience",
                 InvalidToken::WrongType => "invalid token type",
                 InvalidToken::MissingClaim(_) => "missing required claim",
-                InvalidToken::InvalidClaim(_) => "invalid claim",
+                InvalidToken::InvalidClaim(_) => "missing or invalid claim",
                 InvalidToken::Revoked => "token revoked",
             },
             AuthErrorKind::InsufficientScope { .. } => "insufficient scope",
@@ -240,7 +246,7 @@ impl fmt::Display for AuthError {
                 write!(f, "missing required claim `{c}`")
             }
             AuthErrorKind::InvalidToken(InvalidToken::InvalidClaim(c)) => {
-                write!(f, "invalid claim `{c}`")
+                write!(f, "missing or invalid claim: {c}")
             }
             AuthErrorKind::InsufficientScope { required } => {
                 write!(f, "insufficient scope, `{required}` required")
@@ -251,6 +257,16 @@ impl fmt::Display for AuthError {
 }
 
 impl std::error::Error for AuthError {}
+
+/// Logs why a request was refused: the reason only, never the token (a bearer credential).
+pub(crate) fn log_rejection(error: &AuthError) {
+    tracing::debug!(
+        target: "tower_token_auth",
+        status = error.status().as_u16(),
+        reason = ?error.kind(),
+        "request not authenticated"
+    );
+}
 
 /// Builds the response for a rejected request.
 ///

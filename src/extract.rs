@@ -54,44 +54,74 @@ impl IntoResponse for AuthError {
 }
 
 impl IntoResponse for RevocationError {
-    /// `NotRevocable` answers 400 `invalid_request`; backend failures 503.
+    /// `NotRevocable` and `Unsupported` answer 400 `invalid_request`; backend failures 503
+    /// `temporarily_unavailable` with `Retry-After: 1`. The body carries a fixed description;
+    /// the backend's error goes to the log only.
     fn into_response(self) -> Response {
-        let (status, code) = match self {
-            RevocationError::NotRevocable(_) | RevocationError::Unsupported(_) => {
-                (StatusCode::BAD_REQUEST, "invalid_request")
-            }
-            _ => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
-        };
         tracing::warn!(target: "tower_token_auth", error = %self, "revocation failed");
-        let body = serde_json::json!({ "error": code, "error_description": self.to_string() });
-        let mut res = (status, body.to_string()).into_response();
-        res.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        res
+        let (status, code, description) = match self {
+            RevocationError::NotRevocable("jti") => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "token cannot be revoked: it has no jti",
+            ),
+            RevocationError::NotRevocable(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "token cannot be revoked individually",
+            ),
+            RevocationError::Unsupported(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "revocation not supported here",
+            ),
+            _ => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "revocation store unavailable, retry later",
+            ),
+        };
+        json_error(status, code, description)
     }
 }
 
-impl IntoResponse for crate::lifecycle::LifecycleError {
-    /// A store or the issuer failed: 503 `temporarily_unavailable`, the detail in the log.
-    fn into_response(self) -> Response {
-        tracing::warn!(target: "tower_token_auth", error = %self, "token lifecycle operation failed");
-        let body = serde_json::json!({
-            "error": "temporarily_unavailable",
-            "error_description": "token store unavailable, retry later",
-        });
-        let mut res = (StatusCode::SERVICE_UNAVAILABLE, body.to_string()).into_response();
-        let h = res.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
+/// A JSON OAuth-style error body, `no-store`, and `Retry-After: 1` on a 503.
+fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
+    let body = serde_json::json!({ "error": code, "error_description": description });
+    let mut res = (status, body.to_string()).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
         h.insert(
             http::header::RETRY_AFTER,
             http::HeaderValue::from_static("1"),
         );
-        res
+    }
+    res
+}
+
+impl IntoResponse for crate::lifecycle::LifecycleError {
+    /// [`SessionsEnded`](crate::lifecycle::LifecycleError::SessionsEnded) answers 401
+    /// `invalid_grant` (log in again); a store or the issuer failing answers 503
+    /// `temporarily_unavailable` with a fixed description, the detail in the log.
+    fn into_response(self) -> Response {
+        if matches!(self, crate::lifecycle::LifecycleError::SessionsEnded) {
+            tracing::info!(target: "tower_token_auth", "login refused: the user's sessions were ended meanwhile");
+            return json_error(StatusCode::UNAUTHORIZED, "invalid_grant", "log in again");
+        }
+        tracing::warn!(target: "tower_token_auth", error = %self, "token lifecycle operation failed");
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "token store unavailable, retry later",
+        )
     }
 }
 

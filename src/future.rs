@@ -123,7 +123,7 @@ where
                             _ => panic!("ResponseFuture polled after completion"),
                         },
                         Err(e) => {
-                            crate::layer::log_rejection(&e);
+                            crate::error::log_rejection(&e);
                             e
                         }
                     };

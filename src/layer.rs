@@ -16,12 +16,11 @@ use crate::body::AuthBody;
 use crate::claims::{AuthStatus, Claims, NoCustomClaims};
 use crate::error::{
     AuthError, AuthErrorKind, ConfigError, ErrorResponder, InvalidToken, Rfc6750Responder,
+    log_rejection,
 };
 use crate::future::{Insert, PendingCheck, ResponseFuture};
 use crate::logout::Logout;
-use crate::revocation::{
-    MemoryStore, RevocationCheck, RevocationStatus, RevocationStore, TokenRef,
-};
+use crate::revocation::{MemoryStore, RevocationCheck, RevocationStatus, RevocationStore};
 use crate::source::{AccessCookie, TokenSource, bearer_syntax_error, extract_with_source};
 use crate::verifier::Verifier;
 
@@ -47,18 +46,34 @@ struct Config {
 /// Authenticates requests with a JWT and puts its [`Claims<T>`] into the request extensions.
 ///
 /// For each request the layer:
-/// 1. lets CORS preflights (`OPTIONS` + `Access-Control-Request-Method`) through, unless
-///    turned off with [`allow_cors_preflight`](Self::allow_cors_preflight);
-/// 2. reads the token from the configured [`TokenSource`]s (default: `Authorization: Bearer`);
-/// 3. verifies it with the [`Verifier`] (size cap, `kid`, pinned `alg`, signature, times,
+/// 1. reads the token from the configured [`TokenSource`]s (default: `Authorization: Bearer`);
+/// 2. verifies it with the [`Verifier`] (size cap, `kid`, pinned `alg`, signature, times,
 ///    `iss`, `aud`, required claims);
-/// 4. only then asks the [`RevocationStore`] whether it was revoked;
-/// 5. inserts the claims, as `Arc<Claims<T>>`, and [`AuthStatus::Authenticated`] and calls
+/// 3. only then asks the [`RevocationStore`] whether it was revoked;
+/// 4. inserts the claims, as `Arc<Claims<T>>`, and [`AuthStatus::Authenticated`] and calls
 ///    the inner service.
 ///
 /// Any failure answers through the [`ErrorResponder`] (RFC 6750 by default) without calling
 /// the inner service. In [optional](Self::optional) mode a request without a token passes with
 /// [`AuthStatus::Anonymous`]; a request with a bad token is still refused.
+///
+/// # CORS
+///
+/// Every request needs a token, CORS preflights (`OPTIONS` + `Access-Control-Request-Method`)
+/// included: browsers send preflights without credentials, so they are refused with 401. Put
+/// `tower-http`'s `CorsLayer` *outside* this layer; it answers preflights itself and the
+/// handlers behind this layer never see them:
+///
+/// ```ignore
+/// ServiceBuilder::new()
+///     .layer(CorsLayer::new().allow_origin(origin).allow_headers([AUTHORIZATION]))
+///     .layer(JwtAuthLayer::new(verifier))
+///     .service(app)
+/// ```
+///
+/// [`allow_cors_preflight(true)`](Self::allow_cors_preflight) passes preflights to the inner
+/// service unauthenticated instead, marked [`AuthStatus::Preflight`]; only for inner services
+/// that answer every `OPTIONS` themselves without doing anything else.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -129,7 +144,7 @@ impl JwtAuthLayer<NoCustomClaims> {
                 store: Arc::new(MemoryStore::new()),
                 responder: Arc::new(Rfc6750Responder::default()),
                 mode: Mode::Required,
-                allow_preflight: true,
+                allow_preflight: false,
                 lenient_cookies: false,
             }),
             _claims: PhantomData,
@@ -228,8 +243,14 @@ impl<T> JwtAuthLayer<T> {
         Ok(self.with_responder(Rfc6750Responder::with_realm(realm)?))
     }
 
-    /// Whether CORS preflight requests pass unauthenticated (default true: browsers never
-    /// send credentials on a preflight).
+    /// Whether CORS preflight requests (`OPTIONS` + `Access-Control-Request-Method`) pass to
+    /// the inner service unauthenticated, marked [`AuthStatus::Preflight`] (default false:
+    /// they are refused like any request without a token).
+    ///
+    /// Prefer `tower-http`'s `CorsLayer` outside this layer, which answers preflights before
+    /// they reach it. Turn this on only when the inner service answers every `OPTIONS`
+    /// itself, since a handler that ignores the method would run for anyone.
+    /// [`RequireScopeLayer`](crate::RequireScopeLayer) lets through what this let through.
     pub fn allow_cors_preflight(mut self, allow: bool) -> Self {
         self.config_mut().allow_preflight = allow;
         self
@@ -301,16 +322,6 @@ impl<S, T> JwtAuth<S, T> {
     }
 }
 
-pub(crate) fn log_rejection(error: &AuthError) {
-    // The reason only: never the token, which is a bearer credential.
-    tracing::debug!(
-        target: "tower_token_auth",
-        status = error.status().as_u16(),
-        reason = ?error.kind(),
-        "request not authenticated"
-    );
-}
-
 fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::OPTIONS && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
@@ -335,83 +346,137 @@ where
             req.extensions_mut().insert(AuthStatus::Preflight);
             return ResponseFuture::calling(self.inner.call(req));
         }
-        let verified = match extract_with_source(
+        let found = extract_with_source(
             req.headers(),
             &config.sources,
             config.verifier.max_token_len(),
-        ) {
-            Ok(Some((token, source))) => match config.verifier.verify_shared::<T>(token) {
-                // Keys come from a JWK Set that may have rotated: fetch it once more
-                // (rate-limited) before refusing.
-                Err(e) if is_unknown_key(&e) && config.verifier.remote().is_some() => {
-                    let check = refetch_and_verify::<T>(
-                        config.verifier.clone(),
-                        config.store.clone(),
-                        token.to_owned(),
-                    );
-                    return self.check_later(check, req);
-                }
-                Err(e)
-                    if config.lenient_cookies
-                        && matches!(source, TokenSource::Cookie(_))
-                        && matches!(e.kind(), AuthErrorKind::InvalidToken(_)) =>
-                {
-                    log_rejection(&e);
-                    Ok(None)
-                }
-                Err(e) => Err(match source {
-                    TokenSource::AuthorizationBearer => bearer_syntax_error(token).unwrap_or(e),
-                    _ => e,
-                }),
-                Ok(claims) => Ok(Some((claims, matches!(source, TokenSource::Cookie(_))))),
-            },
-            Ok(None) if config.mode == Mode::Optional => Ok(None),
-            Ok(None) => Err(AuthError::missing_token()),
-            Err(e) => Err(e),
-        };
-        let (claims, from_cookie) = match verified {
-            Ok(Some(found)) => found,
-            Ok(None) => {
-                req.extensions_mut().insert(AuthStatus::Anonymous);
+        );
+        let (claims, lenient) = match decide::<T>(config, found, Attempt::First) {
+            Decision::Pass(status) => {
+                req.extensions_mut().insert(status);
                 return ResponseFuture::calling(self.inner.call(req));
             }
-            Err(e) => return self.reject(&e),
-        };
-        // A revoked cookie token in lenient mode is no token (see optional_ignoring_bad_cookies).
-        let lenient = config.lenient_cookies && from_cookie;
-        let check = config.store.check(&token_ref(&claims));
-        let authenticated = move |ext: &mut http::Extensions| {
-            ext.insert(claims);
-            ext.insert(AuthStatus::Authenticated);
-        };
-        let anonymous = |ext: &mut http::Extensions| {
-            ext.insert(AuthStatus::Anonymous);
-        };
-        match check {
-            RevocationCheck::Ready(Ok(RevocationStatus::Revoked)) if lenient => {
-                log_rejection(&AuthError::invalid_token(InvalidToken::Revoked));
-                anonymous(req.extensions_mut());
-                ResponseFuture::calling(self.inner.call(req))
+            Decision::Reject(e) => return self.reject(&e),
+            Decision::RefetchKeys { token, source } => {
+                let check = refetch_and_decide::<T>(self.config.clone(), token, source);
+                return self.check_later(check, req);
             }
-            RevocationCheck::Ready(status) => match revocation_outcome(status) {
-                Ok(()) => {
-                    authenticated(req.extensions_mut());
+            Decision::Verified { claims, lenient } => (claims, lenient),
+        };
+        match config.store.check(&claims.token_ref()) {
+            RevocationCheck::Ready(status) => match revocation_decision(status, lenient) {
+                Ok(outcome) => {
+                    outcome.insert(req.extensions_mut(), claims);
                     ResponseFuture::calling(self.inner.call(req))
                 }
                 Err(e) => self.reject(&e),
             },
             RevocationCheck::Pending(check) => {
                 let check: PendingCheck = Box::pin(async move {
-                    let insert: Insert = match check.await {
-                        Ok(RevocationStatus::Revoked) if lenient => Box::new(anonymous),
-                        status => {
-                            revocation_outcome(status)?;
-                            Box::new(authenticated)
-                        }
-                    };
+                    let outcome = revocation_decision(check.await, lenient)?;
+                    let insert: Insert = Box::new(move |ext| outcome.insert(ext, claims));
                     Ok(Some(insert))
                 });
                 self.check_later(check, req)
+            }
+        }
+    }
+}
+
+/// Whether the key set may still be refetched for this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// The first verification: an unknown `kid` with a remote JWK Set asks for a refetch.
+    First,
+    /// After the refetch: an unknown `kid` is final.
+    AfterRefetch,
+}
+
+/// What the layer concluded about a request before its revocation check.
+enum Decision<T> {
+    /// Pass without authentication, marked with this status.
+    Pass(AuthStatus),
+    /// Refuse with this error.
+    Reject(AuthError),
+    /// The token names a key the remote JWK Set may have gained: refetch it, then decide again.
+    RefetchKeys {
+        /// The token, owned for the asynchronous path.
+        token: String,
+        /// Where it was found.
+        source: TokenSource,
+    },
+    /// A verified token, still to be checked for revocation.
+    Verified {
+        /// Its claims.
+        claims: Arc<Claims<T>>,
+        /// A revoked token counts as no token (lenient cookie mode).
+        lenient: bool,
+    },
+}
+
+/// The one decision over what the request carries: the synchronous path and the unknown-`kid`
+/// refetch path both call it, so every rule (optional mode, lenient cookies, `b64token`
+/// syntax, refetch) holds on both.
+fn decide<T>(
+    config: &Config,
+    found: Result<Option<(&str, &TokenSource)>, AuthError>,
+    attempt: Attempt,
+) -> Decision<T>
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
+    let (token, source) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) if config.mode == Mode::Optional => return Decision::Pass(AuthStatus::Anonymous),
+        Ok(None) => return Decision::Reject(AuthError::missing_token()),
+        Err(e) => return Decision::Reject(e),
+    };
+    let from_cookie = matches!(source, TokenSource::Cookie(_));
+    let lenient = config.lenient_cookies && from_cookie;
+    match config.verifier.verify_shared::<T>(token) {
+        Ok(claims) => Decision::Verified { claims, lenient },
+        // Keys come from a JWK Set that may have rotated: fetch it once more (rate-limited)
+        // before deciding.
+        Err(e)
+            if attempt == Attempt::First
+                && is_unknown_key(&e)
+                && config.verifier.remote().is_some() =>
+        {
+            Decision::RefetchKeys {
+                token: token.to_owned(),
+                source: source.clone(),
+            }
+        }
+        // A bad cookie in lenient mode is no cookie (see optional_ignoring_bad_cookies).
+        Err(e) if lenient && matches!(e.kind(), AuthErrorKind::InvalidToken(_)) => {
+            log_rejection(&e);
+            Decision::Pass(AuthStatus::Anonymous)
+        }
+        Err(e) => Decision::Reject(match source {
+            TokenSource::AuthorizationBearer => bearer_syntax_error(token).unwrap_or(e),
+            _ => e,
+        }),
+    }
+}
+
+/// How a verified request goes on after its revocation check.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    /// Authenticated: the claims go into the request.
+    Authenticated,
+    /// A revoked cookie token in lenient mode: the request passes as anonymous.
+    Anonymous,
+}
+
+impl Outcome {
+    fn insert<T: Send + Sync + 'static>(self, ext: &mut http::Extensions, claims: Arc<Claims<T>>) {
+        match self {
+            Self::Authenticated => {
+                ext.insert(claims);
+                ext.insert(AuthStatus::Authenticated);
+            }
+            Self::Anonymous => {
+                ext.insert(AuthStatus::Anonymous);
             }
         }
     }
@@ -424,12 +489,18 @@ fn is_unknown_key(e: &AuthError) -> bool {
     )
 }
 
-/// What a revocation answer means for the request.
-fn revocation_outcome(
+/// What a revocation answer means for the request. A store that cannot answer refuses the
+/// request (503), in every mode.
+fn revocation_decision(
     status: Result<RevocationStatus, crate::revocation::RevocationError>,
-) -> Result<(), AuthError> {
+    lenient: bool,
+) -> Result<Outcome, AuthError> {
     match status {
-        Ok(RevocationStatus::Active) => Ok(()),
+        Ok(RevocationStatus::Active) => Ok(Outcome::Authenticated),
+        Ok(RevocationStatus::Revoked) if lenient => {
+            log_rejection(&AuthError::invalid_token(InvalidToken::Revoked));
+            Ok(Outcome::Anonymous)
+        }
         Ok(RevocationStatus::Revoked) => Err(AuthError::invalid_token(InvalidToken::Revoked)),
         Err(e) => {
             tracing::warn!(target: "tower_token_auth", error = %e, "revocation check failed; refusing the request");
@@ -438,28 +509,36 @@ fn revocation_outcome(
     }
 }
 
-fn refetch_and_verify<T>(
-    verifier: Verifier,
-    store: Arc<dyn RevocationStore>,
-    token: String,
-) -> PendingCheck
+/// The unknown-`kid` path: refetch the JWK Set (rate-limited), then the same [`decide`] and
+/// revocation check as the synchronous path.
+fn refetch_and_decide<T>(config: Arc<Config>, token: String, source: TokenSource) -> PendingCheck
 where
     T: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     Box::pin(async move {
-        if !verifier.refetch_for_unknown_kid().await {
-            return Err(AuthError::invalid_token(InvalidToken::UnknownKey));
-        }
-        let claims = verifier.verify_shared::<T>(&token)?;
-        let status = match store.check(&token_ref(&claims)) {
+        // When no refetch happens (rate limit, fetch failure), deciding again finds the key
+        // still unknown and refuses, or passes in lenient mode, as with static keys.
+        let _ = config.verifier.refetch_for_unknown_kid().await;
+        let (claims, lenient) =
+            match decide::<T>(&config, Ok(Some((&token, &source))), Attempt::AfterRefetch) {
+                Decision::Pass(status) => {
+                    let insert: Insert = Box::new(move |ext| {
+                        ext.insert(status);
+                    });
+                    return Ok(Some(insert));
+                }
+                Decision::Reject(e) => return Err(e),
+                Decision::RefetchKeys { .. } => {
+                    return Err(AuthError::invalid_token(InvalidToken::UnknownKey));
+                }
+                Decision::Verified { claims, lenient } => (claims, lenient),
+            };
+        let status = match config.store.check(&claims.token_ref()) {
             RevocationCheck::Ready(status) => status,
             RevocationCheck::Pending(f) => f.await,
         };
-        revocation_outcome(status)?;
-        let insert: Insert = Box::new(move |ext: &mut http::Extensions| {
-            ext.insert(claims);
-            ext.insert(AuthStatus::Authenticated);
-        });
+        let outcome = revocation_decision(status, lenient)?;
+        let insert: Insert = Box::new(move |ext| outcome.insert(ext, claims));
         Ok(Some(insert))
     })
 }
@@ -483,15 +562,5 @@ impl<S, T> JwtAuth<S, T> {
     {
         log_rejection(error);
         ResponseFuture::rejected(self.config.responder.respond(error))
-    }
-}
-
-pub(crate) fn token_ref<T>(claims: &Claims<T>) -> TokenRef<'_> {
-    TokenRef {
-        jti: claims.jti.as_deref(),
-        sub: claims.sub.as_deref(),
-        iat: claims.iat,
-        exp: claims.exp,
-        sid: claims.sid.as_deref(),
     }
 }

@@ -413,9 +413,7 @@ impl TokenLifecycle {
         let Ok(claims) = self.verifier.verify::<NoCustomClaims>(token) else {
             return Ok(false);
         };
-        self.revocation
-            .revoke_token(crate::layer::token_ref(&claims))
-            .await?;
+        self.revocation.revoke_token(claims.token_ref()).await?;
         Ok(true)
     }
 
@@ -430,9 +428,7 @@ impl TokenLifecycle {
                     .await
             }
             None => {
-                self.revocation
-                    .revoke_token(crate::layer::token_ref(claims))
-                    .await?;
+                self.revocation.revoke_token(claims.token_ref()).await?;
                 Ok(())
             }
         }

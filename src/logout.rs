@@ -49,9 +49,7 @@ impl Logout {
     ///
     /// Fails with [`RevocationError::NotRevocable`] when the token has no `jti` or `exp`.
     pub async fn revoke<T>(&self, claims: &Claims<T>) -> Result<(), RevocationError> {
-        self.store
-            .revoke_token(crate::layer::token_ref(claims))
-            .await
+        self.store.revoke_token(claims.token_ref()).await
     }
 
     /// "Log out everywhere": revokes every token of `sub` issued until now. Keep the record

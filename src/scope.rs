@@ -12,10 +12,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::AuthBody;
-use crate::claims::{Claims, NoCustomClaims};
-use crate::error::{AuthError, ConfigError, ErrorResponder, Rfc6750Responder, check_quoted_param};
+use crate::claims::{AuthStatus, Claims, NoCustomClaims};
+use crate::error::{
+    AuthError, ConfigError, ErrorResponder, Rfc6750Responder, check_quoted_param, log_rejection,
+};
 use crate::future::ResponseFuture;
-use crate::layer::log_rejection;
 
 /// Requires the token's `scope` to include every space-separated scope given; answers 403
 /// with `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` otherwise, and 401
@@ -141,6 +142,9 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let outcome = match req.extensions().get::<Arc<Claims<T>>>() {
             Some(claims) => claims.require_scope(&self.layer.required),
+            // A preflight the auth layer let through (`allow_cors_preflight(true)`) carries no
+            // token by design: agree with the auth layer.
+            None if req.extensions().get::<AuthStatus>() == Some(&AuthStatus::Preflight) => Ok(()),
             None => Err(AuthError::missing_token()),
         };
         match outcome {

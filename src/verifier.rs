@@ -298,7 +298,8 @@ impl Verifier {
     /// Verifies `token` and returns its claims.
     ///
     /// Checks, in order: length cap, header, key by `kid`, the key's pinned algorithm, `typ`,
-    /// signature, `exp`/`nbf` with leeway, `iss`, `aud`, and the required claims. Revocation is
+    /// signature, `exp`/`nbf` with leeway, `iss`, `aud`, `iat` not in the future (beyond the
+    /// leeway), and the required claims. Revocation is
     /// not checked here; [`JwtAuthLayer`](crate::JwtAuthLayer) does it after these pass.
     ///
     /// With the [verified-token cache](VerifierBuilder::verified_token_cache), a token verified
@@ -389,16 +390,22 @@ impl Verifier {
                     return Err(self
                         .select(&keys, token)
                         .err()
-                        .unwrap_or_else(|| map_error(e.into_kind())));
+                        .unwrap_or_else(|| map_error(token, e.into_kind())));
                 }
             },
             None => {
                 let entry = self.select(&keys, token)?;
                 decode::<Claims<T>>(token, &entry.key.key, &entry.validation)
-                    .map_err(|e| map_error(e.into_kind()))?
+                    .map_err(|e| map_error(token, e.into_kind()))?
             }
         };
         let claims = data.claims;
+        // A token "issued" later than now (beyond the leeway) would outlive a user-wide
+        // revocation, which refuses tokens issued at or before its instant (RFC 8725 §3.10).
+        let latest = now_secs().saturating_add(inner.params.leeway.as_secs());
+        if claims.iat.is_some_and(|iat| iat > latest) {
+            return Err(AuthError::invalid_token(InvalidToken::IssuedInFuture));
+        }
         for (required, present, name) in [
             (inner.require_iat, claims.iat.is_some(), "iat"),
             (inner.require_jti, claims.jti.is_some(), "jti"),
@@ -448,7 +455,23 @@ impl Verifier {
     }
 }
 
-fn map_error(kind: ErrorKind) -> AuthError {
+/// Whether the token's payload is a JSON object (RFC 7519 §7.2: the claims set must be one).
+/// Only asked on the error path, to tell a malformed token from claims of another shape.
+fn payload_is_object(token: &str) -> bool {
+    use base64::Engine as _;
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|v| v.is_object())
+}
+
+fn map_error(token: &str, kind: ErrorKind) -> AuthError {
     let reason = match kind {
         ErrorKind::InvalidSignature => InvalidToken::BadSignature,
         ErrorKind::ExpiredSignature => InvalidToken::Expired,
@@ -460,6 +483,17 @@ fn map_error(kind: ErrorKind) -> AuthError {
         }
         ErrorKind::MissingRequiredClaim(c) => InvalidToken::MissingClaim(c),
         ErrorKind::InvalidClaimFormat(c) => InvalidToken::InvalidClaim(c),
+        // Well-formed JSON that does not fit the claims type (a field of the application's
+        // claims missing or of another type): a claim problem, not a malformed token. The
+        // field is named in the error's `Display` (logged), never in the response.
+        // A member named twice stays a malformed token (RFC 7519 §4: names must be unique).
+        ErrorKind::Json(e)
+            if e.classify() == serde_json::error::Category::Data
+                && !e.to_string().starts_with("duplicate field")
+                && payload_is_object(token) =>
+        {
+            InvalidToken::InvalidClaim(e.to_string())
+        }
         ErrorKind::InvalidEcdsaKey
         | ErrorKind::InvalidEddsaKey
         | ErrorKind::InvalidRsaKey(_)

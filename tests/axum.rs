@@ -1,6 +1,9 @@
 //! The axum side: `Claims<T>` and `Option<Claims<T>>` extractors, the scope guard on a
 //! router, and what happens when the layer is missing.
 
+#[path = "support/log_capture.rs"]
+mod log_capture;
+
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
@@ -80,6 +83,49 @@ async fn typed_custom_claims() {
     let (status, _, www) = call(&app, Some(&plain), "/t").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(www.unwrap().contains(r#"error="invalid_token""#));
+}
+
+/// A verified token whose claims lack a field of the application's type is a claim problem,
+/// not a malformed token; which field goes to the log, not to the client.
+#[tokio::test(flavor = "current_thread")]
+async fn missing_custom_claim_is_named_in_the_log_only() {
+    let (logs, _guard) = log_capture::Capture::start();
+    let keys = TestKeys::hs256();
+    let app = Router::new()
+        .route(
+            "/t",
+            get(|c: Claims<Tenant>| async move { c.custom.tenant }),
+        )
+        .layer(JwtAuthLayer::new(keys.verifier()).for_claims::<Tenant>());
+    let plain = keys.mint("alice", "read");
+    let (status, body, www) = call(&app, Some(&plain), "/t").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        www.as_deref(),
+        Some(r#"Bearer error="invalid_token", error_description="missing or invalid claim""#)
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"error": "invalid_token", "error_description": "missing or invalid claim"})
+    );
+    assert!(
+        !body.contains("tenant"),
+        "the claim's name stays out of the body"
+    );
+    let log = logs.text();
+    assert!(
+        log.contains("InvalidClaim") && log.contains("missing field") && log.contains("tenant"),
+        "the log names the claim: {log}"
+    );
+    // The wrong type for the field is the same answer.
+    let wrong = keys
+        .issuer()
+        .issue_with("alice", "read", &serde_json::json!({"tenant": 42}))
+        .unwrap()
+        .token;
+    let (status, body, _) = call(&app, Some(&wrong), "/t").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("missing or invalid claim"), "{body}");
 }
 
 #[tokio::test]

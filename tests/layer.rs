@@ -51,18 +51,26 @@ async fn optional_mode() {
     check("optional, valid", &out, Expect::Ok("alice"));
 }
 
+fn preflight() -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/resource")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .body(Full::default())
+        .unwrap()
+}
+
 #[tokio::test]
-async fn cors_preflight_passes_unless_disabled() {
-    let preflight = || {
-        Request::builder()
-            .method(Method::OPTIONS)
-            .uri("/resource")
-            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
-            .body(Full::default())
-            .unwrap()
-    };
+async fn cors_preflight_needs_a_token_unless_allowed() {
     let f = fixture();
-    let out = send(&f.layer, preflight()).await;
+    // By default a preflight is a request without a token: the inner service never sees it.
+    check(
+        "preflight, default",
+        &send(&f.layer, preflight()).await,
+        Expect::NoToken,
+    );
+    let open = f.layer.clone().allow_cors_preflight(true);
+    let out = send(&open, preflight()).await;
     assert_eq!(out.status, StatusCode::OK);
     assert_eq!(&out.body[..], b"Some(Preflight)");
     // A plain OPTIONS is not a preflight.
@@ -71,16 +79,65 @@ async fn cors_preflight_passes_unless_disabled() {
         .uri("/resource")
         .body(Full::default())
         .unwrap();
-    check(
-        "plain OPTIONS",
-        &send(&f.layer, plain).await,
-        Expect::NoToken,
+    check("plain OPTIONS", &send(&open, plain).await, Expect::NoToken);
+}
+
+/// The scope guard lets through exactly the preflights the auth layer let through.
+#[tokio::test]
+async fn scope_guard_agrees_with_the_auth_layer_on_preflights() {
+    use tower_token_auth::RequireScopeLayer;
+    let via = |layer: JwtAuthLayer, req: Request<Full<Bytes>>| async move {
+        let svc = tower::ServiceBuilder::new()
+            .layer(layer)
+            .layer(RequireScopeLayer::new("admin").unwrap())
+            .service(service_fn(echo));
+        svc.oneshot(req).await.unwrap().status()
+    };
+    let f = fixture();
+    assert_eq!(
+        via(f.layer.clone(), preflight()).await,
+        StatusCode::UNAUTHORIZED
     );
-    let strict = f.layer.clone().allow_cors_preflight(false);
+    assert_eq!(
+        via(f.layer.clone().allow_cors_preflight(true), preflight()).await,
+        StatusCode::OK
+    );
+    // A forged status cannot come from the client: without a token it is still refused.
+    let plain = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/resource")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(
+        via(f.layer.clone().allow_cors_preflight(true), plain).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// A token issued in the future (beyond the leeway) would escape user-wide revocation.
+#[tokio::test]
+async fn iat_in_the_future_is_refused_beyond_the_leeway() {
+    let f = fixture();
+    // The fixture's leeway is 5 s.
     check(
-        "preflight, disabled",
-        &send(&strict, preflight()).await,
-        Expect::NoToken,
+        "iat within the leeway",
+        &send(&f.layer, bearer(&with_claim("iat", json!(now() + 2)))).await,
+        Expect::Ok("alice"),
+    );
+    for iat in [now() + 60, now() + 365 * 24 * 3600, u64::MAX / 2] {
+        check(
+            "iat in the future",
+            &send(&f.layer, bearer(&with_claim("iat", json!(iat)))).await,
+            Expect::BadToken("token issued in the future"),
+        );
+    }
+    // The refusal comes before the revocation check, so a user-wide revocation cannot be
+    // dodged by a token stamped after it.
+    f.store.revoke_user_now("alice", now(), now() + 600);
+    check(
+        "future iat after a user revocation",
+        &send(&f.layer, bearer(&with_claim("iat", json!(now() + 3600)))).await,
+        Expect::BadToken("token issued in the future"),
     );
 }
 
