@@ -44,6 +44,14 @@ impl<B> AuthBody<B> {
     }
 }
 
+/// An empty body: what layers outside the auth layer (tower-http's `CorsLayer` answering a
+/// preflight, for one) build their own responses with.
+impl<B> Default for AuthBody<B> {
+    fn default() -> Self {
+        Self::full(Bytes::new())
+    }
+}
+
 impl<B> Body for AuthBody<B>
 where
     B: Body<Data = Bytes>,

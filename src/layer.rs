@@ -64,11 +64,45 @@ struct Config {
 /// `tower-http`'s `CorsLayer` *outside* this layer; it answers preflights itself and the
 /// handlers behind this layer never see them:
 ///
-/// ```ignore
-/// ServiceBuilder::new()
-///     .layer(CorsLayer::new().allow_origin(origin).allow_headers([AUTHORIZATION]))
-///     .layer(JwtAuthLayer::new(verifier))
-///     .service(app)
+/// ```
+/// use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// use tower_http::cors::CorsLayer;
+/// use tower_token_auth::{JwtAuthLayer, testing::TestKeys};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let keys = TestKeys::hs256();
+/// let svc = ServiceBuilder::new()
+///     .layer(
+///         CorsLayer::new()
+///             .allow_origin(HeaderValue::from_static("https://app.example"))
+///             .allow_methods([Method::GET, Method::DELETE])
+///             .allow_headers([header::AUTHORIZATION]),
+///     )
+///     .layer(JwtAuthLayer::new(keys.verifier()))
+///     .service(service_fn(|_req: Request<String>| async {
+///         Ok::<_, std::convert::Infallible>(Response::new(String::from("deleted")))
+///     }));
+///
+/// // The preflight is answered by CorsLayer; the handler does not run.
+/// let preflight = Request::builder()
+///     .method(Method::OPTIONS)
+///     .header(header::ORIGIN, "https://app.example")
+///     .header(header::ACCESS_CONTROL_REQUEST_METHOD, "DELETE")
+///     .body(String::new())
+///     .unwrap();
+/// let res = svc.clone().oneshot(preflight).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::OK);
+/// assert!(res.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+///
+/// // The actual request still needs its token.
+/// let delete = Request::builder()
+///     .method(Method::DELETE)
+///     .header(header::ORIGIN, "https://app.example")
+///     .body(String::new())
+///     .unwrap();
+/// assert_eq!(svc.oneshot(delete).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+/// # }
 /// ```
 ///
 /// [`allow_cors_preflight(true)`](Self::allow_cors_preflight) passes preflights to the inner
