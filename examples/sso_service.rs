@@ -60,7 +60,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
-use tower_token_auth::jwks::{BoxError, RemoteJwks};
+use tower_token_auth::keys::{BoxError, RemoteJwks};
 use tower_token_auth::revocation::{
     RedisRevocationStore, RedisStoreConfig, RevocationStore, TokenRef,
 };

@@ -474,7 +474,7 @@ where
         Err(e)
             if attempt == Attempt::First
                 && is_unknown_key(&e)
-                && config.verifier.remote().is_some() =>
+                && config.verifier.has_remote_keys() =>
         {
             Decision::RefetchKeys {
                 token: token.to_owned(),
@@ -552,7 +552,7 @@ where
     Box::pin(async move {
         // When no refetch happens (rate limit, fetch failure), deciding again finds the key
         // still unknown and refuses, or passes in lenient mode, as with static keys.
-        let _ = config.verifier.refetch_for_unknown_kid().await;
+        let _ = config.verifier.refetch_for_unknown_kid(&token).await;
         let (claims, lenient) =
             match decide::<T>(&config, Ok(Some((&token, &source))), Attempt::AfterRefetch) {
                 Decision::Pass(status) => {

@@ -20,7 +20,8 @@
 //!   instances with no round trip per request and a fail-closed policy.
 //! - [`remember_me`]: Spring-style remember-me (signed or persistent cookies, theft
 //!   detection) as [`remember_me::RememberMeLayer`].
-//! - [`jwks`]: keys from an auth server's JWK Set, refreshed and rotated without restarts.
+//! - [`keys`]: key sets and where they come from: static keys, JWK Sets as providers publish
+//!   them, a remote JWK Set refreshed and rotated without restarts.
 //!
 //! # Example
 //!
@@ -89,8 +90,7 @@ mod error;
 mod extract;
 mod future;
 mod issuer;
-pub mod jwks;
-mod keys;
+pub mod keys;
 mod layer;
 mod lifecycle;
 mod logout;

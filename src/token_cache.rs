@@ -12,11 +12,11 @@
 //! from token to token) with std's randomly keyed SipHash; equality still compares every byte.
 //! Only verified tokens are ever inserted, so nobody can fill a bucket on purpose.
 //!
-//! The cache belongs to one [`Verifier`](crate::Verifier), so it can never outlive the key set
-//! the claims were verified with: a verifier built for new keys starts empty, and
-//! [`Verifier::set_keys`](crate::Verifier::set_keys) empties it. Each emptying starts a new
-//! generation; a verification that started under an older generation (and so may have used
-//! the old keys) is not inserted.
+//! The cache belongs to one [`Verifier`](crate::Verifier), and every entry is tied to the
+//! generation of the keys it was verified with (see [`KeyHandle`](crate::keys::KeyHandle),
+//! whose generation moves only when key material changes). A lookup under another generation
+//! misses; the first insert under a newer one empties the cache; a verification done under an
+//! older generation (with keys since replaced) is not inserted.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -80,14 +80,9 @@ pub(crate) enum Lookup<T> {
     /// The token was cached: its claims (shared with the cache), or why its times no longer
     /// pass.
     Hit(Result<Arc<Claims<T>>, AuthError>),
-    /// Not cached (or cached for another claims type). Pass the generation to
-    /// [`TokenCache::insert`] after verifying.
-    Miss(Generation),
+    /// Not cached (or cached for another claims type or key generation).
+    Miss,
 }
-
-/// The cache generation a verification started in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Generation(u64);
 
 fn cost(token: &str) -> usize {
     token.len() + ENTRY_OVERHEAD
@@ -106,15 +101,21 @@ impl TokenCache {
         }
     }
 
-    /// The cached claims of `token`, if any, with its times checked against `now`.
-    ///
-    /// Call this before loading the keys to verify with on a miss: the generation it returns
-    /// then proves the keys were not replaced in between.
-    pub(crate) fn get<T: Send + Sync + 'static>(&self, token: &str, now: u64) -> Lookup<T> {
+    /// The cached claims of `token`, if any, verified with keys of `generation`, with its
+    /// times checked against `now`.
+    pub(crate) fn get<T: Send + Sync + 'static>(
+        &self,
+        token: &str,
+        now: u64,
+        generation: u64,
+    ) -> Lookup<T> {
         let state = self.map.read().unwrap_or_else(|e| e.into_inner());
+        if state.generation != generation {
+            return Lookup::Miss;
+        }
         match Self::lookup(&state, token, now, self.leeway) {
             Some(hit) => Lookup::Hit(hit),
-            None => Lookup::Miss(Generation(state.generation)),
+            None => Lookup::Miss,
         }
     }
 
@@ -142,22 +143,28 @@ impl TokenCache {
         Some(Ok(claims))
     }
 
-    /// Caches `claims`, verified in `generation`; a no-op if the cache was emptied since.
+    /// Caches `claims`, verified with keys of `generation`: empties the cache first when that
+    /// is newer than its entries, does nothing when it is older (the keys changed since).
     pub(crate) fn insert<T: Send + Sync + 'static>(
         &self,
         token: &str,
         claims: &Arc<Claims<T>>,
         now: u64,
-        generation: Generation,
+        generation: u64,
     ) {
         let c = cost(token);
         if c > self.max_bytes {
             return;
         }
         let mut state = self.map.write().unwrap_or_else(|e| e.into_inner());
-        if state.generation != generation.0 {
-            // The keys changed while this token was verified, maybe with the old ones.
+        if generation < state.generation {
+            // Verified with keys that were replaced meanwhile.
             return;
+        }
+        if generation > state.generation {
+            state.entries.clear();
+            state.bytes = 0;
+            state.generation = generation;
         }
         if state.bytes + c > self.max_bytes {
             let leeway = self.leeway;
@@ -186,14 +193,6 @@ impl TokenCache {
         }
     }
 
-    /// Empties the cache and starts a new generation. Call it after the new keys are in place.
-    pub(crate) fn clear(&self) {
-        let mut state = self.map.write().unwrap_or_else(|e| e.into_inner());
-        state.entries.clear();
-        state.bytes = 0;
-        state.generation += 1;
-    }
-
     pub(crate) fn bytes(&self) -> usize {
         self.map.read().unwrap_or_else(|e| e.into_inner()).bytes
     }
@@ -208,32 +207,36 @@ mod tests {
         Arc::new(serde_json::from_str(&format!(r#"{{"sub":"{sub}","exp":4000000000}}"#)).unwrap())
     }
 
-    fn miss(cache: &TokenCache, token: &str) -> Generation {
-        match cache.get::<NoCustomClaims>(token, 1000) {
-            Lookup::Miss(generation) => generation,
-            Lookup::Hit(_) => panic!("{token} should not be cached"),
+    fn miss(cache: &TokenCache, token: &str, generation: u64) {
+        if let Lookup::Hit(_) = cache.get::<NoCustomClaims>(token, 1000, generation) {
+            panic!("{token} should not be cached");
         }
     }
 
-    fn hit_sub(cache: &TokenCache, token: &str) -> Option<String> {
-        match cache.get::<NoCustomClaims>(token, 1000) {
+    fn hit_sub(cache: &TokenCache, token: &str, generation: u64) -> Option<String> {
+        match cache.get::<NoCustomClaims>(token, 1000, generation) {
             Lookup::Hit(Ok(c)) => c.sub.clone(),
             Lookup::Hit(Err(e)) => panic!("{e}"),
-            Lookup::Miss(_) => None,
+            Lookup::Miss => None,
         }
     }
 
     #[test]
-    fn a_verification_from_before_a_clear_is_not_cached() {
+    fn entries_follow_the_key_generation() {
         let cache = TokenCache::new(1 << 20, 0);
-        let before = miss(&cache, "a.b.c");
-        cache.clear();
-        cache.insert("a.b.c", &claims("alice"), 1000, before);
-        assert_eq!(hit_sub(&cache, "a.b.c"), None);
-        let after = miss(&cache, "a.b.c");
-        assert_ne!(before, after);
-        cache.insert("a.b.c", &claims("alice"), 1000, after);
-        assert_eq!(hit_sub(&cache, "a.b.c").as_deref(), Some("alice"));
+        miss(&cache, "a.b.c", 0);
+        cache.insert("a.b.c", &claims("alice"), 1000, 0);
+        assert_eq!(hit_sub(&cache, "a.b.c", 0).as_deref(), Some("alice"));
+        // The keys changed: the entry does not answer for the new generation...
+        assert_eq!(hit_sub(&cache, "a.b.c", 1), None);
+        // ...and the first insert under it empties the cache.
+        cache.insert("b.c.d", &claims("bob"), 1000, 1);
+        assert_eq!(hit_sub(&cache, "a.b.c", 0), None);
+        assert_eq!(hit_sub(&cache, "b.c.d", 1).as_deref(), Some("bob"));
+        // A verification done with the old keys is not cached.
+        cache.insert("a.b.c", &claims("alice"), 1000, 0);
+        assert_eq!(hit_sub(&cache, "a.b.c", 1), None);
+        assert_eq!(hit_sub(&cache, "a.b.c", 0), None);
     }
 
     #[test]
@@ -244,17 +247,17 @@ mod tests {
             format!("header-a.claims.{tail}"),
             format!("header-b.claims.{tail}"),
         );
-        let generation = miss(&cache, &a);
-        cache.insert(&a, &claims("alice"), 1000, generation);
-        assert_eq!(hit_sub(&cache, &a).as_deref(), Some("alice"));
+        miss(&cache, &a, 0);
+        cache.insert(&a, &claims("alice"), 1000, 0);
+        assert_eq!(hit_sub(&cache, &a, 0).as_deref(), Some("alice"));
         // Same hash, different token: a miss, then its own entry.
-        let generation = miss(&cache, &b);
-        cache.insert(&b, &claims("bob"), 1000, generation);
-        assert_eq!(hit_sub(&cache, &a).as_deref(), Some("alice"));
-        assert_eq!(hit_sub(&cache, &b).as_deref(), Some("bob"));
+        miss(&cache, &b, 0);
+        cache.insert(&b, &claims("bob"), 1000, 0);
+        assert_eq!(hit_sub(&cache, &a, 0).as_deref(), Some("alice"));
+        assert_eq!(hit_sub(&cache, &b, 0).as_deref(), Some("bob"));
         // Shorter than the tail: hashed whole.
-        let generation = miss(&cache, "x");
-        cache.insert("x", &claims("carol"), 1000, generation);
-        assert_eq!(hit_sub(&cache, "x").as_deref(), Some("carol"));
+        miss(&cache, "x", 0);
+        cache.insert("x", &claims("carol"), 1000, 0);
+        assert_eq!(hit_sub(&cache, "x", 0).as_deref(), Some("carol"));
     }
 }

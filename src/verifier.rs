@@ -1,20 +1,18 @@
 //! Token verification: size cap, key selection by `kid`, pinned algorithm, signature, and the
 //! time, issuer, audience and required-claim checks, all through `jsonwebtoken`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::de::DeserializeOwned;
 
 use crate::claims::Claims;
 use crate::error::{AuthError, ConfigError, InvalidToken};
-use crate::keys::{KeySet, VerifyingKey};
+use crate::keys::remote::{KeySourceError, RemoteJwks, RemoteKeys};
+use crate::keys::{KeyHandle, KeySet, VerifyingKey};
 use crate::revocation::now_secs;
 use crate::token_cache::{Lookup, TokenCache};
 
@@ -50,9 +48,11 @@ pub struct Verifier {
 }
 
 pub(crate) struct Inner {
-    keys: ArcSwap<Compiled>,
+    keys: KeyHandle,
+    /// One `Validation` per algorithm: the key decides which algorithms a token may use.
+    validations: Vec<(Algorithm, Validation)>,
     params: Params,
-    pub(crate) remote: Option<crate::jwks::Remote>,
+    remote: Option<Arc<RemoteKeys>>,
     max_token_len: usize,
     require_iat: bool,
     require_jti: bool,
@@ -62,29 +62,7 @@ pub(crate) struct Inner {
     cache: Option<TokenCache>,
 }
 
-/// Keys ready to verify with: each with its own `Validation` (its pinned algorithm).
-#[derive(Default)]
-pub(crate) struct Compiled {
-    by_kid: HashMap<String, Entry>,
-    default: Option<Entry>,
-}
-
-impl Compiled {
-    fn len(&self) -> usize {
-        self.by_kid.len() + usize::from(self.default.is_some())
-    }
-
-    /// The only key, when there is exactly one.
-    fn single(&self) -> Option<&Entry> {
-        match (self.default.as_ref(), self.by_kid.len()) {
-            (Some(entry), 0) => Some(entry),
-            (None, 1) => self.by_kid.values().next(),
-            _ => None,
-        }
-    }
-}
-
-/// What a key's `Validation` is made of.
+/// What every `Validation` is made of.
 #[derive(Debug, Clone)]
 struct Params {
     issuers: Vec<String>,
@@ -93,47 +71,48 @@ struct Params {
     required: Vec<String>,
 }
 
-impl Params {
-    fn compile(&self, keys: &KeySet) -> Compiled {
-        let entry = |key: &VerifyingKey| {
-            let mut v = Validation::new(key.alg);
-            v.leeway = self.leeway.as_secs();
-            v.validate_nbf = true;
-            v.validate_exp = true;
-            v.set_required_spec_claims(&self.required);
-            if !self.issuers.is_empty() {
-                v.set_issuer(&self.issuers);
-            }
-            if !self.audiences.is_empty() {
-                v.set_audience(&self.audiences);
-            }
-            Entry {
-                key: key.clone(),
-                validation: v,
-            }
-        };
-        let mut compiled = Compiled::default();
-        for key in keys.iter() {
-            match &key.kid {
-                Some(kid) => {
-                    compiled.by_kid.insert(kid.clone(), entry(key));
-                }
-                None => compiled.default = Some(entry(key)),
-            }
-        }
-        compiled
-    }
-}
+/// The algorithms a key may be pinned to.
+const ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
 
-struct Entry {
-    key: VerifyingKey,
-    validation: Validation,
+impl Params {
+    fn validations(&self) -> Vec<(Algorithm, Validation)> {
+        ALGORITHMS
+            .iter()
+            .map(|&alg| {
+                let mut v = Validation::new(alg);
+                v.leeway = self.leeway.as_secs();
+                v.validate_nbf = true;
+                v.validate_exp = true;
+                v.set_required_spec_claims(&self.required);
+                if !self.issuers.is_empty() {
+                    v.set_issuer(&self.issuers);
+                }
+                if !self.audiences.is_empty() {
+                    v.set_audience(&self.audiences);
+                }
+                (alg, v)
+            })
+            .collect()
+    }
 }
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
-            .field("keys", &self.inner.keys.load().len())
+            .field("keys", &self.inner.keys)
             .field("max_token_len", &self.inner.max_token_len)
             .field("typ", &self.inner.typ)
             .field("cache", &self.inner.cache.is_some())
@@ -152,7 +131,8 @@ pub struct VerifierBuilder {
     max_token_len: usize,
     typ: Option<String>,
     cache_bytes: Option<usize>,
-    remote: Option<crate::jwks::RemoteJwks>,
+    remote: Option<RemoteJwks>,
+    handle: Option<KeyHandle>,
 }
 
 impl VerifierBuilder {
@@ -242,12 +222,20 @@ impl VerifierBuilder {
             leeway: self.leeway,
             required,
         };
-        let keys = params.compile(&self.keys);
+        let validations = params.validations();
+        let handle = match self.handle {
+            Some(handle) => handle,
+            None => KeyHandle::new(self.keys.clone()),
+        };
+        let remote = self
+            .remote
+            .map(|source| RemoteKeys::new(source, handle.clone(), self.keys));
         Ok(Verifier {
             inner: Arc::new(Inner {
-                keys: ArcSwap::from_pointee(keys),
+                keys: handle,
+                validations,
                 params,
-                remote: self.remote.map(crate::jwks::Remote::new),
+                remote,
                 max_token_len: self.max_token_len,
                 require_iat,
                 require_jti,
@@ -261,9 +249,25 @@ impl VerifierBuilder {
         })
     }
 
-    pub(crate) fn with_remote(mut self, remote: crate::jwks::RemoteJwks) -> Self {
-        self.remote = Some(remote);
+    /// Read the keys through `handle`, shared with whatever feeds it, instead of a handle of
+    /// the verifier's own over the builder's keys (which are then ignored).
+    pub fn key_handle(mut self, handle: KeyHandle) -> Self {
+        self.handle = Some(handle);
         self
+    }
+
+    /// Builds a verifier whose keys come from a remote JWK Set, beside the static keys given
+    /// to [`Verifier::builder`] (a static key wins over a fetched one with the same `kid`):
+    /// fetched now (an error if that fails), refreshed in the background (needs a Tokio
+    /// runtime), refetched for unknown `kid`s.
+    pub async fn build_with_jwks(mut self, source: RemoteJwks) -> Result<Verifier, KeySourceError> {
+        self.remote = Some(source);
+        let verifier = self.build()?;
+        if let Some(remote) = &verifier.inner.remote {
+            remote.refresh().await?;
+            RemoteKeys::spawn_refresh_loop(remote);
+        }
+        Ok(verifier)
     }
 
     fn validate_keys(&self) -> Result<(), ConfigError> {
@@ -287,6 +291,7 @@ impl Verifier {
             typ: None,
             cache_bytes: None,
             remote: None,
+            handle: None,
         }
     }
 
@@ -322,47 +327,60 @@ impl Verifier {
             return Err(AuthError::invalid_token(InvalidToken::TooLarge));
         }
         let Some(cache) = &inner.cache else {
-            return self.verify_uncached(token).map(Arc::new);
+            return self
+                .verify_with(&inner.keys.load().keys, token)
+                .map(Arc::new);
         };
         let now = now_secs();
-        let generation = match cache.get::<T>(token, now) {
-            Lookup::Hit(hit) => return hit,
-            Lookup::Miss(generation) => generation,
-        };
-        let claims = Arc::new(self.verify_uncached::<T>(token)?);
-        cache.insert(token, &claims, now, generation);
+        // The keys first: the claims are cached under the generation they were verified with.
+        let keys = inner.keys.load();
+        if let Lookup::Hit(hit) = cache.get::<T>(token, now, keys.generation) {
+            return hit;
+        }
+        let claims = Arc::new(self.verify_with::<T>(&keys.keys, token)?);
+        cache.insert(token, &claims, now, keys.generation);
         Ok(claims)
     }
 
-    /// Replaces the keys (key rotation from a JWK Set, for instance). Tokens verified with the
-    /// old keys are dropped from the verified-token cache.
+    /// Replaces the keys (an application rotating its own keys, for instance). The
+    /// verified-token cache follows: tokens verified with keys that changed are verified
+    /// again; publishing the same keys again changes nothing.
     pub fn set_keys(&self, keys: &KeySet) {
-        self.inner
-            .keys
-            .store(Arc::new(self.inner.params.compile(keys)));
-        // After the store: a verification that began before this point cannot be cached.
-        if let Some(cache) = &self.inner.cache {
-            cache.clear();
-        }
+        self.inner.keys.publish(keys.clone());
+    }
+
+    /// The handle this verifier reads its keys through.
+    pub fn key_handle(&self) -> &KeyHandle {
+        &self.inner.keys
     }
 
     /// The `kid`s of the keys in use (the key without `kid` is not listed).
     pub fn kids(&self) -> Vec<String> {
-        let mut kids: Vec<String> = self.inner.keys.load().by_kid.keys().cloned().collect();
-        kids.sort();
-        kids
+        self.inner.keys.kids()
     }
 
-    pub(crate) fn remote(&self) -> Option<&crate::jwks::Remote> {
-        self.inner.remote.as_ref()
+    /// Fetches the remote JWK Set now and uses it; returns whether the keys changed. On error
+    /// the current keys stay. Does nothing for a verifier with static keys only.
+    pub async fn refresh_keys(&self) -> Result<bool, KeySourceError> {
+        match &self.inner.remote {
+            Some(remote) => remote.refresh().await,
+            None => Ok(false),
+        }
     }
 
-    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
-        Arc::downgrade(&self.inner)
+    /// Whether the keys come (also) from a remote JWK Set.
+    pub(crate) fn has_remote_keys(&self) -> bool {
+        self.inner.remote.is_some()
     }
 
-    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Self> {
-        weak.upgrade().map(|inner| Self { inner })
+    /// For a token whose `kid` is unknown: waits for the refetch in flight or starts one
+    /// (rate-limited). Returns whether it is worth verifying again.
+    pub(crate) async fn refetch_for_unknown_kid(&self, token: &str) -> bool {
+        let Some(remote) = &self.inner.remote else {
+            return false;
+        };
+        let kid = decode_header(token).ok().and_then(|h| h.kid);
+        remote.refetch_for_unknown_kid(kid.as_deref()).await
     }
 
     /// Bytes held by the verified-token cache (0 without one).
@@ -370,16 +388,26 @@ impl Verifier {
         self.inner.cache.as_ref().map_or(0, TokenCache::bytes)
     }
 
-    fn verify_uncached<T: DeserializeOwned>(&self, token: &str) -> Result<Claims<T>, AuthError> {
+    fn validation(&self, alg: Algorithm) -> &Validation {
+        let found = self.inner.validations.iter().find(|(a, _)| *a == alg);
+        // Every key algorithm has a validation (ALGORITHMS lists them all).
+        &found.unwrap_or(&self.inner.validations[0]).1
+    }
+
+    fn verify_with<T: DeserializeOwned>(
+        &self,
+        keys: &KeySet,
+        token: &str,
+    ) -> Result<Claims<T>, AuthError> {
         let inner = &*self.inner;
-        let keys = inner.keys.load();
-        let data = match keys.single() {
-            // One key: let `decode` parse the header (it does anyway) and check what the key
-            // selection would have checked on the header it returns. The algorithm stays pinned
-            // by the key's `Validation`.
-            Some(entry) => match decode::<Claims<T>>(token, &entry.key.key, &entry.validation) {
+        let single = keys.single().filter(|k| k.algorithms().len() == 1);
+        let data = match single {
+            // One key with one algorithm: let `decode` parse the header (it does anyway) and
+            // check what the key selection would have checked on the header it returns. The
+            // algorithm stays pinned by the key's `Validation`.
+            Some(key) => match decode::<Claims<T>>(token, &key.key, self.validation(key.algs[0])) {
                 Ok(data) => {
-                    if data.header.kid != entry.key.kid {
+                    if data.header.kid.is_some() && data.header.kid != key.kid {
                         return Err(AuthError::invalid_token(InvalidToken::UnknownKey));
                     }
                     self.check_header(&data.header)?;
@@ -388,14 +416,14 @@ impl Verifier {
                 // Report what the header says first, as the several-key path does.
                 Err(e) => {
                     return Err(self
-                        .select(&keys, token)
+                        .select(keys, token)
                         .err()
                         .unwrap_or_else(|| map_error(token, e.into_kind())));
                 }
             },
             None => {
-                let entry = self.select(&keys, token)?;
-                decode::<Claims<T>>(token, &entry.key.key, &entry.validation)
+                let (key, alg) = self.select(keys, token)?;
+                decode::<Claims<T>>(token, &key.key, self.validation(alg))
                     .map_err(|e| map_error(token, e.into_kind()))?
             }
         };
@@ -421,20 +449,25 @@ impl Verifier {
         Ok(claims)
     }
 
-    /// Parses the header and picks the key: by `kid`, pinned algorithm, `crit`, `typ`.
-    fn select<'k>(&self, keys: &'k Compiled, token: &str) -> Result<&'k Entry, AuthError> {
+    /// Parses the header and picks the key: by `kid` (or the one fitting key for a token
+    /// without), an algorithm the key allows, `crit`, `typ`.
+    fn select<'k>(
+        &self,
+        keys: &'k KeySet,
+        token: &str,
+    ) -> Result<(&'k VerifyingKey, Algorithm), AuthError> {
         let header =
             decode_header(token).map_err(|_| AuthError::invalid_token(InvalidToken::Malformed))?;
-        let entry = match header.kid.as_deref() {
-            Some(kid) => keys.by_kid.get(kid),
-            None => keys.default.as_ref(),
+        let key = match header.kid.as_deref() {
+            Some(kid) => keys.get(Some(kid)),
+            None => keys.for_token_without_kid(header.alg),
         }
         .ok_or_else(|| AuthError::invalid_token(InvalidToken::UnknownKey))?;
-        if header.alg != entry.key.alg {
+        if !key.allows(header.alg) {
             return Err(AuthError::invalid_token(InvalidToken::AlgorithmMismatch));
         }
         self.check_header(&header)?;
-        Ok(entry)
+        Ok((key, header.alg))
     }
 
     fn check_header(&self, header: &jsonwebtoken::Header) -> Result<(), AuthError> {

@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tower::{ServiceExt, service_fn};
-use tower_token_auth::jwks::{BoxError, RemoteJwks};
+use tower_token_auth::keys::{BoxError, JwkPolicy, RemoteJwks};
 use tower_token_auth::{AccessCookie, JwtAuthLayer, KeySet, MemoryStore, Verifier, VerifyingKey};
 
 const KEY: &[u8] = b"k1-secret-of-at-least-32-bytes-long!";
@@ -78,6 +78,8 @@ impl Jwks {
             }
         })
         .min_refetch_interval(Duration::ZERO)
+        // The table signs with HMAC keys, which a remote set carries only when allowed.
+        .policy(JwkPolicy::new())
     }
 }
 

@@ -1,36 +1,69 @@
-//! Keys for verifying tokens, each pinned to one algorithm and selected by `kid`.
+//! Keys for verifying tokens, and where they come from.
 //!
 //! A [`KeySet`] holds any number of [`VerifyingKey`]s. A token's `kid` header picks its key by
-//! exact map lookup (never a path, URL or query); the token's `alg` must then equal the key's
-//! pinned algorithm, so a token can never choose how it is verified (no `alg: none`, no
-//! RS256/HS256 confusion). At most one key may have no `kid`: it verifies tokens that carry
-//! none. Several keys with distinct `kid`s make key rotation possible without downtime.
+//! exact map lookup (never a path, URL or query); the token's `alg` must then be one the key
+//! allows (one algorithm for a key with an `alg`, the verifier's allowed algorithms of the
+//! key's type otherwise), so a token can never choose how it is verified outside that list (no
+//! `alg: none`, no RS256/HS256 confusion). At most one key may have no `kid`: it verifies
+//! tokens that carry none. Several keys with distinct `kid`s make key rotation possible
+//! without downtime.
+//!
+//! Key sources, each in its own file:
+//! - static keys: a [`KeySet`] given to [`Verifier::builder`](crate::Verifier::builder);
+//! - [`jwk`]: JWK and JWK Set parsing, tolerant of the keys real providers publish;
+//! - [`remote`]: a remote JWK Set, refreshed in the background and refetched (single-flight)
+//!   for unknown `kid`s;
+//! - [`KeyHandle`]: the current keys, read lock-free by the verifier, replaced by the sources.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use sha2::{Digest, Sha256};
 
 use crate::crypto::ensure_provider;
 use crate::error::ConfigError;
 
-/// One public key (or HMAC secret) pinned to one algorithm.
+mod handle;
+pub mod jwk;
+pub mod remote;
+
+pub use handle::KeyHandle;
+pub use jwk::{JwkPolicy, SkippedKey};
+pub use remote::{BoxError, JwksFetcher, KeySourceError, RemoteJwks};
+
+/// One public key (or HMAC secret) and the algorithms it may verify: one, for a key created
+/// with an algorithm or a JWK with `alg`; the allowed algorithms of its type for a JWK
+/// without `alg` (see [`JwkPolicy`]).
 #[derive(Clone)]
 pub struct VerifyingKey {
     pub(crate) kid: Option<String>,
-    pub(crate) alg: Algorithm,
+    pub(crate) algs: Vec<Algorithm>,
     pub(crate) key: DecodingKey,
+    /// SHA-256 over the key material and its algorithms: tells a changed key from the same
+    /// key fetched again.
+    pub(crate) fingerprint: [u8; 32],
 }
 
 impl fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifyingKey")
             .field("kid", &self.kid)
-            .field("alg", &self.alg)
+            .field("algs", &self.algs)
             .field("key", &"REDACTED")
             .finish()
     }
+}
+
+/// The fingerprint of `material` for `algs`.
+pub(crate) fn fingerprint(algs: &[Algorithm], material: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for alg in algs {
+        h.update(format!("{alg:?},").as_bytes());
+    }
+    h.update([0]);
+    h.update(material);
+    h.finalize().into()
 }
 
 pub(crate) fn min_hmac_len(alg: Algorithm) -> usize {
@@ -65,7 +98,11 @@ impl VerifyingKey {
                 min_hmac_len(alg)
             )));
         }
-        Ok(Self::from_parts(alg, DecodingKey::from_secret(secret)))
+        Ok(Self::from_parts(
+            vec![alg],
+            DecodingKey::from_secret(secret),
+            secret,
+        ))
     }
 
     /// An RSA public key in PEM for RS256/384/512 or PS256/384/512.
@@ -74,7 +111,7 @@ impl VerifyingKey {
         check_family(alg, AlgorithmFamily::Rsa)?;
         let key = DecodingKey::from_rsa_pem(pem)
             .map_err(|e| ConfigError::new(format!("invalid RSA public key PEM: {e}")))?;
-        Ok(Self::from_parts(alg, key))
+        Ok(Self::from_parts(vec![alg], key, pem))
     }
 
     /// An EC public key in PEM for ES256 (P-256) or ES384 (P-384).
@@ -83,7 +120,7 @@ impl VerifyingKey {
         check_family(alg, AlgorithmFamily::Ec)?;
         let key = DecodingKey::from_ec_pem(pem)
             .map_err(|e| ConfigError::new(format!("invalid EC public key PEM: {e}")))?;
-        Ok(Self::from_parts(alg, key))
+        Ok(Self::from_parts(vec![alg], key, pem))
     }
 
     /// An Ed25519 public key in PEM for EdDSA.
@@ -91,68 +128,24 @@ impl VerifyingKey {
         ensure_provider();
         let key = DecodingKey::from_ed_pem(pem)
             .map_err(|e| ConfigError::new(format!("invalid Ed25519 public key PEM: {e}")))?;
-        Ok(Self::from_parts(Algorithm::EdDSA, key))
+        Ok(Self::from_parts(vec![Algorithm::EdDSA], key, pem))
     }
 
-    /// A key from one JSON Web Key.
+    /// A key from one JSON Web Key, with the default [`JwkPolicy`] (an RSA key without `alg`
+    /// verifies RS256 only).
     ///
-    /// The algorithm comes from the JWK's `alg`, or from its curve for EC and OKP keys; RSA and
-    /// symmetric JWKs without `alg` are refused, since their algorithm would be a guess.
-    pub fn from_jwk(jwk: &Jwk) -> Result<Self, ConfigError> {
-        ensure_provider();
-        let declared = match &jwk.common.key_algorithm {
-            None => None,
-            Some(ka) => Some(
-                Algorithm::try_from(*ka)
-                    .map_err(|_| ConfigError::new(format!("JWK alg {ka} cannot sign JWTs")))?,
-            ),
-        };
-        let implied = match &jwk.algorithm {
-            AlgorithmParameters::EllipticCurve(p) => match p.curve {
-                EllipticCurve::P256 => Some(Algorithm::ES256),
-                EllipticCurve::P384 => Some(Algorithm::ES384),
-                ref c => return Err(ConfigError::new(format!("unsupported EC curve {c:?}"))),
-            },
-            AlgorithmParameters::OctetKeyPair(p) => match p.curve {
-                EllipticCurve::Ed25519 => Some(Algorithm::EdDSA),
-                ref c => return Err(ConfigError::new(format!("unsupported OKP curve {c:?}"))),
-            },
-            AlgorithmParameters::RSA(_) | AlgorithmParameters::OctetKey(_) => None,
-            _ => return Err(ConfigError::new("unsupported JWK key type")),
-        };
-        let alg = match (declared, implied) {
-            (Some(d), Some(i)) if d != i => {
-                return Err(ConfigError::new(format!(
-                    "JWK alg {d:?} does not match its curve ({i:?})"
-                )));
-            }
-            (Some(a), _) | (None, Some(a)) => a,
-            (None, None) => {
-                return Err(ConfigError::new(
-                    "RSA and symmetric JWKs need an explicit `alg`",
-                ));
-            }
-        };
-        let key = DecodingKey::from_jwk(jwk)
-            .map_err(|e| ConfigError::new(format!("invalid JWK: {e}")))?;
-        check_family(alg, key.family())?;
-        if let AlgorithmParameters::OctetKey(_) = jwk.algorithm {
-            let len = key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0);
-            if len < min_hmac_len(alg) {
-                return Err(ConfigError::new(
-                    "symmetric JWK shorter than its hash output",
-                ));
-            }
-        }
-        let mut key = Self::from_parts(alg, key);
-        key.kid = jwk.common.key_id.clone();
-        Ok(key)
+    /// The algorithm comes from the JWK's `alg`, or from its curve for EC and OKP keys, or from
+    /// the policy for RSA keys; symmetric JWKs without `alg` are refused, since their
+    /// algorithm would be a guess.
+    pub fn from_jwk(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Self, ConfigError> {
+        jwk::verifying_key(jwk, &JwkPolicy::default())
     }
 
-    fn from_parts(alg: Algorithm, key: DecodingKey) -> Self {
+    pub(crate) fn from_parts(algs: Vec<Algorithm>, key: DecodingKey, material: &[u8]) -> Self {
         Self {
             kid: None,
-            alg,
+            fingerprint: fingerprint(&algs, material),
+            algs,
             key,
         }
     }
@@ -168,9 +161,14 @@ impl VerifyingKey {
         self.kid.as_deref()
     }
 
-    /// The one algorithm this key verifies.
-    pub fn algorithm(&self) -> Algorithm {
-        self.alg
+    /// The algorithms this key verifies (one, unless it came from a JWK without `alg`).
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algs
+    }
+
+    /// Whether a token signed with `alg` may be verified with this key.
+    pub fn allows(&self, alg: Algorithm) -> bool {
+        self.algs.contains(&alg)
     }
 }
 
@@ -225,29 +223,54 @@ impl KeySet {
         Ok(())
     }
 
-    /// Builds a key set from a JWK Set JSON document (`{"keys":[…]}`).
-    ///
-    /// Every key must be usable (see [`VerifyingKey::from_jwk`]); keys whose `use` is not `sig`
-    /// are skipped.
+    /// Builds a key set from a JWK Set JSON document (`{"keys":[…]}`) with the default
+    /// [`JwkPolicy`]. Keys this crate cannot use (unknown `kty`, curve or `alg`, encryption
+    /// keys, malformed members) are skipped and logged at warn with their `kid`; only a
+    /// document that is not a JWK Set at all is an error. See [`jwk::parse_jwks`] for the
+    /// list of skipped keys.
     pub fn from_jwks_json(json: &str) -> Result<Self, ConfigError> {
-        let set: JwkSet = serde_json::from_str(json)
-            .map_err(|e| ConfigError::new(format!("invalid JWK Set: {e}")))?;
-        Self::from_jwks(&set)
+        let (keys, skipped) = jwk::parse_jwks(json, &JwkPolicy::default())?;
+        jwk::log_skipped(&skipped);
+        Ok(keys)
     }
 
-    /// Builds a key set from a parsed [`JwkSet`].
-    pub fn from_jwks(set: &JwkSet) -> Result<Self, ConfigError> {
-        let mut keys = Self::new();
-        for jwk in &set.keys {
-            if matches!(
-                jwk.common.public_key_use,
-                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
-            ) {
-                continue;
+    /// Builds a key set from a parsed [`JwkSet`](jsonwebtoken::jwk::JwkSet), skipping the
+    /// keys it cannot use as [`from_jwks_json`](Self::from_jwks_json) does.
+    pub fn from_jwks(set: &jsonwebtoken::jwk::JwkSet) -> Result<Self, ConfigError> {
+        let json = serde_json::to_string(set)
+            .map_err(|e| ConfigError::new(format!("invalid JWK Set: {e}")))?;
+        Self::from_jwks_json(&json)
+    }
+
+    /// The keys of `self` and then of `other`; a key of `other` whose `kid` (or absence of
+    /// one) is already taken is left out. Returns the merged set and the `kid`s left out.
+    pub fn merged_with(&self, other: &KeySet) -> (KeySet, Vec<Option<String>>) {
+        let mut merged = self.clone();
+        let mut left_out = Vec::new();
+        for key in other.iter() {
+            if merged.insert(key.clone()).is_err() {
+                left_out.push(key.kid.clone());
             }
-            keys.insert(VerifyingKey::from_jwk(jwk)?)?;
         }
-        Ok(keys)
+        (merged, left_out)
+    }
+
+    /// Whether both sets hold the same keys (same `kid`s, algorithms and key material).
+    pub fn same_keys(&self, other: &KeySet) -> bool {
+        let print = |set: &KeySet| {
+            let mut v: Vec<(Option<String>, [u8; 32])> =
+                set.iter().map(|k| (k.kid.clone(), k.fingerprint)).collect();
+            v.sort();
+            v
+        };
+        self.len() == other.len() && print(self) == print(other)
+    }
+
+    /// The `kid`s of the keys, sorted (the key without `kid` is not listed).
+    pub fn kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self.by_kid.keys().cloned().collect();
+        kids.sort();
+        kids
     }
 
     /// The key for a token header's `kid` (or the key without `kid` when the token has none).
@@ -255,6 +278,31 @@ impl KeySet {
         match kid {
             Some(kid) => self.by_kid.get(kid),
             None => self.default.as_ref(),
+        }
+    }
+
+    /// The only key, when there is exactly one.
+    pub(crate) fn single(&self) -> Option<&VerifyingKey> {
+        match (self.default.as_ref(), self.by_kid.len()) {
+            (Some(key), 0) => Some(key),
+            (None, 1) => self.by_kid.values().next(),
+            _ => None,
+        }
+    }
+
+    /// The key for a token without `kid`: the key without `kid`, or else the only key that
+    /// allows the token's algorithm.
+    pub(crate) fn for_token_without_kid(
+        &self,
+        alg: jsonwebtoken::Algorithm,
+    ) -> Option<&VerifyingKey> {
+        if let Some(key) = &self.default {
+            return Some(key);
+        }
+        let mut fitting = self.by_kid.values().filter(|k| k.allows(alg));
+        match (fitting.next(), fitting.next()) {
+            (Some(key), None) => Some(key),
+            _ => None,
         }
     }
 
@@ -300,11 +348,13 @@ mod tests {
           {"kty":"OKP","kid":"e","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
         ]}"#;
         let set = KeySet::from_jwks_json(json).unwrap();
-        assert_eq!(set.get(Some("h")).unwrap().algorithm(), Algorithm::HS256);
-        assert_eq!(set.get(Some("e")).unwrap().algorithm(), Algorithm::EdDSA);
+        assert_eq!(set.get(Some("h")).unwrap().algorithms(), [Algorithm::HS256]);
+        assert_eq!(set.get(Some("e")).unwrap().algorithms(), [Algorithm::EdDSA]);
         assert!(set.get(None).is_none());
+        // A symmetric key without `alg` is skipped, not guessed.
         let no_alg = r#"{"keys":[{"kty":"oct","kid":"h","k":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]}"#;
-        assert!(KeySet::from_jwks_json(no_alg).is_err());
+        assert!(KeySet::from_jwks_json(no_alg).unwrap().is_empty());
         assert!(KeySet::from_jwks_json("{").is_err());
+        assert!(KeySet::from_jwks_json(r#"{"keys":{}}"#).is_err());
     }
 }
