@@ -145,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
         .grace(grace)
         // Each auto-login also sets a fresh access-token cookie, so the following requests
         // are plain JWT requests (still marked as remembered).
-        .mint_access_tokens(issuer.clone(), access_cookie.clone());
+        .mint_access_tokens(issuer.clone(), access_cookie.clone(), revocation.clone());
 
     // Optional: pages decide themselves what to do without a login. A refused token cookie
     // (expired, revoked) is cleared and the browser sent to the login page, where its
