@@ -419,7 +419,7 @@ async fn callback(
     let answer = match svc.exchange(&code, &verifier).await {
         Ok(answer) => answer,
         Err(ExchangeError::Refused(error)) => {
-            tracing::info!(%error, "code exchange refused");
+            tracing::info!(?error, "code exchange refused");
             return page(
                 StatusCode::BAD_REQUEST,
                 "Sign-in failed",
