@@ -17,7 +17,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /login` | the login form (a logged-in browser is sent on to `/`) |
-//! | `POST /login` `username, password[, remember=on][, next]` (form) | 303 to `next` (default `/`; anything but a plain local path also goes to `/`) with the `access_token` cookie, and a new `remember_me` when ticked; a `remember_me` cookie the request carried is forgotten and replaced, or deleted when the box is not ticked; 401 and the form again on a wrong password |
+//! | `POST /login` `username, password[, remember=on][, next]` (form) | 303 to `next` (default `/`; anything but a plain local path also goes to `/`) with the `access_token` cookie, and a new `remember_me` when ticked; a `remember_me` cookie the request carried is forgotten and replaced, or deleted when the box is not ticked (kept only when the user confirms the password and it is their own); 401 and the form again on a wrong password |
 //! | `GET /` | who is logged in, and how: `password` or `remembered`; 303 to `/login` when nobody is |
 //! | `GET /settings` | the remembered devices, for a password login only; a remembered login gets 401 and a form asking for the password again |
 //! | `POST /logout` | revokes the access token, forgets this browser's remembered login, clears both cookies, 303 to `/login` |
@@ -440,33 +440,47 @@ async fn login(
             .access_cookie
             .set_cookie(&issued.token, Duration::from_secs(issued.expires_in)),
     );
-    // A remember-me cookie the browser arrived with is never kept across a password login:
-    // it may be one an attacker planted (their own account's, so that the victim ends up in
-    // it once the access token expires), or another user's. Forget its series and replace the
-    // cookie, or delete it when the box is not ticked.
-    let clear_remember = match state.remember_me.forget(&headers).await {
-        Ok(clear) => clear,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not forget the previous remembered login");
-            state.remember_me.clear_cookie()
-        }
-    };
-    if form.remember.is_none() {
-        res.headers_mut().append(header::SET_COOKIE, clear_remember);
-    } else {
-        let user_agent = headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
-        match state.remember_me.remember(&user.record, user_agent).await {
-            Ok(cookie) => {
-                res.headers_mut().append(header::SET_COOKIE, cookie);
-            }
-            // The password login stands; only "remember me" failed.
+    // A remember-me cookie the browser arrived with is kept across a password login only when
+    // it is this user's own and the user is confirming the password (that form has no box): it
+    // may be one an attacker planted (their own account's, so that the victim ends up in it
+    // once the access token expires), or another user's. Otherwise its series is forgotten and
+    // the cookie replaced (box ticked) or deleted.
+    let confirming = previous.as_ref().and_then(|c| c.sub.as_deref()) == Some(&form.username);
+    let keep = form.remember.is_none()
+        && confirming
+        && state
+            .remember_me
+            .is_cookie_of(&headers, &user.record.username)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not check the remember-me cookie; replacing it");
+                false
+            });
+    if !keep {
+        let clear_remember = match state.remember_me.forget(&headers).await {
+            Ok(clear) => clear,
             Err(e) => {
-                tracing::warn!(error = %e, "could not remember the login");
-                res.headers_mut().append(header::SET_COOKIE, clear_remember);
+                tracing::warn!(error = %e, "could not forget the previous remembered login");
+                state.remember_me.clear_cookie()
             }
-        }
+        };
+        let remembered = match form.remember {
+            None => None,
+            Some(_) => {
+                let user_agent = headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok());
+                state
+                    .remember_me
+                    .remember(&user.record, user_agent)
+                    .await
+                    // The password login stands; only "remember me" failed.
+                    .inspect_err(|e| tracing::warn!(error = %e, "could not remember the login"))
+                    .ok()
+            }
+        };
+        res.headers_mut()
+            .append(header::SET_COOKIE, remembered.unwrap_or(clear_remember));
     }
     tracing::info!(
         username = ?user.record.username,

@@ -256,6 +256,35 @@ async fn reject_on_failure_answers_401(f: Fixture) {
     assert!(r.clears("remember_me"));
 }
 
+async fn is_cookie_of_names_the_owner(f: Fixture) {
+    let cookie = login(&f, "alice").await;
+    let headers = |c: &str| {
+        let mut h = http::HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_str(c).unwrap());
+        h
+    };
+    let rm = &f.remember_me;
+    assert!(rm.is_cookie_of(&headers(&cookie), "alice").await.unwrap());
+    assert!(!rm.is_cookie_of(&headers(&cookie), "bob").await.unwrap());
+    assert!(
+        !rm.is_cookie_of(&headers("remember_me=YWxpY2U"), "alice")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !rm.is_cookie_of(&http::HeaderMap::new(), "alice")
+            .await
+            .unwrap()
+    );
+    // Nothing was rotated: the cookie still logs in.
+    assert!(
+        get_with(&f.app, "/me", &[&cookie])
+            .await
+            .body
+            .starts_with("alice")
+    );
+}
+
 // ---- persistent mode ------------------------------------------------------------------------
 
 async fn rotation_and_theft(f: Fixture) {
@@ -602,6 +631,7 @@ persistent_suite!(
     disabled_locked_and_missing_users_are_refused,
     expired_logins_are_refused,
     reject_on_failure_answers_401,
+    is_cookie_of_names_the_owner,
     rotation_and_theft,
     theft_logs_out_the_thief_and_the_user,
     parallel_requests_share_one_rotation,
@@ -764,6 +794,11 @@ mod signed_mode {
     #[tokio::test]
     async fn expired() {
         expired_logins_are_refused(fixture(signed)).await;
+    }
+
+    #[tokio::test]
+    async fn is_cookie_of() {
+        is_cookie_of_names_the_owner(fixture(signed)).await;
     }
 
     #[tokio::test]

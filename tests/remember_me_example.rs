@@ -234,6 +234,51 @@ async fn login_replaces_a_planted_remember_me_cookie() {
     }
 }
 
+/// Confirming the password (a logged-in user, no "remember me" box) keeps the browser's own
+/// remember-me cookie, and deletes a planted one.
+#[tokio::test]
+async fn password_confirmation_keeps_only_the_users_own_cookie() {
+    let ex = Example::start().await;
+    let remember = [
+        ("username", "alice"),
+        ("password", "alice-password"),
+        ("remember", "on"),
+    ];
+    let res = ex.login(&remember, None).await;
+    let access = set_cookie_pair(&res, "access_token").expect("an access cookie");
+    let own = set_cookie_pair(&res, "remember_me").expect("a remember-me cookie");
+    let confirm = [("username", "alice"), ("password", "alice-password")];
+
+    let res = ex.login(&confirm, Some(&format!("{access}; {own}"))).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{res:?}");
+    assert_eq!(set_cookie_pair(&res, "remember_me"), None, "kept: {res:?}");
+    // The login replaced (and revoked) the previous access token.
+    let access = set_cookie_pair(&res, "access_token").expect("a new access cookie");
+    let res = ex.get("/", Some(&own)).await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "the own cookie still logs in: {res:?}"
+    );
+
+    let planted = ex.plant().await;
+    let res = ex
+        .login(&confirm, Some(&format!("{access}; {planted}")))
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{res:?}");
+    assert_eq!(
+        set_cookie_pair(&res, "remember_me").as_deref(),
+        Some("remember_me="),
+        "the planted cookie is deleted: {res:?}"
+    );
+    let res = ex.get("/", Some(&planted)).await;
+    assert_eq!(
+        location(&res),
+        "/login",
+        "the planted series is gone: {res:?}"
+    );
+}
+
 /// A user name with a newline is logged escaped, on one line: it cannot start a line of its
 /// own that reads like a real log entry.
 #[tokio::test]

@@ -490,6 +490,49 @@ impl RememberMe {
         Ok(self.clear_cookie())
     }
 
+    /// Whether the request's remember-me cookie is a remembered login of `username`, without
+    /// logging in or rotating anything: in persistent mode its series is one of the user's live
+    /// series, in signed mode its signature is valid for the user. For a login handler that
+    /// keeps the cookie only when it is the user's own: a cookie planted by someone else (their
+    /// own account's: login fixation) must be forgotten and replaced or deleted.
+    pub async fn is_cookie_of(
+        &self,
+        headers: &HeaderMap,
+        username: &str,
+    ) -> Result<bool, RememberMeError> {
+        let Some(value) = self.cookie_value(headers) else {
+            return Ok(false);
+        };
+        match &self.mode {
+            Mode::Persistent { store } => {
+                let Some((series, _)) = decode_pair(value) else {
+                    return Ok(false);
+                };
+                Ok(store
+                    .devices(username)
+                    .await?
+                    .iter()
+                    .any(|d| d.series == series))
+            }
+            Mode::Signed { key } => {
+                let Some((name, expiry, sig)) = decode_signed(value) else {
+                    return Ok(false);
+                };
+                if name != username || expiry < now_secs() {
+                    return Ok(false);
+                }
+                let Some(user) = self.users.load_user(username).await? else {
+                    return Ok(false);
+                };
+                let expected = Self::signature(key, username, expiry, &user.credential_version);
+                Ok(bool::from(subtle::ConstantTimeEq::ct_eq(
+                    &expected[..],
+                    &sig[..],
+                )))
+            }
+        }
+    }
+
     /// Persistent mode: the user's remembered devices (empty in signed mode).
     pub async fn devices(&self, username: &str) -> Result<Vec<Device>, RememberMeError> {
         match &self.mode {
