@@ -9,12 +9,15 @@
 //! Log in as `alice` / `alice-password` (or `bob` / `bob-password`) with the box ticked, then
 //! delete the `access_token` cookie in the browser's developer tools (or restart the browser):
 //! the next page load logs you in again from the `remember_me` cookie, and the page says so.
-//! `/settings` then asks for the password once more.
+//! `/settings` then asks for the password once more. A copied remember-me cookie is detected
+//! (persistent mode) when both browsers use it: every remembered login of the user is deleted
+//! and every access token of the user issued until then revoked, so the thief is logged out,
+//! and so is the user, who logs in again with the password.
 //!
 //! | route | answer |
 //! |---|---|
 //! | `GET /login` | the login form (a logged-in browser is sent on to `/`) |
-//! | `POST /login` `username, password[, remember=on][, next]` (form) | 303 to `next` (default `/`) with the `access_token` cookie, and `remember_me` when ticked; 401 and the form again on a wrong password |
+//! | `POST /login` `username, password[, remember=on][, next]` (form) | 303 to `next` (default `/`; anything but a plain local path also goes to `/`) with the `access_token` cookie, and a new `remember_me` when ticked; a `remember_me` cookie the request carried is forgotten and replaced, or deleted when the box is not ticked (kept only when the user confirms the password and it is their own); 401 and the form again on a wrong password |
 //! | `GET /` | who is logged in, and how: `password` or `remembered`; 303 to `/login` when nobody is |
 //! | `GET /settings` | the remembered devices, for a password login only; a remembered login gets 401 and a form asking for the password again |
 //! | `POST /logout` | revokes the access token, forgets this browser's remembered login, clears both cookies, 303 to `/login` |
@@ -62,7 +65,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use shared::{env_flag, esc, hash_password, verify_password};
+use shared::{env_flag, esc, hash_password, local_path, verify_password};
 use tower_http::csrf::{CsrfLayer, ProtectionError};
 use tower_token_auth::remember_me::{
     MemoryRememberMeStore, RedisRememberMeStore, RememberMe, StaticUsers, UserRecord,
@@ -144,8 +147,11 @@ async fn main() -> anyhow::Result<()> {
         .cookie(AccessCookie::new(REMEMBER_COOKIE).secure(secure))
         .grace(grace)
         // Each auto-login also sets a fresh access-token cookie, so the following requests
-        // are plain JWT requests (still marked as remembered).
-        .mint_access_tokens(issuer.clone(), access_cookie.clone());
+        // are plain JWT requests (still marked as remembered). When a copied remember-me
+        // cookie is detected, every access token of the user issued until then is revoked in
+        // the store the auth layer checks (the thief may hold one minted from the copy), and
+        // the user logs in again with the password.
+        .mint_access_tokens(issuer.clone(), access_cookie.clone(), revocation.clone());
 
     // Optional: pages decide themselves what to do without a login. A refused token cookie
     // (expired, revoked) is cleared and the browser sent to the login page, where its
@@ -330,14 +336,6 @@ fn see_other(location: &str) -> Response {
     res
 }
 
-/// `next` if it is a path on this site (no open redirect), else `/`.
-fn local_path(next: Option<&str>) -> &str {
-    match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
-        _ => "/",
-    }
-}
-
 /// The login form. `username`: a fixed user (asking a logged-in user for the password again).
 fn login_form(next: &str, username: Option<&str>, error: Option<&str>) -> String {
     let mut html = String::new();
@@ -385,7 +383,7 @@ struct LoginQuery {
 
 /// `GET /login`: the form, or on to `next` for a browser that is logged in already.
 async fn login_page(claims: Option<Claims>, Query(q): Query<LoginQuery>) -> Response {
-    let next = local_path(q.next.as_deref());
+    let next = local_path(q.next.as_deref()).unwrap_or("/");
     if claims.is_some() {
         return see_other(next);
     }
@@ -409,9 +407,10 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let next = local_path(form.next.as_deref());
+    let next = local_path(form.next.as_deref()).unwrap_or("/");
     let Some(user) = state.check_password(&form.username, &form.password).await else {
-        tracing::info!(username = %form.username, "login refused");
+        // `?`: the name is the client's, escaped so a newline in it cannot forge a log line.
+        tracing::info!(username = ?form.username, "login refused");
         // Confirming the password of a logged-in user keeps the username fixed.
         let fixed = previous
             .as_ref()
@@ -441,24 +440,50 @@ async fn login(
             .access_cookie
             .set_cookie(&issued.token, Duration::from_secs(issued.expires_in)),
     );
-    if form.remember.is_some() {
-        // One remembered login per browser: drop the one this browser had, if any.
-        if let Err(e) = state.remember_me.forget(&headers).await {
-            tracing::warn!(error = %e, "could not forget the previous remembered login");
-        }
-        let user_agent = headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
-        match state.remember_me.remember(&user.record, user_agent).await {
-            Ok(cookie) => {
-                res.headers_mut().append(header::SET_COOKIE, cookie);
+    // A remember-me cookie the browser arrived with is kept across a password login only when
+    // it is this user's own and the user is confirming the password (that form has no box): it
+    // may be one an attacker planted (their own account's, so that the victim ends up in it
+    // once the access token expires), or another user's. Otherwise its series is forgotten and
+    // the cookie replaced (box ticked) or deleted.
+    let confirming = previous.as_ref().and_then(|c| c.sub.as_deref()) == Some(&form.username);
+    let keep = form.remember.is_none()
+        && confirming
+        && state
+            .remember_me
+            .is_cookie_of(&headers, &user.record.username)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not check the remember-me cookie; replacing it");
+                false
+            });
+    if !keep {
+        let clear_remember = match state.remember_me.forget(&headers).await {
+            Ok(clear) => clear,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not forget the previous remembered login");
+                state.remember_me.clear_cookie()
             }
-            // The password login stands; only "remember me" failed.
-            Err(e) => tracing::warn!(error = %e, "could not remember the login"),
-        }
+        };
+        let remembered = match form.remember {
+            None => None,
+            Some(_) => {
+                let user_agent = headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok());
+                state
+                    .remember_me
+                    .remember(&user.record, user_agent)
+                    .await
+                    // The password login stands; only "remember me" failed.
+                    .inspect_err(|e| tracing::warn!(error = %e, "could not remember the login"))
+                    .ok()
+            }
+        };
+        res.headers_mut()
+            .append(header::SET_COOKIE, remembered.unwrap_or(clear_remember));
     }
     tracing::info!(
-        username = %user.record.username,
+        username = ?user.record.username,
         remember = form.remember.is_some(),
         "logged in with the password"
     );

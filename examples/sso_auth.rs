@@ -701,7 +701,7 @@ impl App {
                 .arg(CODE_TTL.as_secs()),
         )
         .await?;
-        tracing::info!(sub = %session.sub, sid = %session.sid, client_id = %req.client_id, "authorization code issued");
+        tracing::info!(sub = ?session.sub, sid = ?session.sid, client_id = ?req.client_id, "authorization code issued");
         let mut params = vec![("code", code.as_str())];
         if !req.state.is_empty() {
             params.push(("state", req.state.as_str()));
@@ -764,7 +764,7 @@ impl App {
         let Some(spent) = spent.and_then(|s| serde_json::from_str::<SpentCode>(&s).ok()) else {
             return Ok(());
         };
-        tracing::warn!(sub = %spent.sub, jti = %spent.jti, "authorization code replayed; revoking the token it was exchanged for");
+        tracing::warn!(sub = ?spent.sub, jti = ?spent.jti, "authorization code replayed; revoking the token it was exchanged for");
         self.revocation
             .revoke_token(TokenRef {
                 jti: Some(&spent.jti),
@@ -927,7 +927,7 @@ async fn login(State(app): State<Shared>, Form(f): Form<LoginForm>) -> Result<Re
         code_challenge,
     };
     let Some(user) = app.check_password(&f.username, &f.password).await? else {
-        tracing::info!(username = %f.username, "login refused");
+        tracing::info!(username = ?f.username, "login refused");
         return Ok(login_page(
             &req,
             Some("Wrong user name or password."),
@@ -1001,7 +1001,10 @@ async fn token(State(app): State<Shared>, Form(f): Form<TokenForm>) -> Result<Re
             .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
         && secrets_equal(&sha256_b64(&verifier), &record.code_challenge);
     if record.client_id != client_id || record.redirect_uri != redirect_uri || !verifier_ok {
-        tracing::info!(%client_id, "code exchange refused: client, redirect_uri or code_verifier mismatch");
+        tracing::info!(
+            ?client_id,
+            "code exchange refused: client, redirect_uri or code_verifier mismatch"
+        );
         return Err(invalid_grant(
             "the code was issued to another client, redirect_uri or code_challenge",
         ));
@@ -1052,7 +1055,7 @@ async fn token(State(app): State<Shared>, Form(f): Form<TokenForm>) -> Result<Re
             .arg(ttl),
     )
     .await?;
-    tracing::info!(sub = %record.sub, sid = %record.sid, %client_id, jti = %issued.jti, "access token issued");
+    tracing::info!(sub = ?record.sub, sid = ?record.sid, ?client_id, jti = ?issued.jti, "access token issued");
     let mut res = Json(json!({
         "access_token": issued.token,
         "token_type": "Bearer",
@@ -1197,7 +1200,11 @@ async fn admin_permissions(
     )
     .await?;
     app.revocation.revoke_user(user, now, keep_until).await?;
-    tracing::info!(user, %scope, "permissions changed; the user's tokens are revoked");
+    tracing::info!(
+        user,
+        ?scope,
+        "permissions changed; the user's tokens are revoked"
+    );
     Ok(Json(json!({ "user": user, "scope": scope, "revoked_issued_before": now })).into_response())
 }
 

@@ -70,6 +70,7 @@ use common::{
     bearer, cookie_value, csrf_layer, env_or, env_u64, esc, now_secs, page, random_id, redirect,
     sha256_b64, with_query,
 };
+use shared::local_path;
 
 const DEFAULT_AUTH_URL: &str = "http://127.0.0.1:4000";
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
@@ -377,20 +378,6 @@ enum ExchangeError {
     Unavailable(BoxError),
 }
 
-/// `state` when it is a path on this service, `None` otherwise. It must start with exactly one
-/// `/` (`//host` is another site), hold no backslash (browsers read `/\host` as `//host`) and
-/// only visible ASCII: browsers drop tabs and newlines from URLs, so `/\t/host` would become
-/// `//host`. No scheme can come before a leading `/`.
-fn local_path(state: Option<&str>) -> Option<&str> {
-    let s = state?;
-    let b = s.as_bytes();
-    let ok = b.first() == Some(&b'/')
-        && b.get(1) != Some(&b'/')
-        && s.len() <= 2048
-        && b.iter().all(|&c| c.is_ascii_graphic() && c != b'\\');
-    ok.then_some(s)
-}
-
 #[derive(Deserialize)]
 struct CallbackQuery {
     code: Option<String>,
@@ -432,7 +419,7 @@ async fn callback(
     let answer = match svc.exchange(&code, &verifier).await {
         Ok(answer) => answer,
         Err(ExchangeError::Refused(error)) => {
-            tracing::info!(%error, "code exchange refused");
+            tracing::info!(?error, "code exchange refused");
             return page(
                 StatusCode::BAD_REQUEST,
                 "Sign-in failed",

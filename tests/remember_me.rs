@@ -15,10 +15,14 @@ use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_token_auth::remember_me::{
-    MemoryRememberMeStore, RememberMe, RememberMeStore, StaticUsers, UserRecord,
+    MemoryRememberMeStore, RememberMe, RememberMeStore, SeriesCheck, SeriesRecord, StaticUsers,
+    UserRecord,
+};
+use tower_token_auth::revocation::{
+    BoxFuture, RevocationCheck, RevocationError, RevocationStore, TokenRef,
 };
 use tower_token_auth::testing::TestKeys;
-use tower_token_auth::{AccessCookie, AuthStatus, Claims, JwtAuthLayer};
+use tower_token_auth::{AccessCookie, AuthStatus, Claims, JwtAuthLayer, MemoryStore};
 
 struct Fixture {
     app: Router,
@@ -26,18 +30,29 @@ struct Fixture {
     remember_me: RememberMe,
 }
 
+/// The app over a memory revocation store.
 fn fixture(remember_me: impl FnOnce(StaticUsers) -> RememberMe) -> Fixture {
+    fixture_with(remember_me, Arc::new(MemoryStore::new()), |r| r)
+}
+
+/// The app: `remember_me` (given the users) mints access tokens and revokes them in
+/// `revocations`, the store the auth layer checks; `options` applies last.
+fn fixture_with(
+    remember_me: impl FnOnce(StaticUsers) -> RememberMe,
+    revocations: Arc<dyn RevocationStore>,
+    options: impl FnOnce(RememberMe) -> RememberMe,
+) -> Fixture {
     let keys = TestKeys::hs256();
     let users = StaticUsers::new([
         UserRecord::new("alice", "v1", "read write"),
         UserRecord::new("bob", "v1", "read"),
     ]);
     let access = AccessCookie::new("access_token").secure(false);
-    let revocations = tower_token_auth::MemoryStore::new();
-    let remember_me = remember_me(users.clone())
-        .cookie(AccessCookie::new("remember_me").secure(false))
-        .mint_access_tokens(keys.issuer(), access.clone())
-        .revoke_on_theft(Arc::new(revocations.clone()), Duration::from_secs(600));
+    let remember_me = options(
+        remember_me(users.clone())
+            .cookie(AccessCookie::new("remember_me").secure(false))
+            .mint_access_tokens(keys.issuer(), access.clone(), revocations.clone()),
+    );
     let app = Router::new()
         .route(
             "/me",
@@ -54,6 +69,10 @@ fn fixture(remember_me: impl FnOnce(StaticUsers) -> RememberMe) -> Fixture {
                     }
                 },
             ),
+        )
+        .route(
+            "/protected",
+            get(|c: Claims| async move { c.sub.unwrap_or_default() }),
         )
         .route(
             "/sensitive",
@@ -77,7 +96,7 @@ fn fixture(remember_me: impl FnOnce(StaticUsers) -> RememberMe) -> Fixture {
             JwtAuthLayer::new(keys.verifier())
                 .with_cookie(access)
                 .unwrap()
-                .with_revocation_store(revocations)
+                .with_shared_revocation_store(revocations)
                 .optional(),
         );
     Fixture {
@@ -237,6 +256,35 @@ async fn reject_on_failure_answers_401(f: Fixture) {
     assert!(r.clears("remember_me"));
 }
 
+async fn is_cookie_of_names_the_owner(f: Fixture) {
+    let cookie = login(&f, "alice").await;
+    let headers = |c: &str| {
+        let mut h = http::HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_str(c).unwrap());
+        h
+    };
+    let rm = &f.remember_me;
+    assert!(rm.is_cookie_of(&headers(&cookie), "alice").await.unwrap());
+    assert!(!rm.is_cookie_of(&headers(&cookie), "bob").await.unwrap());
+    assert!(
+        !rm.is_cookie_of(&headers("remember_me=YWxpY2U"), "alice")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !rm.is_cookie_of(&http::HeaderMap::new(), "alice")
+            .await
+            .unwrap()
+    );
+    // Nothing was rotated: the cookie still logs in.
+    assert!(
+        get_with(&f.app, "/me", &[&cookie])
+            .await
+            .body
+            .starts_with("alice")
+    );
+}
+
 // ---- persistent mode ------------------------------------------------------------------------
 
 async fn rotation_and_theft(f: Fixture) {
@@ -283,6 +331,150 @@ async fn rotation_and_theft(f: Fixture) {
             .await
             .body
             .starts_with("bob")
+    );
+}
+
+/// The thief copies the laptop's cookie and uses it first; the laptop's next auto-login
+/// presents the rotated-away token and reveals the theft. Which browser is the thief's cannot
+/// be told, so every access token of the user issued until then stops working: the thief's,
+/// and the legitimate user's (they log in again with the password). A login after the theft
+/// works.
+async fn theft_logs_out_the_thief_and_the_user(f: Fixture) {
+    let laptop = login(&f, "alice").await;
+    let phone = login(&f, "alice").await;
+    let bobs = login(&f, "bob").await;
+    let access_of = |r: &Reply| r.cookie("access_token").expect("an access cookie");
+
+    let users_token = access_of(&get_with(&f.app, "/me", &[&phone]).await);
+    let bobs_token = access_of(&get_with(&f.app, "/me", &[&bobs]).await);
+    let r = get_with(&f.app, "/me", &[&laptop]).await;
+    assert!(r.body.starts_with("alice Remembered"), "{}", r.body);
+    let thiefs_token = access_of(&r);
+    let thiefs_cookie = r.cookie("remember_me").expect("rotated cookie");
+    for token in [&thiefs_token, &users_token] {
+        let r = get_with(&f.app, "/protected", &[token]).await;
+        assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "alice"));
+    }
+
+    // Past the grace window, the laptop presents the token the thief rotated away.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = get_with(&f.app, "/me", &[&laptop]).await;
+    assert_eq!(r.body, "anonymous");
+    assert!(r.clears("remember_me"));
+
+    let r = get_with(&f.app, "/protected", &[&thiefs_token]).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "the thief's access token: {}",
+        r.body
+    );
+    let r = get_with(&f.app, "/protected", &[&users_token]).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "the user's access token: {}",
+        r.body
+    );
+    for c in [&thiefs_cookie, &phone, &laptop] {
+        assert_eq!(get_with(&f.app, "/me", &[c]).await.body, "anonymous");
+    }
+    // Bob keeps his session; alice can log in again at once.
+    let r = get_with(&f.app, "/protected", &[&bobs_token]).await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "bob"));
+    let again = login(&f, "alice").await;
+    let fresh = access_of(&get_with(&f.app, "/me", &[&again]).await);
+    let r = get_with(&f.app, "/protected", &[&fresh]).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::OK, "alice"),
+        "a login after the theft"
+    );
+}
+
+/// A repeated `check_and_rotate` (its answer lost on the way back) is the same rotation, even
+/// with no grace window; a theft marker answers `Theft` until deleted, and is no device.
+async fn store_rotation_is_retry_safe<S: RememberMeStore>(store: S) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let record = |user: &str, token: u8| SeriesRecord {
+        username: user.to_owned(),
+        token_hash: [token; 32],
+        previous_hash: None,
+        rotated_at_ms: now_ms,
+        created: now_ms / 1000,
+        last_used: now_ms / 1000,
+        expires_at: now_ms / 1000 + 600,
+        user_agent: None,
+    };
+    let rotated = SeriesCheck::Rotated {
+        username: "alice".into(),
+    };
+    store
+        .create("laptop-series", record("alice", 1))
+        .await
+        .unwrap();
+    store
+        .create("phone-series", record("alice", 5))
+        .await
+        .unwrap();
+    store.create("bobs-series", record("bob", 7)).await.unwrap();
+    for _ in 0..3 {
+        let check = store
+            .check_and_rotate("laptop-series", [1; 32], [2; 32], now_ms, 0)
+            .await
+            .unwrap();
+        assert_eq!(check, rotated, "the same rotation, repeated");
+    }
+    let check = store
+        .check_and_rotate("laptop-series", [2; 32], [3; 32], now_ms + 1, 0)
+        .await
+        .unwrap();
+    assert_eq!(check, rotated, "the successor is current");
+
+    // The token rotated away, with another successor: theft.
+    let theft = SeriesCheck::Theft {
+        username: "alice".into(),
+        detected_at_ms: now_ms + 2,
+    };
+    let check = store
+        .check_and_rotate("laptop-series", [2; 32], [4; 32], now_ms + 2, 0)
+        .await
+        .unwrap();
+    assert_eq!(check, theft);
+    assert!(
+        store.devices("alice").await.unwrap().is_empty(),
+        "no devices left"
+    );
+    let gone = store
+        .check_and_rotate("phone-series", [5; 32], [6; 32], now_ms + 3, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        gone,
+        SeriesCheck::Invalid,
+        "the user's other series are deleted"
+    );
+    // The marker: any token, the same instant, until deleted.
+    for token in [[3; 32], [2; 32], [9; 32]] {
+        let check = store
+            .check_and_rotate("laptop-series", token, [8; 32], now_ms + 5000, 0)
+            .await
+            .unwrap();
+        assert_eq!(check, theft, "a presented theft marker");
+    }
+    store.delete("laptop-series").await.unwrap();
+    let check = store
+        .check_and_rotate("laptop-series", [3; 32], [8; 32], now_ms + 5000, 0)
+        .await
+        .unwrap();
+    assert_eq!(check, SeriesCheck::Invalid);
+    assert_eq!(
+        store.devices("bob").await.unwrap().len(),
+        1,
+        "bob untouched"
     );
 }
 
@@ -373,6 +565,27 @@ fn persistent<S: RememberMeStore + Clone>(store: S) -> impl Fn(StaticUsers) -> R
     move |users| RememberMe::persistent(store.clone(), users).grace(Duration::from_secs(1))
 }
 
+/// A remember-me and a revocation store on `server`.
+async fn redis_stores(
+    server: &redis_server::RedisServer,
+) -> (
+    tower_token_auth::remember_me::RedisRememberMeStore,
+    Arc<dyn RevocationStore>,
+) {
+    use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig};
+    let store = tower_token_auth::remember_me::RedisRememberMeStore::connect(
+        &server.url(),
+        "tta:",
+        Duration::from_millis(500),
+    )
+    .unwrap();
+    let revocations = RedisRevocationStore::connect(&server.url(), RedisStoreConfig::default())
+        .await
+        .unwrap();
+    assert!(revocations.wait_live(Duration::from_secs(5)).await);
+    (store, Arc::new(revocations))
+}
+
 macro_rules! persistent_suite {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -383,20 +596,31 @@ macro_rules! persistent_suite {
                     super::$test(fixture(persistent(MemoryRememberMeStore::new()))).await;
                 }
             )*
+
+            #[tokio::test]
+            async fn store_rotation_is_retry_safe() {
+                super::store_rotation_is_retry_safe(MemoryRememberMeStore::new()).await;
+            }
         }
         mod redis {
             use super::*;
             use super::redis_server::RedisServer;
-            use tower_token_auth::remember_me::RedisRememberMeStore;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     let server = RedisServer::start();
-                    let store = RedisRememberMeStore::connect(&server.url(), "tta:", Duration::from_millis(500)).unwrap();
-                    super::$test(fixture(persistent(store))).await;
+                    let (store, revocations) = redis_stores(&server).await;
+                    super::$test(fixture_with(persistent(store), revocations, |r| r)).await;
                     drop(server);
                 }
             )*
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn store_rotation_is_retry_safe() {
+                let server = RedisServer::start();
+                let (store, _) = redis_stores(&server).await;
+                super::store_rotation_is_retry_safe(store).await;
+            }
         }
     };
 }
@@ -407,12 +631,141 @@ persistent_suite!(
     disabled_locked_and_missing_users_are_refused,
     expired_logins_are_refused,
     reject_on_failure_answers_401,
+    is_cookie_of_names_the_owner,
     rotation_and_theft,
+    theft_logs_out_the_thief_and_the_user,
     parallel_requests_share_one_rotation,
     handler_cookies_win,
     devices_and_logout,
     password_change_forgets_everything,
 );
+
+// ---- theft: opting out, and a revocation that fails -----------------------------------------
+
+/// Steals alice's cookie (the thief uses it first), then reveals the theft past the grace
+/// window. Returns the thief's access cookie and the reply to the revealing request.
+async fn steal_and_reveal(f: &Fixture) -> (String, String, Reply) {
+    let laptop = login(f, "alice").await;
+    let r = get_with(&f.app, "/me", &[&laptop]).await;
+    let thiefs_token = r.cookie("access_token").expect("an access cookie");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reveal = get_with(&f.app, "/me", &[&laptop]).await;
+    (laptop, thiefs_token, reveal)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_access_tokens_on_theft_opts_out() {
+    let f = fixture_with(
+        persistent(MemoryRememberMeStore::new()),
+        Arc::new(MemoryStore::new()),
+        RememberMe::keep_access_tokens_on_theft,
+    );
+    let (_, thiefs_token, reveal) = steal_and_reveal(&f).await;
+    assert_eq!(reveal.body, "anonymous");
+    assert!(
+        reveal.clears("remember_me"),
+        "the remembered logins still go"
+    );
+    let r = get_with(&f.app, "/protected", &[&thiefs_token]).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::OK, "alice"),
+        "opted out: the access token lives until it expires"
+    );
+}
+
+/// A memory store whose user revocations fail while `failing` is set.
+#[derive(Debug, Default)]
+struct Flaky {
+    inner: MemoryStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl RevocationStore for Flaky {
+    fn check(&self, token: &TokenRef<'_>) -> RevocationCheck {
+        self.inner.check(token)
+    }
+    fn revoke_token<'a>(
+        &'a self,
+        token: TokenRef<'a>,
+    ) -> BoxFuture<'a, Result<(), RevocationError>> {
+        self.inner.revoke_token(token)
+    }
+    fn revoke_user<'a>(
+        &'a self,
+        sub: &'a str,
+        before: u64,
+        until: u64,
+    ) -> BoxFuture<'a, Result<(), RevocationError>> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async {
+                Err(RevocationError::Unavailable("SECRET-BACKEND-DETAIL".into()))
+            });
+        }
+        self.inner.revoke_user(sub, before, until)
+    }
+}
+
+/// The revealing request answers 503 with a fixed body and keeps the cookie; once the store
+/// works again, presenting the same cookie finishes the job.
+async fn failed_theft_revocation_is_retried(
+    f: Fixture,
+    break_store: impl FnOnce(),
+    fix_store: impl FnOnce(),
+) {
+    let laptop = login(&f, "alice").await;
+    let r = get_with(&f.app, "/me", &[&laptop]).await;
+    let thiefs_token = r.cookie("access_token").expect("an access cookie");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    break_store();
+    let r = get_with(&f.app, "/me", &[&laptop]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert_eq!(
+        r.body,
+        r#"{"error":"temporarily_unavailable","error_description":"the login cannot be checked, retry later"}"#
+    );
+    assert!(!r.clears("remember_me"), "the cookie is kept for the retry");
+    fix_store();
+    let r = get_with(&f.app, "/me", &[&laptop]).await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "anonymous"));
+    assert!(r.clears("remember_me"));
+    let r = get_with(&f.app, "/protected", &[&thiefs_token]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "revoked on the retry");
+    // Done: the marker is gone, the cookie is just unknown now.
+    let r = get_with(&f.app, "/me", &[&laptop]).await;
+    assert_eq!(r.body, "anonymous");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_theft_revocation_memory() {
+    let flaky = Arc::new(Flaky::default());
+    let f = fixture_with(
+        persistent(MemoryRememberMeStore::new()),
+        flaky.clone(),
+        |r| r,
+    );
+    let set = |on| {
+        let flaky = flaky.clone();
+        move || flaky.failing.store(on, std::sync::atomic::Ordering::SeqCst)
+    };
+    failed_theft_revocation_is_retried(f, set(true), set(false)).await;
+}
+
+/// Redis refuses the revocation's publish (an ACL), so the revocation store reports failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_theft_revocation_redis() {
+    let server = redis_server::RedisServer::start();
+    let (store, revocations) = redis_stores(&server).await;
+    let f = fixture_with(persistent(store), revocations, |r| r);
+    let acl = |rule: &'static str| {
+        let server = &server;
+        move || {
+            let out = server.cli(&["ACL", "SETUSER", "default", rule]);
+            assert_eq!(out.as_deref().map(str::trim), Some("OK"));
+        }
+    };
+    failed_theft_revocation_is_retried(f, acl("-publish"), acl("+publish")).await;
+}
 
 // ---- signed mode ----------------------------------------------------------------------------
 
@@ -441,6 +794,11 @@ mod signed_mode {
     #[tokio::test]
     async fn expired() {
         expired_logins_are_refused(fixture(signed)).await;
+    }
+
+    #[tokio::test]
+    async fn is_cookie_of() {
+        is_cookie_of_names_the_owner(fixture(signed)).await;
     }
 
     #[tokio::test]

@@ -80,6 +80,18 @@ async fn one_sign_in_for_every_service_and_one_sign_out() {
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(refused.body().contains("Wrong user name or password"));
     assert_eq!(browser.cookie(&auth, "sso_session"), None);
+    // A user name with a newline is logged escaped: it cannot forge a line of the log.
+    let forging = login_form(&fields, "mallory\nFORGED INFO sso_auth: admin", "x");
+    let refused = browser
+        .submit(&format!("{auth}/login"), &refs(&forging))
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let log = stack.auth.log();
+    assert!(log.contains(r"mallory\nFORGED"), "logged escaped:\n{log}");
+    assert!(
+        !log.lines().any(|l| l.trim_start().starts_with("FORGED")),
+        "a forged log line:\n{log}"
+    );
 
     // The right one: back at orders, on the page first asked for.
     let right = login_form(&fields, "alice", "alice-password");

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{AutoLogin, RememberMe};
+use super::{AutoLogin, RememberMe, RememberMeError};
 use crate::body::AuthBody;
 use crate::claims::{AuthStatus, Claims};
 use crate::error::AuthError;
@@ -24,17 +24,25 @@ use crate::revocation::BoxFuture;
 /// ```
 /// use axum::{Router, routing::get};
 /// use tower_token_auth::remember_me::{MemoryRememberMeStore, RememberMe, StaticUsers, UserRecord};
-/// use tower_token_auth::{AccessCookie, Claims, JwtAuthLayer, testing::TestKeys};
+/// use std::sync::Arc;
+/// use tower_token_auth::{AccessCookie, Claims, JwtAuthLayer, MemoryStore, testing::TestKeys};
 ///
 /// let keys = TestKeys::hs256();
 /// let access = AccessCookie::new("access_token");
 /// let users = StaticUsers::new([UserRecord::new("alice", "v1", "read")]);
+/// let revocation = Arc::new(MemoryStore::new());
 /// let remember_me = RememberMe::persistent(MemoryRememberMeStore::new(), users)
-///     .mint_access_tokens(keys.issuer(), access.clone());
+///     .mint_access_tokens(keys.issuer(), access.clone(), revocation.clone());
 /// let app: Router = Router::new()
 ///     .route("/", get(|c: Option<Claims>| async move { format!("{:?}", c.map(|c| c.sub)) }))
 ///     .layer(remember_me.layer())
-///     .layer(JwtAuthLayer::new(keys.verifier()).with_cookie(access).unwrap().optional());
+///     .layer(
+///         JwtAuthLayer::new(keys.verifier())
+///             .with_shared_revocation_store(revocation)
+///             .with_cookie(access)
+///             .unwrap()
+///             .optional(),
+///     );
 /// ```
 ///
 /// On success the request gets [`Claims`] (with `amr: ["remember-me"]`) and
@@ -42,7 +50,11 @@ use crate::revocation::BoxFuture;
 /// cookie. On refusal the response deletes the cookie, and the request goes on
 /// unauthenticated (or is answered 401 with
 /// [`reject_on_failure`](RememberMe::reject_on_failure)). If a store cannot be reached the
-/// request goes on unauthenticated and the cookie is kept for a later try.
+/// request goes on unauthenticated and the cookie is kept for a later try. If a stolen cookie
+/// was detected but the user's access tokens could not be revoked
+/// ([`RememberMeError::TheftRevocation`]), the answer is 503 with a fixed JSON body and
+/// `Retry-After: 1` (the cause goes to the log only), and the cookie is kept so a retry
+/// finishes the revocation.
 #[derive(Clone)]
 pub struct RememberMeLayer {
     config: RememberMe,
@@ -139,6 +151,11 @@ where
                     }
                     vec![clear_cookie]
                 }
+                // The thief may hold a working access token: do not answer as if all was well.
+                // The cookie is kept, so presenting it again retries the revocation.
+                Err(RememberMeError::TheftRevocation(_)) => {
+                    return Ok(theft_revocation_failed().map(AuthBody::full));
+                }
                 Err(e) => {
                     tracing::warn!(target: "tower_token_auth", error = %e, "remember-me auto-login failed; continuing unauthenticated");
                     Vec::new()
@@ -167,4 +184,19 @@ where
             Ok(res.map(AuthBody::inner))
         })
     }
+}
+
+/// The fixed 503 for [`RememberMeError::TheftRevocation`]: no backend detail in the body.
+fn theft_revocation_failed() -> Response<Bytes> {
+    let body = r#"{"error":"temporarily_unavailable","error_description":"the login cannot be checked, retry later"}"#;
+    let mut res = Response::new(Bytes::from_static(body.as_bytes()));
+    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
 }

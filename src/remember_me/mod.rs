@@ -18,7 +18,10 @@
 //! - **Persistent**: the cookie is base64url of `series:token`, 128 random bits each. The
 //!   [`RememberMeStore`] keeps the series with the SHA-256 of the token (never the token), and
 //!   the token changes on every auto-login. A known series with a wrong token means the cookie
-//!   was copied: every remembered login of that user is deleted and a warning logged. A token
+//!   was copied: every remembered login of that user is deleted, every access token of the user
+//!   issued until then is revoked (when auto-login mints them, see
+//!   [`RememberMe::mint_access_tokens`]; opt out with
+//!   [`RememberMe::keep_access_tokens_on_theft`]) and a warning logged. A token
 //!   rotated away less than the grace window ago (default 5 s: parallel requests, restored
 //!   tabs) is accepted without a second rotation and without a theft alarm, the false alarm
 //!   Spring users have reported since 2015.
@@ -48,7 +51,7 @@ use sha2::{Digest, Sha256};
 use crate::claims::{Claims, NoCustomClaims, REMEMBER_ME_AMR};
 use crate::error::ConfigError;
 use crate::issuer::{IssueError, TokenIssuer, random_id};
-use crate::revocation::{BoxFuture, now_ms, now_secs};
+use crate::revocation::{BoxFuture, RevocationError, RevocationStore, now_ms, now_secs};
 use crate::source::{AccessCookie, TokenSource, extract};
 
 mod layer;
@@ -173,6 +176,13 @@ pub enum RememberMeError {
     /// Minting the access token failed.
     #[error(transparent)]
     Issue(#[from] IssueError),
+    /// A stolen cookie was detected, but the user's access tokens could not be revoked. The
+    /// layer answers 503; presenting the same cookie again retries (the store keeps the theft
+    /// marker until the revocation went through).
+    #[error(
+        "could not revoke the access tokens of a user whose remember-me cookie was stolen: {0}"
+    )]
+    TheftRevocation(#[source] RevocationError),
 }
 
 /// Why an auto-login was refused (logged, never shown to the client).
@@ -227,9 +237,17 @@ pub struct RememberMe {
     cookie: AccessCookie,
     ttl: Duration,
     grace: Duration,
-    access: Option<(TokenIssuer, AccessCookie)>,
+    access: Option<MintAccess>,
     reject_on_failure: bool,
-    on_theft: Option<(Arc<dyn crate::RevocationStore>, Duration)>,
+}
+
+/// What auto-login needs to mint access tokens, and to revoke them on theft.
+#[derive(Clone)]
+struct MintAccess {
+    issuer: TokenIssuer,
+    cookie: AccessCookie,
+    revocation: Arc<dyn RevocationStore>,
+    revoke_on_theft: bool,
 }
 
 impl fmt::Debug for RememberMe {
@@ -245,7 +263,10 @@ impl fmt::Debug for RememberMe {
             .field("grace", &self.grace)
             .field("mints_access_tokens", &self.access.is_some())
             .field("reject_on_failure", &self.reject_on_failure)
-            .field("revokes_on_theft", &self.on_theft.is_some())
+            .field(
+                "revokes_access_tokens_on_theft",
+                &self.access.as_ref().is_some_and(|a| a.revoke_on_theft),
+            )
             .finish()
     }
 }
@@ -264,7 +285,6 @@ impl RememberMe {
             grace: Duration::from_secs(5),
             access: None,
             reject_on_failure: false,
-            on_theft: None,
         }
     }
 
@@ -314,20 +334,52 @@ impl RememberMe {
 
     /// Mint an access token for each auto-login and set it in `access_cookie`, so the next
     /// requests are plain JWT requests. The token carries `amr: ["remember-me"]`.
-    pub fn mint_access_tokens(mut self, issuer: TokenIssuer, access_cookie: AccessCookie) -> Self {
-        self.access = Some((issuer, access_cookie));
+    ///
+    /// `revocation` is the store the [`JwtAuthLayer`](crate::JwtAuthLayer) checks. When a
+    /// stolen cookie is detected (persistent mode), every access token of the user issued up
+    /// to that instant is revoked in it: the thief may hold one minted from the stolen cookie,
+    /// and which of the two browsers is the thief's cannot be told, so the legitimate user's
+    /// tokens go too and they log in again with the password. The response to the request
+    /// that revealed the theft comes once the revocation succeeded (and the clock is past its
+    /// second, so a login right after it is not caught); if it fails, the answer is 503 and
+    /// presenting the cookie again retries. [`keep_access_tokens_on_theft`] turns this off.
+    ///
+    /// [`keep_access_tokens_on_theft`]: Self::keep_access_tokens_on_theft
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_token_auth::remember_me::{MemoryRememberMeStore, RememberMe, StaticUsers};
+    /// use tower_token_auth::{AccessCookie, MemoryStore, testing::TestKeys};
+    ///
+    /// let keys = TestKeys::hs256();
+    /// let revocation = Arc::new(MemoryStore::new()); // also given to the JwtAuthLayer
+    /// let remember_me = RememberMe::persistent(MemoryRememberMeStore::new(), StaticUsers::default())
+    ///     .mint_access_tokens(keys.issuer(), AccessCookie::new("access_token"), revocation);
+    /// # let _ = remember_me;
+    /// ```
+    pub fn mint_access_tokens(
+        mut self,
+        issuer: TokenIssuer,
+        access_cookie: AccessCookie,
+        revocation: Arc<dyn RevocationStore>,
+    ) -> Self {
+        self.access = Some(MintAccess {
+            issuer,
+            cookie: access_cookie,
+            revocation,
+            revoke_on_theft: true,
+        });
         self
     }
 
-    /// On detected theft, also revoke every access token of the user issued until now in
-    /// `store` (the one `JwtAuthLayer` checks), kept for `max_access_ttl`: the thief may hold
-    /// one minted from the stolen cookie.
-    pub fn revoke_on_theft(
-        mut self,
-        store: Arc<dyn crate::RevocationStore>,
-        max_access_ttl: Duration,
-    ) -> Self {
-        self.on_theft = Some((store, max_access_ttl));
+    /// Opt out of revoking the user's access tokens when a stolen cookie is detected (see
+    /// [`mint_access_tokens`](Self::mint_access_tokens)): only the remembered logins are
+    /// deleted, and an access token the thief minted from the stolen cookie keeps working
+    /// until it expires. Use it only when something else ends those tokens.
+    pub fn keep_access_tokens_on_theft(mut self) -> Self {
+        if let Some(access) = &mut self.access {
+            access.revoke_on_theft = false;
+        }
         self
     }
 
@@ -438,6 +490,49 @@ impl RememberMe {
         Ok(self.clear_cookie())
     }
 
+    /// Whether the request's remember-me cookie is a remembered login of `username`, without
+    /// logging in or rotating anything: in persistent mode its series is one of the user's live
+    /// series, in signed mode its signature is valid for the user. For a login handler that
+    /// keeps the cookie only when it is the user's own: a cookie planted by someone else (their
+    /// own account's: login fixation) must be forgotten and replaced or deleted.
+    pub async fn is_cookie_of(
+        &self,
+        headers: &HeaderMap,
+        username: &str,
+    ) -> Result<bool, RememberMeError> {
+        let Some(value) = self.cookie_value(headers) else {
+            return Ok(false);
+        };
+        match &self.mode {
+            Mode::Persistent { store } => {
+                let Some((series, _)) = decode_pair(value) else {
+                    return Ok(false);
+                };
+                Ok(store
+                    .devices(username)
+                    .await?
+                    .iter()
+                    .any(|d| d.series == series))
+            }
+            Mode::Signed { key } => {
+                let Some((name, expiry, sig)) = decode_signed(value) else {
+                    return Ok(false);
+                };
+                if name != username || expiry < now_secs() {
+                    return Ok(false);
+                }
+                let Some(user) = self.users.load_user(username).await? else {
+                    return Ok(false);
+                };
+                let expected = Self::signature(key, username, expiry, &user.credential_version);
+                Ok(bool::from(subtle::ConstantTimeEq::ct_eq(
+                    &expected[..],
+                    &sig[..],
+                )))
+            }
+        }
+    }
+
     /// Persistent mode: the user's remembered devices (empty in signed mode).
     pub async fn devices(&self, username: &str) -> Result<Vec<Device>, RememberMeError> {
         match &self.mode {
@@ -473,6 +568,46 @@ impl RememberMe {
             Mode::Persistent { store } => Ok(store.delete_user(username).await?),
             Mode::Signed { .. } => Ok(0),
         }
+    }
+
+    /// Revokes the user's access tokens issued up to the theft (unless opted out), then
+    /// removes the theft marker. Repeating it is harmless: the instant stays the same.
+    async fn after_theft(
+        &self,
+        store: &dyn RememberMeStore,
+        series: &str,
+        username: &str,
+        detected_at_ms: u64,
+    ) -> Result<(), RememberMeError> {
+        if let Some(access) = self.access.as_ref().filter(|a| a.revoke_on_theft) {
+            let before = detected_at_ms / 1000;
+            let keep_until = now_secs()
+                .max(before)
+                .saturating_add(access.issuer.token_ttl().as_secs())
+                .saturating_add(1);
+            if let Err(e) = access
+                .revocation
+                .revoke_user(username, before, keep_until)
+                .await
+            {
+                tracing::warn!(
+                    target: "tower_token_auth",
+                    user = ?username,
+                    error = %e,
+                    "could not revoke the access tokens of a user whose remember-me cookie was stolen; answering 503"
+                );
+                return Err(RememberMeError::TheftRevocation(e));
+            }
+            // A token minted later in the revoked second would be refused.
+            if now_secs() <= before {
+                crate::revocation::wait_for_next_second().await;
+            }
+        }
+        // Best effort: a marker left behind only repeats the steps above, then expires.
+        if let Err(e) = store.delete(series).await {
+            tracing::debug!(target: "tower_token_auth", error = %e, "could not remove a remember-me theft marker");
+        }
+        Ok(())
     }
 
     /// The auto-login the layer runs: checks the cookie in `headers`, loads the user, rotates
@@ -528,21 +663,18 @@ impl RememberMe {
                         username
                     }
                     SeriesCheck::WithinGrace { username } => username,
-                    SeriesCheck::Theft { username } => {
+                    SeriesCheck::Theft {
+                        username,
+                        detected_at_ms,
+                    } => {
                         tracing::warn!(
                             target: "tower_token_auth",
-                            user = %username,
+                            user = ?username,
+                            detected_at_ms,
                             "remember-me cookie theft detected: every remembered login of the user was removed"
                         );
-                        if let Some((store, ttl)) = &self.on_theft {
-                            let now = now_secs();
-                            if let Err(e) = store
-                                .revoke_user(&username, now, now.saturating_add(ttl.as_secs()))
-                                .await
-                            {
-                                tracing::warn!(target: "tower_token_auth", error = %e, "could not revoke the access tokens of a user whose remember-me cookie was stolen");
-                            }
-                        }
+                        self.after_theft(store.as_ref(), &series, &username, detected_at_ms)
+                            .await?;
                         return refused(Refusal::Theft);
                     }
                     SeriesCheck::Invalid => return refused(Refusal::UnknownSeries),
@@ -557,7 +689,7 @@ impl RememberMe {
             return refused(Refusal::AccountDisabled);
         }
         let claims = match &self.access {
-            Some((issuer, cookie)) => {
+            Some(MintAccess { issuer, cookie, .. }) => {
                 let issued = issuer.issue_with(
                     &user.username,
                     &user.scope,

@@ -15,12 +15,15 @@ use crate::revocation::{BoxFuture, now_secs};
 ///
 /// | key | type | content | expiry |
 /// |---|---|---|---|
-/// | `tta:{rm:<series>}` | hash | `user`, `hash`, `prev` (hex SHA-256 of the current and previous token), `rotated_ms`, `created`, `last_used`, `ua` | the login's expiry |
+/// | `tta:{rm:<series>}` | hash | `user`, `hash`, `prev` (hex SHA-256 of the current and previous token), `rotated_ms`, `created`, `last_used`, `ua`; `stolen` (ms) once it is a theft marker | the login's expiry |
 /// | `tta:{rmu:<user>}` | set | the user's series | the newest login's expiry |
 ///
-/// Check-and-rotate is one Lua script on the series key. Only token hashes are stored; they are
-/// compared inside Redis, where timing reveals nothing about a token (the hash of 128 random
-/// bits).
+/// Check-and-rotate is one Lua script on the series key, idempotent: the same call repeated
+/// (the connection died before its answer came back) answers `Rotated` again. On theft the
+/// script turns the series into a theft marker, then the user's other series are deleted one by
+/// one (they live on other slots); if that fails, presenting the cookie again repeats it. Only
+/// token hashes are stored; they are compared inside Redis, where timing reveals nothing about a
+/// token (the hash of 128 random bits).
 #[derive(Clone)]
 pub struct RedisRememberMeStore {
     conn: Conn,
@@ -37,20 +40,23 @@ impl fmt::Debug for RedisRememberMeStore {
 }
 
 // KEYS: series. ARGV: presented hex, next hex, now_ms, grace_ms, now_s.
+// Replies: {'invalid'}, {outcome, user}, or {'theft', user, detected_ms}.
 const CHECK_LUA: &str = r"
-local r = redis.call('HMGET', KEYS[1], 'user', 'hash', 'prev', 'rotated_ms')
+local r = redis.call('HMGET', KEYS[1], 'user', 'hash', 'prev', 'rotated_ms', 'stolen')
 if not r[1] then return {'invalid'} end
+if r[5] then return {'theft', r[1], r[5]} end
 if r[2] == ARGV[1] then
   redis.call('HSET', KEYS[1], 'prev', r[2], 'hash', ARGV[2], 'rotated_ms', ARGV[3], 'last_used', ARGV[5])
   return {'rotated', r[1]}
 end
+if r[3] == ARGV[1] and r[2] == ARGV[2] then return {'rotated', r[1]} end
 local grace = tonumber(ARGV[4])
 if r[3] == ARGV[1] and grace > 0 and tonumber(ARGV[3]) - tonumber(r[4]) < grace then
   redis.call('HSET', KEYS[1], 'last_used', ARGV[5])
   return {'grace', r[1]}
 end
-redis.call('DEL', KEYS[1])
-return {'theft', r[1]}
+redis.call('HSET', KEYS[1], 'stolen', ARGV[3])
+return {'theft', r[1], ARGV[3]}
 ";
 
 // Hashed (SHA-1, for EVALSHA) once, not on every auto-login.
@@ -102,6 +108,25 @@ impl RedisRememberMeStore {
 
     fn user_key(&self, user: &str) -> String {
         format!("{}{{rmu:{user}}}", self.prefix)
+    }
+
+    /// Deletes every series of `username` but `keep` (the theft marker), and unlists them.
+    async fn delete_other_series(
+        &self,
+        username: &str,
+        keep: &str,
+    ) -> Result<(), RememberMeStoreError> {
+        let user = self.user_key(username);
+        let series: Vec<String> = self
+            .run(redis::cmd("SMEMBERS").arg(&user).to_owned())
+            .await?;
+        for s in series.iter().filter(|s| s.as_str() != keep) {
+            self.run::<usize>(redis::cmd("DEL").arg(self.series_key(s)).to_owned())
+                .await?;
+            self.run::<usize>(redis::cmd("SREM").arg(&user).arg(s).to_owned())
+                .await?;
+        }
+        Ok(())
     }
 
     async fn run<T: redis::FromRedisValue>(
@@ -185,8 +210,13 @@ impl RememberMeStore for RedisRememberMeStore {
                 "rotated" => SeriesCheck::Rotated { username },
                 "grace" => SeriesCheck::WithinGrace { username },
                 "theft" => {
-                    self.delete_user(&username).await?;
-                    SeriesCheck::Theft { username }
+                    // Unparsable: the marker counts as new, which only revokes more.
+                    let detected_at_ms = text(reply.get(2)).parse().unwrap_or(now_ms);
+                    self.delete_other_series(&username, series).await?;
+                    SeriesCheck::Theft {
+                        username,
+                        detected_at_ms,
+                    }
                 }
                 _ => SeriesCheck::Invalid,
             })
@@ -225,9 +255,12 @@ impl RememberMeStore for RedisRememberMeStore {
                 .await?;
             let mut deleted = 0;
             for s in &series {
-                deleted += self
-                    .run::<usize>(redis::cmd("DEL").arg(self.series_key(s)).to_owned())
+                let key = self.series_key(s);
+                let marker: bool = self
+                    .run(redis::cmd("HEXISTS").arg(&key).arg("stolen").to_owned())
                     .await?;
+                let removed: usize = self.run(redis::cmd("DEL").arg(&key).to_owned()).await?;
+                deleted += usize::from(removed > 0 && !marker);
             }
             self.run::<i64>(redis::cmd("DEL").arg(&user).to_owned())
                 .await?;
@@ -254,7 +287,7 @@ impl RememberMeStore for RedisRememberMeStore {
                     .run(
                         redis::cmd("HMGET")
                             .arg(self.series_key(&s))
-                            .arg(&["user", "created", "last_used", "expires_at", "ua"])
+                            .arg(&["user", "created", "last_used", "expires_at", "ua", "stolen"])
                             .to_owned(),
                     )
                     .await?;
@@ -265,7 +298,11 @@ impl RememberMeStore for RedisRememberMeStore {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0)
                 };
-                if f.first().cloned().flatten().as_deref() != Some(username) || num(3) < now {
+                let marker = f.get(5).cloned().flatten().is_some();
+                if f.first().cloned().flatten().as_deref() != Some(username)
+                    || num(3) < now
+                    || marker
+                {
                     continue;
                 }
                 devices.push(Device {

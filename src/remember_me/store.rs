@@ -58,11 +58,16 @@ pub enum SeriesCheck {
         /// The user to log in.
         username: String,
     },
-    /// A known series with a wrong token: the cookie was copied. Every series of the user has
-    /// been deleted.
+    /// A known series with a wrong token: the cookie was copied. Every other series of the
+    /// user has been deleted; the presented one is kept as a *theft marker* that answers
+    /// `Theft` again (with the same `detected_at_ms`) for any token, until
+    /// [`RememberMeStore::delete`] removes it. So the follow-up (revoking the user's access
+    /// tokens) can be retried by presenting the same cookie again if it failed.
     Theft {
         /// The user whose remembered logins were all removed.
         username: String,
+        /// When the theft was first detected, Unix milliseconds.
+        detected_at_ms: u64,
     },
     /// Unknown or expired series.
     Invalid,
@@ -73,7 +78,11 @@ pub enum SeriesCheck {
 #[error("remember-me store unavailable: {0}")]
 pub struct RememberMeStoreError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
-/// Storage for persistent remember-me logins. `check_and_rotate` must be atomic.
+/// Storage for persistent remember-me logins.
+///
+/// `check_and_rotate` must be atomic and idempotent: called again with the same arguments
+/// after its answer was lost (a dropped connection), it must answer the same `Rotated`, not
+/// `WithinGrace` or `Theft`. Every other operation must be safe to repeat.
 pub trait RememberMeStore: Send + Sync + fmt::Debug + 'static {
     /// Stores a new series.
     fn create<'a>(
@@ -83,8 +92,11 @@ pub trait RememberMeStore: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<(), RememberMeStoreError>>;
 
     /// Checks `presented` (a token hash) against `series`; if current, replaces it with
-    /// `next` and records `now_ms`. See [`SeriesCheck`] for the outcomes; on theft every
-    /// series of the user is deleted before this returns.
+    /// `next` and records `now_ms`. See [`SeriesCheck`] for the outcomes. `presented` being
+    /// the previous token while `next` is already the current one is a repeat of this very
+    /// rotation: `Rotated` again. On theft every other series of the user is deleted before
+    /// this returns, and `series` becomes a theft marker (see [`SeriesCheck::Theft`]); a marker
+    /// answers `Theft` for any token. A marker lives until `delete` or the series' expiry.
     fn check_and_rotate<'a>(
         &'a self,
         series: &'a str,
@@ -94,16 +106,17 @@ pub trait RememberMeStore: Send + Sync + fmt::Debug + 'static {
         grace_ms: u64,
     ) -> BoxFuture<'a, Result<SeriesCheck, RememberMeStoreError>>;
 
-    /// Deletes one series (logout on this device).
+    /// Deletes one series (logout on this device), or a theft marker.
     fn delete<'a>(&'a self, series: &'a str) -> BoxFuture<'a, Result<(), RememberMeStoreError>>;
 
-    /// Deletes every series of `username`; returns how many.
+    /// Deletes every series of `username`, theft markers included; returns how many live
+    /// series were deleted.
     fn delete_user<'a>(
         &'a self,
         username: &'a str,
     ) -> BoxFuture<'a, Result<usize, RememberMeStoreError>>;
 
-    /// The live series of `username`.
+    /// The live series of `username` (not theft markers).
     fn devices<'a>(
         &'a self,
         username: &'a str,
@@ -113,6 +126,8 @@ pub trait RememberMeStore: Send + Sync + fmt::Debug + 'static {
 /// The verdict on a presented token hash, shared by the stores.
 pub(crate) enum Verdict {
     Current,
+    /// `presented` was rotated to `next` already: this call repeats that rotation.
+    Repeat,
     Grace,
     Theft,
 }
@@ -120,6 +135,7 @@ pub(crate) enum Verdict {
 pub(crate) fn judge(
     record: &SeriesRecord,
     presented: &[u8; 32],
+    next: &[u8; 32],
     now_ms: u64,
     grace_ms: u64,
 ) -> Verdict {
@@ -129,6 +145,9 @@ pub(crate) fn judge(
     let previous = record
         .previous_hash
         .is_some_and(|p| bool::from(p.ct_eq(presented)));
+    if previous && bool::from(record.token_hash.ct_eq(next)) {
+        return Verdict::Repeat;
+    }
     if previous && grace_ms > 0 && now_ms.saturating_sub(record.rotated_at_ms) < grace_ms {
         Verdict::Grace
     } else {
@@ -139,7 +158,14 @@ pub(crate) fn judge(
 /// An in-memory [`RememberMeStore`]. Clones share state.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryRememberMeStore {
-    state: Arc<Mutex<HashMap<String, SeriesRecord>>>,
+    state: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+/// A series, or (once `stolen_at_ms` is set) its theft marker.
+#[derive(Debug)]
+struct Entry {
+    record: SeriesRecord,
+    stolen_at_ms: Option<u64>,
 }
 
 impl MemoryRememberMeStore {
@@ -148,7 +174,7 @@ impl MemoryRememberMeStore {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SeriesRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -165,8 +191,14 @@ impl RememberMeStore for MemoryRememberMeStore {
     ) -> BoxFuture<'a, Result<(), RememberMeStoreError>> {
         let now = now_secs();
         let mut map = self.lock();
-        map.retain(|_, r| r.expires_at >= now);
-        map.insert(series.to_owned(), record);
+        map.retain(|_, e| e.record.expires_at >= now);
+        map.insert(
+            series.to_owned(),
+            Entry {
+                record,
+                stolen_at_ms: None,
+            },
+        );
         ready(())
     }
 
@@ -180,11 +212,18 @@ impl RememberMeStore for MemoryRememberMeStore {
     ) -> BoxFuture<'a, Result<SeriesCheck, RememberMeStoreError>> {
         let now = now_ms / 1000;
         let mut map = self.lock();
-        let Some(record) = map.get_mut(series).filter(|r| r.expires_at >= now) else {
+        let Some(entry) = map.get_mut(series).filter(|e| e.record.expires_at >= now) else {
             return ready(SeriesCheck::Invalid);
         };
-        let username = record.username.clone();
-        let outcome = match judge(record, &presented, now_ms, grace_ms) {
+        let username = entry.record.username.clone();
+        if let Some(detected_at_ms) = entry.stolen_at_ms {
+            return ready(SeriesCheck::Theft {
+                username,
+                detected_at_ms,
+            });
+        }
+        let record = &mut entry.record;
+        let outcome = match judge(record, &presented, &next, now_ms, grace_ms) {
             Verdict::Current => {
                 record.previous_hash = Some(record.token_hash);
                 record.token_hash = next;
@@ -192,13 +231,18 @@ impl RememberMeStore for MemoryRememberMeStore {
                 record.last_used = now;
                 SeriesCheck::Rotated { username }
             }
+            Verdict::Repeat => SeriesCheck::Rotated { username },
             Verdict::Grace => {
                 record.last_used = now;
                 SeriesCheck::WithinGrace { username }
             }
             Verdict::Theft => {
-                map.retain(|_, r| r.username != username);
-                SeriesCheck::Theft { username }
+                entry.stolen_at_ms = Some(now_ms);
+                map.retain(|s, e| s == series || e.record.username != username);
+                SeriesCheck::Theft {
+                    username,
+                    detected_at_ms: now_ms,
+                }
             }
         };
         ready(outcome)
@@ -214,9 +258,13 @@ impl RememberMeStore for MemoryRememberMeStore {
         username: &'a str,
     ) -> BoxFuture<'a, Result<usize, RememberMeStoreError>> {
         let mut map = self.lock();
-        let before = map.len();
-        map.retain(|_, r| r.username != username);
-        ready(before - map.len())
+        let mut deleted = 0;
+        map.retain(|_, e| {
+            let theirs = e.record.username == username;
+            deleted += usize::from(theirs && e.stolen_at_ms.is_none());
+            !theirs
+        });
+        ready(deleted)
     }
 
     fn devices<'a>(
@@ -227,13 +275,17 @@ impl RememberMeStore for MemoryRememberMeStore {
         let mut devices: Vec<Device> = self
             .lock()
             .iter()
-            .filter(|(_, r)| r.username == username && r.expires_at >= now)
-            .map(|(series, r)| Device {
+            .filter(|(_, e)| {
+                e.record.username == username
+                    && e.record.expires_at >= now
+                    && e.stolen_at_ms.is_none()
+            })
+            .map(|(series, e)| Device {
                 series: series.clone(),
-                created: r.created,
-                last_used: r.last_used,
-                expires_at: r.expires_at,
-                user_agent: r.user_agent.clone(),
+                created: e.record.created,
+                last_used: e.record.last_used,
+                expires_at: e.record.expires_at,
+                user_agent: e.record.user_agent.clone(),
             })
             .collect();
         devices.sort_by_key(|d| d.created);
