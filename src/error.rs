@@ -193,6 +193,17 @@ impl AuthError {
     /// `realm` is quoted into the challenge when given; it must be visible ASCII without `"`
     /// or `\` (checked when the responder is built).
     pub fn to_response(&self, realm: Option<&str>) -> Response<Bytes> {
+        self.challenge_response(realm, None)
+    }
+
+    /// [`to_response`](Self::to_response), with `resource_metadata="…"` (RFC 9728 §5.1) in the
+    /// challenge when given: where a client finds this resource's metadata and so its
+    /// authorization servers. Both values must be visible ASCII without `"` or `\`.
+    pub fn challenge_response(
+        &self,
+        realm: Option<&str>,
+        resource_metadata: Option<&str>,
+    ) -> Response<Bytes> {
         let mut challenge = String::from("Bearer");
         let mut sep = " ";
         let mut param = |challenge: &mut String, name: &str, value: &str| {
@@ -212,6 +223,9 @@ impl AuthError {
         }
         if let AuthErrorKind::InsufficientScope { required } = &self.kind {
             param(&mut challenge, "scope", required);
+        }
+        if let Some(url) = resource_metadata {
+            param(&mut challenge, "resource_metadata", url);
         }
 
         let body = serde_json::json!({
@@ -302,9 +316,19 @@ where
 }
 
 /// The default [`ErrorResponder`]: RFC 6750 `WWW-Authenticate` challenge and JSON body.
+///
+/// ```
+/// use tower_token_auth::Rfc6750Responder;
+///
+/// let responder = Rfc6750Responder::with_realm("orders")?
+///     .resource_metadata("https://api.example/.well-known/oauth-protected-resource")?;
+/// # let _ = responder;
+/// # Ok::<_, tower_token_auth::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Rfc6750Responder {
     realm: Option<String>,
+    resource_metadata: Option<String>,
 }
 
 impl Rfc6750Responder {
@@ -314,13 +338,27 @@ impl Rfc6750Responder {
     pub fn with_realm(realm: impl Into<String>) -> Result<Self, ConfigError> {
         let realm = realm.into();
         check_quoted_param("realm", &realm)?;
-        Ok(Self { realm: Some(realm) })
+        Ok(Self {
+            realm: Some(realm),
+            resource_metadata: None,
+        })
+    }
+
+    /// Challenges also carry `resource_metadata="…"` (RFC 9728 §5.1), e.g.
+    /// [`ProtectedResourceMetadata::metadata_url`](crate::resource_metadata::ProtectedResourceMetadata::metadata_url).
+    ///
+    /// Fails when `url` has characters that cannot stand in a quoted header parameter.
+    pub fn resource_metadata(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
+        let url = url.into();
+        check_quoted_param("resource_metadata", &url)?;
+        self.resource_metadata = Some(url);
+        Ok(self)
     }
 }
 
 impl ErrorResponder for Rfc6750Responder {
     fn respond(&self, error: &AuthError) -> Response<Bytes> {
-        error.to_response(self.realm.as_deref())
+        error.challenge_response(self.realm.as_deref(), self.resource_metadata.as_deref())
     }
 }
 

@@ -98,7 +98,9 @@ mod logout;
 mod redis_conn;
 pub mod refresh;
 pub mod remember_me;
+pub mod resource_metadata;
 pub mod revocation;
+pub mod rfc9068;
 mod scope;
 mod source;
 #[cfg(feature = "testing")]
