@@ -391,13 +391,12 @@ fn bench_parts(c: &mut Criterion, hs: &Case, es: &Case) {
     }
     // The revocation check of the default store while nothing is revoked.
     g.bench_function("memory_store_check", |b| {
-        let token_ref = TokenRef {
-            jti: claims.jti.as_deref(),
-            sub: claims.sub.as_deref(),
-            iat: claims.iat,
-            exp: claims.exp,
-            sid: claims.sid.as_deref(),
-        };
+        let token_ref = TokenRef::new()
+            .jti(claims.jti.as_deref())
+            .sub(claims.sub.as_deref())
+            .iat(claims.iat)
+            .exp(claims.exp)
+            .sid(claims.sid.as_deref());
         b.iter(|| store.check(black_box(&token_ref)));
     });
     // Moving the claims and the status into the request's (empty) extensions.
@@ -544,13 +543,14 @@ where
         Verify::MinHeader(case) => verify_min_header(case, token),
         Verify::SingleKey(case) => verify_single_key(case, token),
     };
-    let check = store.check(&TokenRef {
-        jti: claims.jti.as_deref(),
-        sub: claims.sub.as_deref(),
-        iat: claims.iat,
-        exp: claims.exp,
-        sid: claims.sid.as_deref(),
-    });
+    let check = store.check(
+        &TokenRef::new()
+            .jti(claims.jti.as_deref())
+            .sub(claims.sub.as_deref())
+            .iat(claims.iat)
+            .exp(claims.exp)
+            .sid(claims.sid.as_deref()),
+    );
     assert!(matches!(
         check,
         RevocationCheck::Ready(Ok(RevocationStatus::Active))

@@ -766,12 +766,12 @@ impl App {
         };
         tracing::warn!(sub = ?spent.sub, jti = ?spent.jti, "authorization code replayed; revoking the token it was exchanged for");
         self.revocation
-            .revoke_token(TokenRef {
-                jti: Some(&spent.jti),
-                sub: Some(&spent.sub),
-                exp: Some(spent.exp),
-                ..TokenRef::default()
-            })
+            .revoke_token(
+                TokenRef::new()
+                    .jti(spent.jti.as_str())
+                    .sub(spent.sub.as_str())
+                    .exp(Some(spent.exp)),
+            )
             .await?;
         Ok(())
     }

@@ -488,13 +488,14 @@ async fn logout(State(svc): State<Shared>, headers: HeaderMap, claims: Claims) -
         Some(sid) => svc.revocation.revoke_session(sub, sid, keep_until).await,
         None => {
             svc.revocation
-                .revoke_token(TokenRef {
-                    jti: claims.jti.as_deref(),
-                    sub,
-                    iat: claims.iat,
-                    exp: claims.exp,
-                    sid: None,
-                })
+                .revoke_token(
+                    TokenRef::new()
+                        .jti(claims.jti.as_deref())
+                        .sub(sub)
+                        .iat(claims.iat)
+                        .exp(claims.exp)
+                        .sid(None),
+                )
                 .await
         }
     };

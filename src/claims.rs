@@ -74,13 +74,13 @@ pub struct Claims<T = NoCustomClaims> {
 impl<T> Claims<T> {
     /// The identifiers a revocation store checks and records.
     pub(crate) fn token_ref(&self) -> TokenRef<'_> {
-        TokenRef {
-            jti: self.jti.as_deref(),
-            sub: self.sub.as_deref(),
-            iat: self.iat,
-            exp: self.exp,
-            sid: self.sid.as_deref(),
-        }
+        TokenRef::new()
+            .jti(self.jti.as_deref())
+            .sub(self.sub.as_deref())
+            .iat(self.iat)
+            .exp(self.exp)
+            .sid(self.sid.as_deref())
+            .iss(self.iss.as_deref())
     }
 
     /// The scopes, split on whitespace.

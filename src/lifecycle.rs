@@ -247,13 +247,12 @@ impl TokenLifecycle {
     async fn session_revoked(&self, record: &RefreshRecord) -> Result<bool, RevocationError> {
         // A family stands for every access token minted from it: the oldest was issued when
         // the family was created.
-        let probe = TokenRef {
-            jti: None,
-            sub: Some(&record.sub),
-            sid: Some(&record.family),
-            iat: Some(record.created_at),
-            exp: Some(record.expires_at),
-        };
+        let probe = TokenRef::new()
+            .jti(None)
+            .sub(record.sub.as_str())
+            .sid(record.family.as_str())
+            .iat(Some(record.created_at))
+            .exp(Some(record.expires_at));
         let status = match self.revocation.check(&probe) {
             RevocationCheck::Ready(status) => status,
             RevocationCheck::Pending(check) => check.await,

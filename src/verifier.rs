@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     require_sid: bool,
     typ: Option<String>,
     cache: Option<TokenCache>,
+    /// For an issuer router ([`Verifier::for_issuers`]): each issuer's own verifier.
+    route: Option<std::collections::HashMap<String, Verifier>>,
 }
 
 /// What every `Validation` is made of.
@@ -245,6 +247,7 @@ impl VerifierBuilder {
                 cache: self
                     .cache_bytes
                     .map(|bytes| TokenCache::new(bytes, self.leeway.as_secs())),
+                route: None,
             }),
         })
     }
@@ -295,6 +298,101 @@ impl Verifier {
         }
     }
 
+    /// A verifier for tokens of several issuers (multi-tenant services, or a move from one
+    /// identity provider to another): each token goes to the verifier of the issuer its `iss`
+    /// names, with that issuer's own keys, audience and rules. The `iss` is read before
+    /// verification only to pick the verifier, which then checks it like any claim; a token
+    /// naming no listed issuer is refused (401 `invalid_token`, "invalid issuer").
+    ///
+    /// Each verifier must accept exactly one issuer ([`VerifierBuilder::issuer`] called once),
+    /// and no two the same one.
+    ///
+    /// ```
+    /// use jsonwebtoken::Algorithm;
+    /// use tower_token_auth::{KeySet, Verifier, VerifyingKey};
+    ///
+    /// let keys = |b| KeySet::new().with_key(VerifyingKey::hmac(Algorithm::HS256, &[b; 32]).unwrap()).unwrap();
+    /// let acme = Verifier::builder(keys(1)).issuer("https://acme.auth.example").audience("api").build()?;
+    /// let globex = Verifier::builder(keys(2)).issuer("https://login.globex.example").audience("api").build()?;
+    /// let verifier = Verifier::for_issuers([acme, globex])?;
+    /// # let _ = verifier;
+    /// # Ok::<_, tower_token_auth::ConfigError>(())
+    /// ```
+    pub fn for_issuers<I: IntoIterator<Item = Verifier>>(
+        verifiers: I,
+    ) -> Result<Verifier, ConfigError> {
+        let mut route = std::collections::HashMap::new();
+        let mut max_token_len = 0;
+        for v in verifiers {
+            if v.inner.route.is_some() {
+                return Err(ConfigError::new("issuer routers cannot be nested"));
+            }
+            let [issuer] = v.inner.params.issuers.as_slice() else {
+                return Err(ConfigError::new(
+                    "each verifier of an issuer router must accept exactly one issuer",
+                ));
+            };
+            max_token_len = max_token_len.max(v.inner.max_token_len);
+            if route.insert(issuer.clone(), v.clone()).is_some() {
+                return Err(ConfigError::new(format!("issuer `{issuer}` listed twice")));
+            }
+        }
+        if route.is_empty() {
+            return Err(ConfigError::new(
+                "an issuer router needs at least one verifier",
+            ));
+        }
+        let params = Params {
+            issuers: route.keys().cloned().collect(),
+            audiences: Vec::new(),
+            leeway: Duration::ZERO,
+            required: Vec::new(),
+        };
+        Ok(Verifier {
+            inner: Arc::new(Inner {
+                keys: KeyHandle::new(KeySet::new()),
+                validations: Vec::new(),
+                params,
+                remote: None,
+                max_token_len,
+                require_iat: false,
+                require_jti: false,
+                require_scope: false,
+                require_sid: false,
+                typ: None,
+                cache: None,
+                route: Some(route),
+            }),
+        })
+    }
+
+    /// For an issuer router: the verifier of the issuer `token` names, read unverified.
+    fn route(&self, token: &str) -> Result<Option<&Verifier>, AuthError> {
+        let Some(route) = &self.inner.route else {
+            return Ok(None);
+        };
+        #[derive(serde::Deserialize)]
+        struct Iss {
+            iss: Option<String>,
+        }
+        use base64::Engine as _;
+        let payload = token
+            .split('.')
+            .nth(1)
+            .and_then(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .ok()
+            })
+            .ok_or_else(|| AuthError::invalid_token(InvalidToken::Malformed))?;
+        let iss = serde_json::from_slice::<Iss>(&payload)
+            .map_err(|_| AuthError::invalid_token(InvalidToken::Malformed))?
+            .iss;
+        iss.and_then(|iss| route.get(&iss))
+            .map(Some)
+            .ok_or_else(|| AuthError::invalid_token(InvalidToken::WrongIssuer))
+    }
+
     /// The configured cap on a token's length.
     pub fn max_token_len(&self) -> usize {
         self.inner.max_token_len
@@ -326,6 +424,9 @@ impl Verifier {
         if token.len() > inner.max_token_len {
             return Err(AuthError::invalid_token(InvalidToken::TooLarge));
         }
+        if let Some(verifier) = self.route(token)? {
+            return verifier.verify_shared(token);
+        }
         let Some(cache) = &inner.cache else {
             return self
                 .verify_with(&inner.keys.load().keys, token)
@@ -344,24 +445,42 @@ impl Verifier {
 
     /// Replaces the keys (an application rotating its own keys, for instance). The
     /// verified-token cache follows: tokens verified with keys that changed are verified
-    /// again; publishing the same keys again changes nothing.
+    /// again; publishing the same keys again changes nothing. An issuer router has no keys of
+    /// its own: set them on each issuer's verifier.
     pub fn set_keys(&self, keys: &KeySet) {
         self.inner.keys.publish(keys.clone());
     }
 
-    /// The handle this verifier reads its keys through.
+    /// The handle this verifier reads its keys through (for an issuer router, an empty one:
+    /// each issuer's verifier has its own).
     pub fn key_handle(&self) -> &KeyHandle {
         &self.inner.keys
     }
 
-    /// The `kid`s of the keys in use (the key without `kid` is not listed).
+    /// The `kid`s of the keys in use (the key without `kid` is not listed); for an issuer
+    /// router, those of every issuer.
     pub fn kids(&self) -> Vec<String> {
-        self.inner.keys.kids()
+        match &self.inner.route {
+            Some(route) => {
+                let mut kids: Vec<String> = route.values().flat_map(Verifier::kids).collect();
+                kids.sort();
+                kids
+            }
+            None => self.inner.keys.kids(),
+        }
     }
 
     /// Fetches the remote JWK Set now and uses it; returns whether the keys changed. On error
-    /// the current keys stay. Does nothing for a verifier with static keys only.
+    /// the current keys stay. Does nothing for a verifier with static keys only; an issuer
+    /// router refreshes every issuer's.
     pub async fn refresh_keys(&self) -> Result<bool, KeySourceError> {
+        if let Some(route) = &self.inner.route {
+            let mut changed = false;
+            for v in route.values() {
+                changed |= Box::pin(v.refresh_keys()).await?;
+            }
+            return Ok(changed);
+        }
         match &self.inner.remote {
             Some(remote) => remote.refresh().await,
             None => Ok(false),
@@ -370,12 +489,18 @@ impl Verifier {
 
     /// Whether the keys come (also) from a remote JWK Set.
     pub(crate) fn has_remote_keys(&self) -> bool {
-        self.inner.remote.is_some()
+        match &self.inner.route {
+            Some(route) => route.values().any(Verifier::has_remote_keys),
+            None => self.inner.remote.is_some(),
+        }
     }
 
     /// For a token whose `kid` is unknown: waits for the refetch in flight or starts one
     /// (rate-limited). Returns whether it is worth verifying again.
     pub(crate) async fn refetch_for_unknown_kid(&self, token: &str) -> bool {
+        if let Ok(Some(verifier)) = self.route(token) {
+            return Box::pin(verifier.refetch_for_unknown_kid(token)).await;
+        }
         let Some(remote) = &self.inner.remote else {
             return false;
         };
@@ -383,9 +508,13 @@ impl Verifier {
         remote.refetch_for_unknown_kid(kid.as_deref()).await
     }
 
-    /// Bytes held by the verified-token cache (0 without one).
+    /// Bytes held by the verified-token cache (0 without one; for an issuer router, the sum
+    /// of every issuer's).
     pub fn cached_bytes(&self) -> usize {
-        self.inner.cache.as_ref().map_or(0, TokenCache::bytes)
+        match &self.inner.route {
+            Some(route) => route.values().map(Verifier::cached_bytes).sum(),
+            None => self.inner.cache.as_ref().map_or(0, TokenCache::bytes),
+        }
     }
 
     fn validation(&self, alg: Algorithm) -> &Validation {

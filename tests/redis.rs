@@ -487,12 +487,13 @@ async fn session_revoked_before_subscribing_is_refused() {
         .await
         .unwrap();
     let b = live_store(&server).await;
-    let token = |jti, sid| TokenRef {
-        jti,
-        sub: Some("alice"),
-        sid: Some(sid),
-        iat: Some(now_secs()),
-        exp: Some(exp),
+    let token = |jti, sid| {
+        TokenRef::new()
+            .jti(jti)
+            .sub(Some("alice"))
+            .sid(Some(sid))
+            .iat(Some(now_secs()))
+            .exp(Some(exp))
     };
     for jti in [None, Some("j-1")] {
         let live = token(jti, "s-live");
@@ -523,13 +524,12 @@ async fn refused_revocation_is_retried_until_durable() {
     let a = live_store(&server).await;
     let b = live_store(&server).await;
     let exp = now_secs() + 600;
-    let token = TokenRef {
-        jti: Some("j-oom"),
-        sub: Some("dave"),
-        sid: None,
-        iat: Some(now_secs()),
-        exp: Some(exp),
-    };
+    let token = TokenRef::new()
+        .jti(Some("j-oom"))
+        .sub(Some("dave"))
+        .sid(None)
+        .iat(Some(now_secs()))
+        .exp(Some(exp));
     assert_eq!(status(&a, &token).await, RevocationStatus::Active);
     assert_eq!(status(&b, &token).await, RevocationStatus::Active);
     let cli = |args: &[&str]| assert_eq!(server.cli(args).unwrap().trim(), "OK", "{args:?}");

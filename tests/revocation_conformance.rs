@@ -44,13 +44,12 @@ async fn eventually(store: &dyn RevocationStore, token: TokenRef<'_>, want: Revo
 }
 
 fn tok<'a>(jti: &'a str, sub: &'a str, iat: u64) -> TokenRef<'a> {
-    TokenRef {
-        jti: Some(jti),
-        sub: Some(sub),
-        iat: Some(iat),
-        exp: Some(now() + 600),
-        sid: None,
-    }
+    TokenRef::new()
+        .jti(Some(jti))
+        .sub(Some(sub))
+        .iat(Some(iat))
+        .exp(Some(now() + 600))
+        .sid(None)
 }
 
 use RevocationStatus::{Active, Revoked};
@@ -85,13 +84,12 @@ async fn revoke_user_rejects_older_tokens_only(w: &dyn RevocationStore, r: &dyn 
         Active,
         "another user"
     );
-    let no_iat = TokenRef {
-        jti: Some("c3"),
-        sub: Some("carol"),
-        iat: None,
-        exp: Some(t + 600),
-        sid: None,
-    };
+    let no_iat = TokenRef::new()
+        .jti(Some("c3"))
+        .sub(Some("carol"))
+        .iat(None)
+        .exp(Some(t + 600))
+        .sid(None);
     assert_eq!(
         status(r, no_iat).await,
         Revoked,
@@ -109,13 +107,12 @@ async fn user_revocation_is_never_lowered(w: &dyn RevocationStore, r: &dyn Revoc
 
 async fn entries_expire_with_the_token(w: &dyn RevocationStore, r: &dyn RevocationStore) {
     let t = now();
-    let short = TokenRef {
-        jti: Some("f1"),
-        sub: Some("frank"),
-        iat: Some(t),
-        exp: Some(t + 1),
-        sid: None,
-    };
+    let short = TokenRef::new()
+        .jti(Some("f1"))
+        .sub(Some("frank"))
+        .iat(Some(t))
+        .exp(Some(t + 1))
+        .sid(None);
     w.revoke_token(short).await.unwrap();
     eventually(r, short, Revoked).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -131,24 +128,22 @@ async fn tokens_without_jti_or_exp_are_not_revocable(
     w: &dyn RevocationStore,
     _r: &dyn RevocationStore,
 ) {
-    let no_jti = TokenRef {
-        jti: None,
-        sub: Some("g"),
-        iat: Some(now()),
-        exp: Some(now() + 60),
-        sid: None,
-    };
+    let no_jti = TokenRef::new()
+        .jti(None)
+        .sub(Some("g"))
+        .iat(Some(now()))
+        .exp(Some(now() + 60))
+        .sid(None);
     assert!(matches!(
         w.revoke_token(no_jti).await,
         Err(RevocationError::NotRevocable("jti"))
     ));
-    let no_exp = TokenRef {
-        jti: Some("g1"),
-        sub: Some("g"),
-        iat: Some(now()),
-        exp: None,
-        sid: None,
-    };
+    let no_exp = TokenRef::new()
+        .jti(Some("g1"))
+        .sub(Some("g"))
+        .iat(Some(now()))
+        .exp(None)
+        .sid(None);
     assert!(matches!(
         w.revoke_token(no_exp).await,
         Err(RevocationError::NotRevocable("exp"))
@@ -178,17 +173,15 @@ async fn many_users_and_odd_names(w: &dyn RevocationStore, r: &dyn RevocationSto
 
 async fn revoke_session_rejects_its_tokens_only(w: &dyn RevocationStore, r: &dyn RevocationStore) {
     let t = now();
-    let in_session = |jti| TokenRef {
-        jti: Some(jti),
-        sub: Some("sam"),
-        iat: Some(t),
-        exp: Some(t + 600),
-        sid: Some("family-1"),
+    let in_session = |jti| {
+        TokenRef::new()
+            .jti(Some(jti))
+            .sub(Some("sam"))
+            .iat(Some(t))
+            .exp(Some(t + 600))
+            .sid(Some("family-1"))
     };
-    let other_session = TokenRef {
-        sid: Some("family-2"),
-        ..in_session("s3")
-    };
+    let other_session = TokenRef::new().sid(Some("family-2"));
     assert_eq!(status(r, in_session("s1")).await, Active);
     w.revoke_session(Some("sam"), "family-1", t + 600)
         .await

@@ -247,13 +247,12 @@ mod tests {
     use super::*;
 
     fn tok<'a>(jti: &'a str, sub: &'a str, iat: u64) -> TokenRef<'a> {
-        TokenRef {
-            jti: Some(jti),
-            sub: Some(sub),
-            iat: Some(iat),
-            exp: None,
-            sid: None,
-        }
+        TokenRef::new()
+            .jti(Some(jti))
+            .sub(Some(sub))
+            .iat(Some(iat))
+            .exp(None)
+            .sid(None)
     }
 
     #[test]
@@ -270,13 +269,16 @@ mod tests {
             !s.is_revoked(&tok("b", "u", now + 1)),
             "issued after the revocation"
         );
-        assert!(s.is_revoked(&TokenRef {
-            jti: None,
-            sub: Some("u"),
-            iat: None,
-            exp: None,
-            sid: None,
-        }));
+        assert!(
+            s.is_revoked(
+                &TokenRef::new()
+                    .jti(None)
+                    .sub(Some("u"))
+                    .iat(None)
+                    .exp(None)
+                    .sid(None)
+            )
+        );
     }
 
     #[test]

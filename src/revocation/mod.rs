@@ -62,7 +62,18 @@ pub use memory::MemoryStore;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the revocation check needs to know of a verified token.
+///
+/// Built with [`TokenRef::new`] and one call per identifier known:
+///
+/// ```
+/// use tower_token_auth::revocation::TokenRef;
+///
+/// let token = TokenRef::new().jti("4f1c").sub("alice").iat(1_700_000_000).exp(1_700_000_900);
+/// assert_eq!(token.jti, Some("4f1c"));
+/// assert_eq!(token.sid, None);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct TokenRef<'a> {
     /// The token's `jti`.
     pub jti: Option<&'a str>,
@@ -74,6 +85,54 @@ pub struct TokenRef<'a> {
     pub exp: Option<u64>,
     /// The token's session (refresh-token family), OIDC `sid`.
     pub sid: Option<&'a str>,
+    /// The token's issuer. A `sub` is unique only per issuer; the stores of this crate key
+    /// user revocations by `sub` alone (one issuer per store), and carry `iss` for stores
+    /// that serve several.
+    pub iss: Option<&'a str>,
+}
+
+impl<'a> TokenRef<'a> {
+    /// A reference with no identifier; add them with the methods below.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With this `jti` (`&str` or `Option<&str>`).
+    pub fn jti(mut self, jti: impl Into<Option<&'a str>>) -> Self {
+        self.jti = jti.into();
+        self
+    }
+
+    /// With this `sub`.
+    #[allow(clippy::should_implement_trait)] // named after the claim, like the others
+    pub fn sub(mut self, sub: impl Into<Option<&'a str>>) -> Self {
+        self.sub = sub.into();
+        self
+    }
+
+    /// With this `iat` (`u64` or `Option<u64>`).
+    pub fn iat(mut self, iat: impl Into<Option<u64>>) -> Self {
+        self.iat = iat.into();
+        self
+    }
+
+    /// With this `exp`.
+    pub fn exp(mut self, exp: impl Into<Option<u64>>) -> Self {
+        self.exp = exp.into();
+        self
+    }
+
+    /// With this session id (`sid`).
+    pub fn sid(mut self, sid: impl Into<Option<&'a str>>) -> Self {
+        self.sid = sid.into();
+        self
+    }
+
+    /// With this issuer.
+    pub fn iss(mut self, iss: impl Into<Option<&'a str>>) -> Self {
+        self.iss = iss.into();
+        self
+    }
 }
 
 /// The answer of a revocation check.

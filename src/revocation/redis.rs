@@ -703,13 +703,12 @@ impl OwnedToken {
     }
 
     fn as_ref(&self) -> TokenRef<'_> {
-        TokenRef {
-            jti: self.jti.as_deref(),
-            sub: self.sub.as_deref(),
-            sid: self.sid.as_deref(),
-            iat: self.iat,
-            exp: self.exp,
-        }
+        TokenRef::new()
+            .jti(self.jti.as_deref())
+            .sub(self.sub.as_deref())
+            .sid(self.sid.as_deref())
+            .iat(self.iat)
+            .exp(self.exp)
     }
 }
 
