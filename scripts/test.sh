@@ -15,9 +15,11 @@ SYSTEM_PACKAGES=(
     redis-server nginx libnginx-mod-http-js
     chromium
 )
-# The browser test drives Chromium from node (tests/browser); any node >= 18 will do.
+# The browser test drives Chromium from node (tests/browser), the identity-provider tests run
+# oidc-provider (tests/oidc, node >= 20.19); python3 runs their PyJWT helpers.
 command -v node >/dev/null 2>&1 || SYSTEM_PACKAGES+=(nodejs)
 command -v npm >/dev/null 2>&1 || SYSTEM_PACKAGES+=(npm)
+command -v python3 >/dev/null 2>&1 || SYSTEM_PACKAGES+=(python3 python3-pip)
 
 step() {
     printf '\n==> %s\n' "$*"
@@ -73,8 +75,46 @@ install_browser_test_packages() {
     (cd "$dir" && npm ci --no-audit --no-fund)
 }
 
+# The identity-provider tests' npm packages (oidc-provider, jose), as locked in
+# tests/oidc/package-lock.json, and their Python packages (PyJWT, cryptography), as pinned in
+# tests/oidc/requirements.txt (installed for the user when missing or of another version).
+install_idp_test_packages() {
+    local dir=tests/oidc
+    if [[ ! -f $dir/node_modules/.package-lock.json ||
+        $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
+        step "npm ci in $dir"
+        (cd "$dir" && npm ci --no-audit --no-fund)
+    fi
+    command -v python3 >/dev/null 2>&1 || {
+        echo "error: python3 is needed for the PyJWT interop tests (tests/idp.rs)" >&2
+        exit 1
+    }
+    if ! python3 - "$dir/requirements.txt" <<'PY'; then
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if not line:
+        continue
+    name, want = line.split("==")
+    try:
+        if version(name) != want:
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+PY
+        step "pip install -r $dir/requirements.txt"
+        # A virtualenv or pyenv Python takes a plain install; Debian's system Python (PEP 668)
+        # only a user install that says it knows.
+        python3 -m pip install --quiet -r "$dir/requirements.txt" ||
+            python3 -m pip install --quiet --user --break-system-packages -r "$dir/requirements.txt"
+    fi
+}
+
 install_system_packages
 install_browser_test_packages
+install_idp_test_packages
 ensure_rust_components
 
 step "cargo fmt --all -- --check"

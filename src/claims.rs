@@ -5,7 +5,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::error::AuthError;
+use crate::error::{AuthError, InvalidToken};
 use crate::revocation::TokenRef;
 
 /// The claims of a verified token: the registered ones (RFC 7519 §4.1, plus OAuth `scope`)
@@ -46,17 +46,39 @@ pub struct Claims<T = NoCustomClaims> {
     /// Audience: one string or an array of strings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<Audience>,
-    /// Expiry, seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Expiry, seconds since the Unix epoch. A NumericDate with a fraction (RFC 7519 §2, e.g.
+    /// Python's `time.time()`) is rounded down: a token never lives longer than it says.
+    #[serde(
+        default,
+        deserialize_with = "numeric_date::exp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub exp: Option<u64>,
-    /// Not before, seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Not before, seconds since the Unix epoch; a fraction is rounded up (never valid
+    /// earlier than it says).
+    #[serde(
+        default,
+        deserialize_with = "numeric_date::nbf",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub nbf: Option<u64>,
-    /// Issued at, seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Issued at, seconds since the Unix epoch; a fraction is rounded down, as issuers writing
+    /// whole seconds do, so a revocation at that second still covers the token.
+    #[serde(
+        default,
+        deserialize_with = "numeric_date::iat",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub iat: Option<u64>,
-    /// Space-delimited scopes (RFC 6749 §3.3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Space-delimited scopes (RFC 6749 §3.3). Tokens may carry them as a string or as a JSON
+    /// array of strings (some providers do); an array is joined with spaces here. The claim is
+    /// `scope` unless the verifier reads another one
+    /// ([`VerifierBuilder::scope_claim`](crate::VerifierBuilder::scope_claim), e.g. `scp`).
+    #[serde(
+        default,
+        deserialize_with = "deserialize_scope",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scope: Option<String>,
     /// Session id (OpenID Connect `sid`): the refresh-token family this access token was
     /// minted from, so revoking the family revokes its access tokens too.
@@ -149,6 +171,253 @@ pub enum AuthStatus {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NoCustomClaims {}
 
+/// Whether `exp` and `nbf` (seconds) admit a token at `now`, with `leeway` seconds of clock
+/// skew: the check on every request, verified or answered from the verified-token cache.
+pub(crate) fn check_times(
+    exp: Option<u64>,
+    nbf: Option<u64>,
+    now: u64,
+    leeway: u64,
+) -> Result<(), AuthError> {
+    if exp.is_some_and(|exp| exp.saturating_add(leeway) < now) {
+        return Err(AuthError::invalid_token(InvalidToken::Expired));
+    }
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err(AuthError::invalid_token(InvalidToken::NotYetValid));
+    }
+    Ok(())
+}
+
+/// `exp`, `nbf` and `iat` as RFC 7519 NumericDates: non-negative JSON numbers, fractions
+/// allowed. Errors name the claim (logged; the client sees a fixed text).
+mod numeric_date {
+    use std::fmt;
+
+    use serde::Deserializer;
+    use serde::de::{self, Visitor};
+
+    #[derive(Clone, Copy)]
+    enum Round {
+        Down,
+        Up,
+    }
+
+    struct NumericDate {
+        claim: &'static str,
+        round: Round,
+    }
+
+    impl NumericDate {
+        fn invalid<E: de::Error>(&self) -> E {
+            E::custom(format_args!(
+                "`{}` must be a NumericDate (non-negative seconds since the epoch)",
+                self.claim
+            ))
+        }
+    }
+
+    impl<'de> Visitor<'de> for NumericDate {
+        type Value = Option<u64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "`{}` as a NumericDate", self.claim)
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            u64::try_from(v).map(Some).map_err(|_| self.invalid())
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            // The same range jsonwebtoken accepts for exp/nbf.
+            if !(v.is_finite() && v >= 0.0 && v < u64::MAX as f64) {
+                return Err(self.invalid());
+            }
+            let whole = match self.round {
+                Round::Down => v.floor(),
+                Round::Up => v.ceil(),
+            };
+            Ok(Some(whole as u64))
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Err(self.invalid())
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Err(self.invalid())
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(self.invalid())
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(self.invalid())
+        }
+    }
+
+    fn read<'de, D: Deserializer<'de>>(
+        d: D,
+        claim: &'static str,
+        round: Round,
+    ) -> Result<Option<u64>, D::Error> {
+        d.deserialize_option(NumericDate { claim, round })
+    }
+
+    pub(super) fn exp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        read(d, "exp", Round::Down)
+    }
+
+    pub(super) fn nbf<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        read(d, "nbf", Round::Up)
+    }
+
+    pub(super) fn iat<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        read(d, "iat", Round::Down)
+    }
+}
+
+/// Scopes as a space-separated string or a JSON array of scope tokens, joined with spaces.
+/// `claim` names the claim in errors.
+struct ScopeVisitor<'a> {
+    claim: &'a str,
+}
+
+impl<'de> Visitor<'de> for ScopeVisitor<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` as a space-separated string or an array of strings",
+            self.claim
+        )
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(v.to_owned()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut joined = String::new();
+        while let Some(scope) = seq.next_element_seed(ScopeElement { claim: self.claim })? {
+            // One element, one scope token (RFC 6749 §3.3): "read write" in an array would
+            // otherwise grant two scopes.
+            if scope.is_empty() || scope.contains(|c: char| c.is_ascii_whitespace()) {
+                return Err(de::Error::custom(format_args!(
+                    "`{}` array elements must be single scopes, without spaces",
+                    self.claim
+                )));
+            }
+            if !joined.is_empty() {
+                joined.push(' ');
+            }
+            joined.push_str(&scope);
+        }
+        Ok(Some(joined))
+    }
+}
+
+/// One element of a scope array: a string, or an error naming the claim.
+struct ScopeElement<'a> {
+    claim: &'a str,
+}
+
+impl<'de> Visitor<'de> for ScopeElement<'_> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` array elements as strings", self.claim)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.to_owned())
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for ScopeElement<'_> {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for ScopeVisitor<'_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+fn deserialize_scope<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    d.deserialize_option(ScopeVisitor { claim: "scope" })
+}
+
+/// The scopes in claim `name` of a claims set (JSON object), for a verifier configured to read
+/// them from a claim other than `scope` (e.g. `scp`). `None` when the claim is absent or
+/// `null`; an error (naming the claim) when it has another shape or appears twice.
+pub(crate) fn scopes_from_claim(payload: &[u8], name: &str) -> Result<Option<String>, String> {
+    struct Seed<'a>(&'a str);
+
+    impl<'de> Visitor<'de> for Seed<'_> {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object of claims")
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found: Option<Option<String>> = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key != self.0 {
+                    map.next_value::<de::IgnoredAny>()?;
+                } else if found.is_some() {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate claim `{}`",
+                        self.0
+                    )));
+                } else {
+                    found = Some(map.next_value_seed(ScopeVisitor { claim: self.0 })?);
+                }
+            }
+            Ok(found.flatten())
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    de.deserialize_map(Seed(name)).map_err(|e| e.to_string())
+}
+
 /// The `aud` claim: a single string or an array (RFC 7519 §4.1.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audience {
@@ -219,6 +488,163 @@ mod tests {
         assert!(c.require_scope("read write").is_ok());
         assert!(c.require_scope("admin").is_err());
         assert!(!c.has_scope("rea"));
+    }
+
+    /// `Ok(value)` or the error text, for one claim of a one-claim payload.
+    fn one<F>(json: &str, field: F) -> Result<Option<u64>, String>
+    where
+        F: Fn(Claims) -> Option<u64>,
+    {
+        serde_json::from_str::<Claims>(json)
+            .map(field)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn numeric_dates() {
+        // (json value, exp, nbf, iat): Some(n) accepted as n, None refused.
+        type Row = (&'static str, Option<u64>, Option<u64>, Option<u64>);
+        let table: &[Row] = &[
+            (
+                "1700000000",
+                Some(1_700_000_000),
+                Some(1_700_000_000),
+                Some(1_700_000_000),
+            ),
+            (
+                "1700000000.0",
+                Some(1_700_000_000),
+                Some(1_700_000_000),
+                Some(1_700_000_000),
+            ),
+            // Python's time.time(): exp and iat round down, nbf up.
+            (
+                "1700000000.25",
+                Some(1_700_000_000),
+                Some(1_700_000_001),
+                Some(1_700_000_000),
+            ),
+            (
+                "1700000000.999",
+                Some(1_700_000_000),
+                Some(1_700_000_001),
+                Some(1_700_000_000),
+            ),
+            (
+                "1.7e9",
+                Some(1_700_000_000),
+                Some(1_700_000_000),
+                Some(1_700_000_000),
+            ),
+            ("0", Some(0), Some(0), Some(0)),
+            ("0.5", Some(0), Some(1), Some(0)),
+            ("-1", None, None, None),
+            ("-0.5", None, None, None),
+            ("1e300", None, None, None),
+            (
+                "18446744073709551615",
+                Some(u64::MAX),
+                Some(u64::MAX),
+                Some(u64::MAX),
+            ),
+            (r#""1700000000""#, None, None, None),
+            ("true", None, None, None),
+            ("[1700000000]", None, None, None),
+            (r#"{"t":1}"#, None, None, None),
+        ];
+        for &(value, exp, nbf, iat) in table {
+            for (claim, want) in [("exp", exp), ("nbf", nbf), ("iat", iat)] {
+                let json = format!(r#"{{"{claim}":{value}}}"#);
+                let got = match claim {
+                    "exp" => one(&json, |c| c.exp),
+                    "nbf" => one(&json, |c| c.nbf),
+                    _ => one(&json, |c| c.iat),
+                };
+                match (want, got) {
+                    (Some(w), Ok(g)) => assert_eq!(g, Some(w), "{json}"),
+                    (None, Err(e)) => assert!(e.contains(&format!("`{claim}`")), "{json}: {e}"),
+                    (w, g) => panic!("{json}: want {w:?}, got {g:?}"),
+                }
+            }
+        }
+        // Absent or null: no claim.
+        let c: Claims = serde_json::from_str(r#"{"exp":null,"nbf":null}"#).unwrap();
+        assert_eq!((c.exp, c.nbf, c.iat), (None, None, None));
+        // Written back as whole seconds.
+        let c: Claims = serde_json::from_str(r#"{"exp":5.5,"nbf":4.5}"#).unwrap();
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"exp":5,"nbf":5}"#);
+    }
+
+    #[test]
+    fn time_window() {
+        // (exp, nbf, now, leeway, expected)
+        use crate::error::AuthErrorKind::InvalidToken as T;
+        let expired = Some(T(InvalidToken::Expired));
+        let early = Some(T(InvalidToken::NotYetValid));
+        let table = [
+            (Some(100), None, 100, 0, None),
+            (Some(100), None, 101, 0, expired.clone()),
+            (Some(100), None, 130, 30, None),
+            (Some(100), None, 131, 30, expired.clone()),
+            (None, Some(100), 100, 0, None),
+            (None, Some(101), 100, 0, early.clone()),
+            (None, Some(130), 100, 30, None),
+            (None, Some(131), 100, 30, early.clone()),
+            (Some(u64::MAX), Some(0), u64::MAX, u64::MAX, None),
+            (None, None, 0, 0, None),
+        ];
+        for (exp, nbf, now, leeway, want) in table {
+            let got = check_times(exp, nbf, now, leeway)
+                .err()
+                .map(|e| e.kind().clone());
+            assert_eq!(
+                got, want,
+                "exp {exp:?} nbf {nbf:?} now {now} leeway {leeway}"
+            );
+        }
+    }
+
+    #[test]
+    fn scope_shapes() {
+        // (json value of `scope`, scopes, or None when refused)
+        let table: &[(&str, Option<Option<&str>>)] = &[
+            (r#""read write""#, Some(Some("read write"))),
+            (r#""""#, Some(Some(""))),
+            (r#"["read","write"]"#, Some(Some("read write"))),
+            (r#"["read"]"#, Some(Some("read"))),
+            ("[]", Some(Some(""))),
+            ("null", Some(None)),
+            // One array element is one scope: no smuggling two in one.
+            (r#"["read write"]"#, None),
+            (r#"["read",""]"#, None),
+            (r#"["read",1]"#, None),
+            (r#"[["read"]]"#, None),
+            ("7", None),
+            (r#"{"read":true}"#, None),
+        ];
+        for &(value, want) in table {
+            let json = format!(r#"{{"scope":{value}}}"#);
+            let got = serde_json::from_str::<Claims>(&json).map(|c| c.scope);
+            match (want, got) {
+                (Some(w), Ok(g)) => assert_eq!(g.as_deref(), w, "{json}"),
+                (None, Err(e)) => assert!(e.to_string().contains("scope"), "{json}: {e}"),
+                (w, g) => panic!("{json}: want {w:?}, got {g:?}"),
+            }
+            // The same shapes in another claim, read by name.
+            let payload = format!(r#"{{"sub":"u","scope":"other","scp":{value},"x":[1,{{}}]}}"#);
+            match (want, scopes_from_claim(payload.as_bytes(), "scp")) {
+                (Some(w), Ok(g)) => assert_eq!(g.as_deref(), w, "{payload}"),
+                (None, Err(e)) => assert!(e.contains("`scp`"), "{payload}: {e}"),
+                (w, g) => panic!("{payload}: want {w:?}, got {g:?}"),
+            }
+        }
+        let c: Claims = serde_json::from_str(r#"{"scope":["read","write"]}"#).unwrap();
+        assert!(c.has_scope("write") && c.require_scope("write read").is_ok());
+        assert!(c.require_scope("admin").is_err());
+        assert_eq!(scopes_from_claim(br#"{"scope":"a"}"#, "scp"), Ok(None));
+        let twice = scopes_from_claim(br#"{"scp":"a","scp":"b"}"#, "scp").unwrap_err();
+        assert!(twice.contains("duplicate claim `scp`"), "{twice}");
+        assert!(scopes_from_claim(b"[1]", "scp").is_err());
     }
 
     #[test]

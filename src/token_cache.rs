@@ -23,8 +23,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
 use std::sync::{Arc, RwLock};
 
-use crate::claims::Claims;
-use crate::error::{AuthError, InvalidToken};
+use crate::claims::{Claims, check_times};
+use crate::error::AuthError;
 
 /// Per-entry bookkeeping counted against the byte budget besides the token itself.
 const ENTRY_OVERHEAD: usize = 256;
@@ -126,17 +126,9 @@ impl TokenCache {
         leeway: u64,
     ) -> Option<Result<Arc<Claims<T>>, AuthError>> {
         let entry = state.entries.get(token)?;
-        if entry
-            .exp
-            .is_some_and(|exp| exp.saturating_add(leeway) < now)
-        {
-            return Some(Err(AuthError::invalid_token(InvalidToken::Expired)));
-        }
-        if entry
-            .nbf
-            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
-        {
-            return Some(Err(AuthError::invalid_token(InvalidToken::NotYetValid)));
+        // The same check, on the same whole seconds, as a fresh verification.
+        if let Err(e) = check_times(entry.exp, entry.nbf, now, leeway) {
+            return Some(Err(e));
         }
         // Another claims type decoded this token: verify again for this one.
         let claims = entry.claims.clone().downcast::<Claims<T>>().ok()?;

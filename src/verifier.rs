@@ -9,7 +9,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::de::DeserializeOwned;
 
-use crate::claims::Claims;
+use crate::claims::{Claims, check_times, scopes_from_claim};
 use crate::error::{AuthError, ConfigError, InvalidToken};
 use crate::keys::remote::{KeySourceError, RemoteJwks, RemoteKeys};
 use crate::keys::{KeyHandle, KeySet, VerifyingKey};
@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     require_scope: bool,
     require_sid: bool,
     typ: Option<String>,
+    /// Read the scopes from this claim instead of `scope` (e.g. `scp`).
+    scope_claim: Option<Box<str>>,
     cache: Option<TokenCache>,
     /// For an issuer router ([`Verifier::for_issuers`]): each issuer's own verifier.
     route: Option<std::collections::HashMap<String, Verifier>>,
@@ -135,6 +137,7 @@ pub struct VerifierBuilder {
     cache_bytes: Option<usize>,
     remote: Option<RemoteJwks>,
     handle: Option<KeyHandle>,
+    scope_claim: Option<String>,
 }
 
 impl VerifierBuilder {
@@ -182,6 +185,32 @@ impl VerifierBuilder {
         self
     }
 
+    /// Read the token's scopes from claim `name` instead of `scope`: `scp` for Okta and
+    /// Entra ID access tokens. The claim may be a space-separated string or a JSON array of
+    /// strings; [`Claims::scope`] (and so [`has_scope`](Claims::has_scope),
+    /// [`require_scope`](Claims::require_scope) and
+    /// [`RequireScopeLayer`](crate::RequireScopeLayer)) then holds its scopes, and a `scope`
+    /// claim in the token is ignored. `require_claims(["scope"])` requires this claim.
+    ///
+    /// ```
+    /// # use tower_token_auth::{KeySet, Verifier, VerifyingKey, Algorithm};
+    /// # let keys = KeySet::new().with_key(VerifyingKey::hmac(Algorithm::HS256, &[7u8; 32])?)?;
+    /// let verifier = Verifier::builder(keys)
+    ///     .issuer("https://login.example/tenant/v2.0")
+    ///     .audience("api://orders")
+    ///     .scope_claim("scp")
+    ///     .build()?;
+    /// # let _ = verifier;
+    /// # Ok::<_, tower_token_auth::ConfigError>(())
+    /// ```
+    ///
+    /// Fails at [`build`](Self::build) when `name` is empty or another registered claim
+    /// (`sub`, `exp`, `aud`, …).
+    pub fn scope_claim(mut self, name: impl Into<String>) -> Self {
+        self.scope_claim = Some(name.into());
+        self
+    }
+
     /// Remember verified tokens, up to `max_bytes` of memory (token length plus 256 bytes
     /// each), so a token seen before skips signature verification. `exp` and `nbf` are still
     /// checked on every request, and the layer still checks revocation. This makes RS256,
@@ -215,6 +244,16 @@ impl VerifierBuilder {
         if !self.audiences.is_empty() {
             required.push("aud".into());
         }
+        let scope_claim = match self.scope_claim.as_deref() {
+            None | Some("scope") => None,
+            Some("") => return Err(ConfigError::new("scope_claim is empty")),
+            Some(name) if KNOWN_CLAIMS.contains(&name) || name == "amr" => {
+                return Err(ConfigError::new(format!(
+                    "scope_claim `{name}` is a registered claim, not a scope claim"
+                )));
+            }
+            Some(name) => Some(Box::from(name)),
+        };
         let has = |c: &str| required.iter().any(|r| r == c);
         let (require_iat, require_jti, require_scope, require_sid) =
             (has("iat"), has("jti"), has("scope"), has("sid"));
@@ -244,6 +283,7 @@ impl VerifierBuilder {
                 require_scope,
                 require_sid,
                 typ: self.typ,
+                scope_claim,
                 cache: self
                     .cache_bytes
                     .map(|bytes| TokenCache::new(bytes, self.leeway.as_secs())),
@@ -295,6 +335,7 @@ impl Verifier {
             cache_bytes: None,
             remote: None,
             handle: None,
+            scope_claim: None,
         }
     }
 
@@ -361,6 +402,7 @@ impl Verifier {
                 require_sid: false,
                 typ: None,
                 cache: None,
+                scope_claim: None,
                 route: Some(route),
             }),
         })
@@ -402,7 +444,9 @@ impl Verifier {
     ///
     /// Checks, in order: length cap, header, key by `kid`, the key's pinned algorithm, `typ`,
     /// signature, `exp`/`nbf` with leeway, `iss`, `aud`, `iat` not in the future (beyond the
-    /// leeway), and the required claims. Revocation is
+    /// leeway), and the required claims. NumericDates may have fractions (`exp` counts as the
+    /// whole second before it, `nbf` as the one after); scopes may be a string or an array, in
+    /// `scope` or the [configured claim](VerifierBuilder::scope_claim). Revocation is
     /// not checked here; [`JwtAuthLayer`](crate::JwtAuthLayer) does it after these pass.
     ///
     /// With the [verified-token cache](VerifierBuilder::verified_token_cache), a token verified
@@ -556,17 +600,28 @@ impl Verifier {
                     .map_err(|e| map_error(token, e.into_kind()))?
             }
         };
-        let claims = data.claims;
+        let mut claims = data.claims;
+        let leeway = inner.params.leeway.as_secs();
+        // jsonwebtoken rounds fractional exp/nbf to the nearest second; check them again as
+        // `Claims` holds them (exp rounded down, nbf up), as the verified-token cache does.
+        check_times(claims.exp, claims.nbf, now_secs(), leeway)?;
+        if let Some(name) = &inner.scope_claim {
+            claims.scope = read_scope_claim(token, name)?;
+        }
         // A token "issued" later than now (beyond the leeway) would outlive a user-wide
         // revocation, which refuses tokens issued at or before its instant (RFC 8725 §3.10).
-        let latest = now_secs().saturating_add(inner.params.leeway.as_secs());
+        let latest = now_secs().saturating_add(leeway);
         if claims.iat.is_some_and(|iat| iat > latest) {
             return Err(AuthError::invalid_token(InvalidToken::IssuedInFuture));
         }
         for (required, present, name) in [
             (inner.require_iat, claims.iat.is_some(), "iat"),
             (inner.require_jti, claims.jti.is_some(), "jti"),
-            (inner.require_scope, claims.scope.is_some(), "scope"),
+            (
+                inner.require_scope,
+                claims.scope.is_some(),
+                inner.scope_claim.as_deref().unwrap_or("scope"),
+            ),
             (inner.require_sid, claims.sid.is_some(), "sid"),
         ] {
             if required && !present {
@@ -615,6 +670,22 @@ impl Verifier {
         }
         Ok(())
     }
+}
+
+/// The scopes in claim `name` of a token already verified (its payload is a JSON object).
+fn read_scope_claim(token: &str, name: &str) -> Result<Option<String>, AuthError> {
+    use base64::Engine as _;
+    let payload = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .ok_or_else(|| AuthError::invalid_token(InvalidToken::Malformed))?;
+    scopes_from_claim(&payload, name)
+        .map_err(|why| AuthError::invalid_token(InvalidToken::InvalidClaim(why)))
 }
 
 /// Whether the token's payload is a JSON object (RFC 7519 §7.2: the claims set must be one).

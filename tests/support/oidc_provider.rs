@@ -1,0 +1,332 @@
+//! Starts and stops node `oidc-provider` (tests/oidc/provider.mjs) on a free loopback port, and
+//! runs the jose and PyJWT helpers beside it. Include with
+//! `#[path = "support/oidc_provider.rs"] mod oidc_provider;` next to `mod support;`.
+//!
+//! The provider is killed on drop; when the test panicked, its log is printed. It can be killed
+//! and started again on the same port, with other options (key rotation, provider outages).
+//! Needs node (>= 20.19) and python3; the npm packages (tests/oidc/package-lock.json) and the
+//! Python ones (tests/oidc/requirements.txt) are installed when missing, as scripts/test.sh does.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use tower_token_auth::keys::{BoxError, RemoteJwks};
+
+use crate::support::{Http, free_port};
+
+/// The client_credentials client provider.mjs registers.
+pub const CLIENT_ID: &str = "tta-client";
+/// Its secret.
+pub const CLIENT_SECRET: &str = "tta-secret";
+/// The audience of the provider's access tokens.
+pub const AUDIENCE: &str = "api";
+
+/// tests/oidc
+pub fn oidc_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("oidc")
+}
+
+/// Installs the npm and Python packages once per test binary, when missing.
+fn ensure_installed() {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return;
+    }
+    let dir = oidc_dir();
+    if !dir.join("node_modules/.package-lock.json").is_file() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm must be installed (scripts/test.sh installs node and npm)");
+        assert!(status.success(), "npm ci in {} failed", dir.display());
+    }
+    let has_pyjwt = Command::new("python3")
+        .args(["-c", "import jwt, cryptography"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("python3 must be installed");
+    if !has_pyjwt.success() {
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(dir.join("requirements.txt"))
+            .status()
+            .expect("python3 -m pip");
+        assert!(
+            status.success(),
+            "pip install -r tests/oidc/requirements.txt failed; scripts/test.sh installs it"
+        );
+    }
+    *done = true;
+}
+
+/// How the provider is started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Key generations published (kids `g<N>-<alg>`); tokens are signed with the last one's.
+    pub generations: Vec<u32>,
+    /// RSA keys published without `alg`, as Entra ID, Cognito and Ping publish them.
+    pub rsa_no_alg: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            generations: vec![1],
+            rsa_no_alg: false,
+        }
+    }
+}
+
+/// One node `oidc-provider` on 127.0.0.1, killed on drop.
+pub struct OidcProvider {
+    pub port: u16,
+    key_dir: PathBuf,
+    log: PathBuf,
+    options: Options,
+    child: Option<Child>,
+}
+
+impl OidcProvider {
+    /// Starts a provider on a free port and waits until it answers.
+    pub fn start(options: Options) -> Self {
+        let mut provider = Self::not_started(options);
+        provider.restart();
+        provider
+    }
+
+    /// A provider with its port chosen but not running yet ("down at start"); call
+    /// [`restart`](Self::restart) to bring it up.
+    pub fn not_started(options: Options) -> Self {
+        ensure_installed();
+        let port = free_port();
+        let tag = format!("{}-{port}", std::process::id());
+        let key_dir = std::env::temp_dir().join(format!("tta-oidc-keys-{tag}"));
+        let log =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("oidc-provider-{tag}.log"));
+        Self {
+            port,
+            key_dir,
+            log,
+            options,
+            child: None,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`, the provider's `iss`.
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `issuer` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer())
+    }
+
+    /// What the provider wrote so far (all its runs).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the provider (SIGKILL). Its keys stay for the next [`restart`](Self::restart).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the provider again on the same port, with the same keys.
+    pub fn restart(&mut self) {
+        self.kill();
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("opening the provider's log file");
+        let err = out.try_clone().expect("cloning the log file handle");
+        let generations: Vec<String> = self
+            .options
+            .generations
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        let child = Command::new("node")
+            .arg(oidc_dir().join("provider.mjs"))
+            .env("PORT", self.port.to_string())
+            .env("KEY_DIR", &self.key_dir)
+            .env("GENERATIONS", generations.join(","))
+            .env(
+                "RSA_NO_ALG",
+                if self.options.rsa_no_alg { "1" } else { "0" },
+            )
+            .env("AUDIENCE", AUDIENCE)
+            .env("CLIENT_ID", CLIENT_ID)
+            .env("CLIENT_SECRET", CLIENT_SECRET)
+            .env_remove("DEBUG")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("node must be installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        self.wait_up();
+    }
+
+    /// Starts the provider again with other options (e.g. a new key generation published).
+    pub fn restart_with(&mut self, options: Options) {
+        self.options = options;
+        self.restart();
+    }
+
+    fn wait_up(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = format!("127.0.0.1:{}", self.port);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "oidc-provider exited early ({status}); log:\n{}",
+                    self.log()
+                );
+            }
+            // Listening means the provider is configured: it listens after its set-up.
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "oidc-provider not listening on {addr} within 20 s; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// A real access token from the token endpoint: client_credentials, `scope`, and the
+    /// resource indicator `resource` (provider.mjs: `urn:tta:ALG[:SHAPE][:KID]`). A new
+    /// connection each time: a pooled one may still point at a provider killed since.
+    pub async fn access_token(&self, resource: &str, scope: &str) -> String {
+        let http = Http::new();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", CLIENT_ID)
+            .append_pair("client_secret", CLIENT_SECRET)
+            .append_pair("scope", scope)
+            .append_pair("resource", resource)
+            .finish();
+        let res = http
+            .send_raw(
+                Method::POST,
+                &self.url("/token"),
+                "application/x-www-form-urlencoded",
+                &body,
+            )
+            .await;
+        assert_eq!(
+            res.status,
+            StatusCode::OK,
+            "token endpoint for {resource}: {}; log:\n{}",
+            String::from_utf8_lossy(&res.body),
+            self.log()
+        );
+        res.json()["access_token"]
+            .as_str()
+            .expect("access_token in the token response")
+            .to_owned()
+    }
+
+    /// A JWK Set source reading `GET <issuer><path>` (e.g. `/jwks`), failing on a transport
+    /// error or a status other than 200.
+    pub fn jwks_source(&self, path: &str) -> RemoteJwks {
+        http_jwks_source(self.url(path))
+    }
+}
+
+/// A JWK Set source reading `GET url` with a small hyper-util client, on a new connection each
+/// time (fetches are rare; a pooled connection may point at a provider restarted since).
+pub fn http_jwks_source(url: String) -> RemoteJwks {
+    RemoteJwks::new(move || {
+        let url = url.clone();
+        async move {
+            let http = Http::new();
+            let res = http.try_send(Method::GET, &url, None, None).await?;
+            if res.status != StatusCode::OK {
+                return Err::<String, BoxError>(
+                    format!("JWKS endpoint answered {}", res.status).into(),
+                );
+            }
+            Ok(String::from_utf8(res.body.to_vec())?)
+        }
+    })
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- oidc-provider log ({}) ---\n{}--- end of oidc-provider log ---",
+                self.log.display(),
+                self.log()
+            );
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+        let _ = std::fs::remove_dir_all(&self.key_dir);
+    }
+}
+
+/// Runs a helper script in tests/oidc (`node x.mjs` or `python3 x.py`) with one JSON argument
+/// and returns its stdout parsed as JSON, or its stderr as the error.
+pub fn run_helper(script: &str, input: &serde_json::Value) -> Result<serde_json::Value, String> {
+    ensure_installed();
+    let path: &Path = script.as_ref();
+    let program = match path.extension().and_then(|e| e.to_str()) {
+        Some("mjs") => "node",
+        Some("py") => "python3",
+        _ => panic!("unknown helper {script}"),
+    };
+    let out = Command::new(program)
+        .arg(oidc_dir().join(script))
+        .arg(input.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {program} {script}: {e}"));
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "{script} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A token and the JWK Set with its public key, from mint.mjs (jose) or mint_pyjwt.py (PyJWT).
+pub struct Minted {
+    pub token: String,
+    pub jwks: serde_json::Value,
+}
+
+/// Mints with `script` (`mint.mjs` or `mint_pyjwt.py`); see their docs for `spec`.
+pub fn mint(script: &str, spec: &serde_json::Value) -> Minted {
+    let out = run_helper(script, spec).unwrap_or_else(|e| panic!("{script} {spec}: {e}"));
+    Minted {
+        token: out["token"].as_str().expect("token").to_owned(),
+        jwks: out["jwks"].clone(),
+    }
+}
