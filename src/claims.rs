@@ -33,6 +33,7 @@ use crate::revocation::TokenRef;
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de>"))]
+#[non_exhaustive]
 pub struct Claims<T = NoCustomClaims> {
     /// Subject: the user or client the token speaks for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +95,24 @@ pub struct Claims<T = NoCustomClaims> {
 }
 
 impl<T> Claims<T> {
+    /// Claims with only the application's own part set; assign the registered ones as
+    /// needed (`claims.sub = Some(..)`). For tests and for code that builds claims itself.
+    pub fn new(custom: T) -> Self {
+        Self {
+            sub: None,
+            jti: None,
+            iss: None,
+            aud: None,
+            exp: None,
+            nbf: None,
+            iat: None,
+            scope: None,
+            sid: None,
+            amr: None,
+            custom,
+        }
+    }
+
     /// The identifiers a revocation store checks and records.
     pub(crate) fn token_ref(&self) -> TokenRef<'_> {
         TokenRef::new()

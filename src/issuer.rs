@@ -133,6 +133,7 @@ pub enum IssueError {
 
 /// A freshly minted access token.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IssuedToken {
     /// The compact JWS.
     pub token: String,

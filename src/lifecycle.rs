@@ -20,6 +20,7 @@ use crate::verifier::Verifier;
 
 /// An access token and the refresh token that renews it.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenPair {
     /// The access token (a JWT with `sid` = the refresh family).
     pub access: IssuedToken,

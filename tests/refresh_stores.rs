@@ -34,13 +34,7 @@ fn family() -> String {
 }
 
 fn record(sub: &str, family: &str, expires_at: u64) -> RefreshRecord {
-    RefreshRecord {
-        sub: sub.to_owned(),
-        family: family.to_owned(),
-        scope: "read".to_owned(),
-        expires_at,
-        created_at: now_secs(),
-    }
+    RefreshRecord::new(sub, family, "read", expires_at, now_secs())
 }
 
 fn now_ms() -> u64 {

@@ -399,16 +399,8 @@ async fn store_rotation_is_retry_safe<S: RememberMeStore>(store: S) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let record = |user: &str, token: u8| SeriesRecord {
-        username: user.to_owned(),
-        token_hash: [token; 32],
-        previous_hash: None,
-        rotated_at_ms: now_ms,
-        created: now_ms / 1000,
-        last_used: now_ms / 1000,
-        expires_at: now_ms / 1000 + 600,
-        user_agent: None,
-    };
+    let record =
+        |user: &str, token: u8| SeriesRecord::new(user, [token; 32], now_ms, now_ms / 1000 + 600);
     let rotated = SeriesCheck::Rotated {
         username: "alice".into(),
     };

@@ -95,6 +95,7 @@ pub(crate) fn new_family() -> String {
 
 /// What a store keeps of a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RefreshRecord {
     /// The user.
     pub sub: String,
@@ -109,8 +110,29 @@ pub struct RefreshRecord {
     pub created_at: u64,
 }
 
+impl RefreshRecord {
+    /// A record of a token of `family`, for `sub`, granting `scope`, expiring at
+    /// `expires_at`, in a session begun at `created_at` (Unix seconds).
+    pub fn new(
+        sub: impl Into<String>,
+        family: impl Into<String>,
+        scope: impl Into<String>,
+        expires_at: u64,
+        created_at: u64,
+    ) -> Self {
+        Self {
+            sub: sub.into(),
+            family: family.into(),
+            scope: scope.into(),
+            expires_at,
+            created_at,
+        }
+    }
+}
+
 /// What [`RefreshStore::find`] knows of a presented token.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FoundToken {
     /// The token's record.
     pub record: RefreshRecord,
@@ -120,8 +142,19 @@ pub struct FoundToken {
     pub family_revoked: bool,
 }
 
+impl FoundToken {
+    /// What a store found: `record`, and whether its family was revoked.
+    pub fn new(record: RefreshRecord, family_revoked: bool) -> Self {
+        Self {
+            record,
+            family_revoked,
+        }
+    }
+}
+
 /// The outcome of [`RefreshStore::rotate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Rotation {
     /// The token was current: it is now spent and the successor is stored. Also the answer
     /// when the token was already spent *for this same successor*: a retry of a rotation

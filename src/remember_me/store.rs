@@ -10,6 +10,7 @@ use crate::revocation::{BoxFuture, now_secs};
 
 /// One remembered login (a browser), as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SeriesRecord {
     /// The user.
     pub username: String,
@@ -29,8 +30,32 @@ pub struct SeriesRecord {
     pub user_agent: Option<String>,
 }
 
+impl SeriesRecord {
+    /// A login of `username` remembered at `now_ms` (Unix milliseconds) with the token whose
+    /// SHA-256 is `token_hash`, until `expires_at` (Unix seconds); no previous token, no
+    /// `User-Agent` (assign `user_agent` to keep one).
+    pub fn new(
+        username: impl Into<String>,
+        token_hash: [u8; 32],
+        now_ms: u64,
+        expires_at: u64,
+    ) -> Self {
+        Self {
+            username: username.into(),
+            token_hash,
+            previous_hash: None,
+            rotated_at_ms: now_ms,
+            created: now_ms / 1000,
+            last_used: now_ms / 1000,
+            expires_at,
+            user_agent: None,
+        }
+    }
+}
+
 /// A remembered device, for "where am I logged in" pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Device {
     /// The series id: pass it to revoke this device.
     pub series: String,
@@ -44,8 +69,22 @@ pub struct Device {
     pub user_agent: Option<String>,
 }
 
+impl Device {
+    /// The device of `series` as `record` describes it.
+    pub fn new(series: impl Into<String>, record: &SeriesRecord) -> Self {
+        Self {
+            series: series.into(),
+            created: record.created,
+            last_used: record.last_used,
+            expires_at: record.expires_at,
+            user_agent: record.user_agent.clone(),
+        }
+    }
+}
+
 /// The outcome of presenting a persistent remember-me cookie.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SeriesCheck {
     /// Current token: rotated to the new one.
     Rotated {

@@ -137,6 +137,7 @@ impl<'a> TokenRef<'a> {
 
 /// The answer of a revocation check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RevocationStatus {
     /// Not revoked.
     Active,
