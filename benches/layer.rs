@@ -12,6 +12,9 @@
 //! Group `parts/*` (HS256 token unless named) measures the pieces the layer adds on top of
 //! `raw_decode`, to explain where the time goes.
 //!
+//! Group `remote_jwks/*`: the ES256 layer with its key given statically and fetched from a
+//! JWK Set (in memory), side by side.
+//!
 //! After criterion, `paired/*` (printed to stdout, not saved by criterion) measures the same
 //! four cases interleaved round by round, so that load from other processes on a shared
 //! machine cannot skew their ratios, plus an emulation of the layer from public pieces and
@@ -439,12 +442,58 @@ fn bench_parts(c: &mut Criterion, hs: &Case, es: &Case) {
     g.finish();
 }
 
+/// The ES256 layer with its key from a remote JWK Set (served by a fetcher in memory) beside
+/// the same layer with the key given statically: the key handle the verifier reads must cost
+/// nothing measurable.
+fn bench_remote(c: &mut Criterion, es: &Case) {
+    let mut jwk: serde_json::Value =
+        serde_json::from_str(include_str!("../tests/keys/es256-public.jwk.json")).expect("jwk");
+    jwk["kid"] = "test-es256".into();
+    jwk["alg"] = "ES256".into();
+    let doc = serde_json::json!({ "keys": [jwk] }).to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let remote = runtime.block_on(async {
+        es.verifier_builder()
+            .build_with_jwks(tower_token_auth::keys::RemoteJwks::new(move || {
+                let doc = doc.clone();
+                async move { Ok::<_, tower_token_auth::keys::BoxError>(doc) }
+            }))
+            .await
+            .expect("remote verifier")
+    });
+    let auth = HeaderValue::try_from(format!("Bearer {}", es.token)).expect("header value");
+    let mut fixed = JwtAuthLayer::new(es.verifier.clone()).layer(service_fn(handle));
+    let mut fetched = JwtAuthLayer::new(remote).layer(service_fn(handle));
+    assert_eq!(call(&mut fetched, request(&auth)).status(), StatusCode::OK);
+    let mut g = c.benchmark_group("remote_jwks");
+    g.bench_function("es256_static_keys", |b| {
+        b.iter_batched(
+            || request(&auth),
+            |req| call(&mut fixed, req),
+            BatchSize::SmallInput,
+        );
+    });
+    g.bench_function("es256_remote_jwks", |b| {
+        b.iter_batched(
+            || request(&auth),
+            |req| call(&mut fetched, req),
+            BatchSize::SmallInput,
+        );
+    });
+    g.finish();
+    drop(runtime);
+}
+
 fn benches(c: &mut Criterion) {
     let hs = hs256();
     let es = es256();
     bench_alg(c, &hs);
     bench_alg(c, &es);
     bench_parts(c, &hs, &es);
+    bench_remote(c, &es);
 }
 
 criterion_group! {
