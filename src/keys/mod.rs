@@ -12,7 +12,7 @@
 //! - static keys: a [`KeySet`] given to [`Verifier::builder`](crate::Verifier::builder);
 //! - [`jwk`]: JWK and JWK Set parsing, tolerant of the keys real providers publish;
 //! - [`remote`]: a remote JWK Set, refreshed in the background and refetched (single-flight)
-//!   for unknown `kid`s;
+//!   for unknown `kid`s, following `Cache-Control`, through outages;
 //! - [`KeyHandle`]: the current keys, read lock-free by the verifier, replaced by the sources.
 
 use std::collections::HashMap;
@@ -30,7 +30,7 @@ pub mod remote;
 
 pub use handle::KeyHandle;
 pub use jwk::{JwkPolicy, SkippedKey};
-pub use remote::{BoxError, JwksFetcher, KeySourceError, RemoteJwks};
+pub use remote::{BoxError, JwksFetcher, JwksResponse, KeySourceError, RemoteJwks};
 
 /// One public key (or HMAC secret) and the algorithms it may verify: one, for a key created
 /// with an algorithm or a JWK with `alg`; the allowed algorithms of its type for a JWK
