@@ -123,8 +123,7 @@ async fn answer(
         StatusCode::from_u16(route.status).unwrap()
     };
     for (name, value) in &route.headers {
-        res.headers_mut()
-            .insert(*name, value.parse().unwrap());
+        res.headers_mut().insert(*name, value.parse().unwrap());
     }
     Ok(res)
 }
@@ -197,7 +196,13 @@ impl Idp {
     }
 
     fn hits(&self, path: &str) -> usize {
-        self.state.lock().unwrap().hits.get(path).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .unwrap()
+            .hits
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Publishes metadata for `issuer` at `path`, with its JWK Set at `/jwks`.
@@ -221,7 +226,9 @@ impl Idp {
 }
 
 fn mint(alg: Algorithm, iss: &str) -> String {
-    let key = SigningKey::rsa_pem(alg, RSA_PRIVATE).unwrap().with_kid("r1");
+    let key = SigningKey::rsa_pem(alg, RSA_PRIVATE)
+        .unwrap()
+        .with_kid("r1");
     TokenIssuer::new(key)
         .issuer(iss)
         .audience("api")
@@ -280,7 +287,11 @@ fn chain(e: &dyn std::error::Error) -> String {
 async fn discovery_happy_path() {
     let idp = Idp::start().await;
     let issuer = idp.url("");
-    idp.metadata("/.well-known/openid-configuration", &issuer, &["PS256", "ES256", "HS256"]);
+    idp.metadata(
+        "/.well-known/openid-configuration",
+        &issuer,
+        &["PS256", "ES256", "HS256"],
+    );
     idp.jwks();
     let verifier = Verifier::builder(KeySet::new())
         .audience("api")
@@ -291,21 +302,29 @@ async fn discovery_happy_path() {
     assert_eq!(idp.hits("/.well-known/openid-configuration"), 1);
     assert_eq!(idp.hits("/jwks"), 1);
     // The RSA key has no `alg`: the advertised PS256 decides, not the RS256 default.
-    assert_eq!(call(&verifier, &mint(Algorithm::PS256, &issuer)).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&verifier, &mint(Algorithm::PS256, &issuer)).await.0,
+        StatusCode::OK
+    );
     assert_eq!(
         call(&verifier, &mint(Algorithm::RS256, &issuer)).await.0,
         StatusCode::UNAUTHORIZED
     );
     // The discovered issuer is required.
     assert_eq!(
-        call(&verifier, &mint(Algorithm::PS256, "https://other.example")).await.0,
+        call(&verifier, &mint(Algorithm::PS256, "https://other.example"))
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
 
     let metadata = Discovery::fetch(&issuer).await.unwrap();
     assert_eq!(metadata.issuer(), issuer);
     assert_eq!(metadata.jwks_uri().to_string(), idp.url("/jwks"));
-    assert_eq!(metadata.signing_algorithms(), [Algorithm::PS256, Algorithm::ES256]);
+    assert_eq!(
+        metadata.signing_algorithms(),
+        [Algorithm::PS256, Algorithm::ES256]
+    );
 }
 
 #[tokio::test]
@@ -314,7 +333,11 @@ async fn issuer_mismatch_is_refused() {
     let issuer = idp.url("");
     // A trailing slash is another issuer: the specifications want them equal, character for
     // character.
-    idp.metadata("/.well-known/openid-configuration", &format!("{issuer}/"), &[]);
+    idp.metadata(
+        "/.well-known/openid-configuration",
+        &format!("{issuer}/"),
+        &[],
+    );
     idp.metadata("/.well-known/oauth-authorization-server", &issuer, &[]);
     idp.jwks();
     let err = Verifier::builder(KeySet::new())
@@ -361,13 +384,24 @@ async fn rfc8414_fallback_inserts_the_well_known_path() {
         .discover(&issuer)
         .await
         .unwrap();
-    assert_eq!(idp.hits("/tenants/acme/.well-known/openid-configuration"), 1);
-    assert_eq!(idp.hits("/.well-known/oauth-authorization-server/tenants/acme"), 1);
+    assert_eq!(
+        idp.hits("/tenants/acme/.well-known/openid-configuration"),
+        1
+    );
+    assert_eq!(
+        idp.hits("/.well-known/oauth-authorization-server/tenants/acme"),
+        1
+    );
     // No advertised algorithm: the RSA key without `alg` verifies RS256.
-    assert_eq!(call(&verifier, &mint(Algorithm::RS256, &issuer)).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&verifier, &mint(Algorithm::RS256, &issuer)).await.0,
+        StatusCode::OK
+    );
 
     // Neither document: an error naming both URLs.
-    let err = Discovery::fetch(&idp.url("/tenants/none")).await.unwrap_err();
+    let err = Discovery::fetch(&idp.url("/tenants/none"))
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, DiscoveryError::NoMetadata { .. }), "{text}");
     assert!(
@@ -380,7 +414,11 @@ async fn rfc8414_fallback_inserts_the_well_known_path() {
 
 #[tokio::test]
 async fn https_is_required_except_for_loopback() {
-    for url in ["http://auth.example/jwks", "http://10.1.2.3/jwks", "ftp://auth.example/"] {
+    for url in [
+        "http://auth.example/jwks",
+        "http://10.1.2.3/jwks",
+        "ftp://auth.example/",
+    ] {
         assert!(RemoteJwks::from_url(url).is_err(), "{url}");
         assert!(HttpFetcher::new(url).is_err(), "{url}");
     }
@@ -400,10 +438,19 @@ async fn https_is_required_except_for_loopback() {
     let idp = Idp::start().await;
     let issuer = idp.url("");
     let doc = serde_json::json!({"issuer": issuer, "jwks_uri": "http://keys.example/jwks"});
-    idp.route("/.well-known/openid-configuration", Route::json(doc.to_string()));
-    idp.route("/.well-known/oauth-authorization-server", Route::json(doc.to_string()));
+    idp.route(
+        "/.well-known/openid-configuration",
+        Route::json(doc.to_string()),
+    );
+    idp.route(
+        "/.well-known/oauth-authorization-server",
+        Route::json(doc.to_string()),
+    );
     let err = Discovery::fetch(&issuer).await.unwrap_err().to_string();
-    assert!(err.contains("jwks_uri") && err.contains("must use https"), "{err}");
+    assert!(
+        err.contains("jwks_uri") && err.contains("must use https"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -419,7 +466,10 @@ async fn an_error_page_is_an_error_status_not_an_invalid_jwk_set() {
         .unwrap_err();
     let text = chain(&err);
     assert!(text.contains("JWKS endpoint answered 503"), "{text}");
-    assert!(!text.contains("unusable") && !text.contains("invalid JWK"), "{text}");
+    assert!(
+        !text.contains("unusable") && !text.contains("invalid JWK"),
+        "{text}"
+    );
     let KeySourceError::Fetch(source) = &err else {
         panic!("{text}")
     };
@@ -433,7 +483,10 @@ async fn an_error_page_is_an_error_status_not_an_invalid_jwk_set() {
     assert!(!text.contains("<html>"), "the body is not repeated: {text}");
 
     // The same for discovery.
-    let err = Discovery::fetch(&idp.url("/down")).await.unwrap_err().to_string();
+    let err = Discovery::fetch(&idp.url("/down"))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("discovery endpoint answered 404"), "{err}");
 }
 
@@ -458,10 +511,15 @@ async fn a_body_over_the_cap_is_refused() {
         );
         let err = fetch(idp.url("/big")).await.unwrap_err();
         let text = chain(&err);
-        assert!(text.contains("over the 1048576-byte limit"), "chunked {chunked}: {text}");
+        assert!(
+            text.contains("over the 1048576-byte limit"),
+            "chunked {chunked}: {text}"
+        );
     }
     // A lower cap of one's own; the document fits the default one.
-    let small = HttpFetcher::new(&idp.url("/jwks")).unwrap().max_body_bytes(100);
+    let small = HttpFetcher::new(&idp.url("/jwks"))
+        .unwrap()
+        .max_body_bytes(100);
     let err = Verifier::builder(KeySet::new())
         .build_with_jwks(RemoteJwks::new(small))
         .await
@@ -498,17 +556,28 @@ async fn max_age_is_honoured_within_bounds() {
     drop(v);
 
     // max-age=3600 but at most 400 ms between refreshes.
-    idp.route("/jwks", route.clone().header("cache-control", "public, max-age=3600"));
+    idp.route(
+        "/jwks",
+        route
+            .clone()
+            .header("cache-control", "public, max-age=3600"),
+    );
     let v = build((100, 400)).await.unwrap();
     let n = count_over(1_300).await;
-    assert!((2..=4).contains(&n), "{n} refreshes in 1.3 s, upper bound 400 ms");
+    assert!(
+        (2..=4).contains(&n),
+        "{n} refreshes in 1.3 s, upper bound 400 ms"
+    );
     drop(v);
 
     // no-cache, but at least 500 ms between refreshes.
     idp.route("/jwks", route.clone().header("cache-control", "no-cache"));
     let v = build((500, 10_000)).await.unwrap();
     let n = count_over(1_300).await;
-    assert!((1..=3).contains(&n), "{n} refreshes in 1.3 s, lower bound 500 ms");
+    assert!(
+        (1..=3).contains(&n),
+        "{n} refreshes in 1.3 s, lower bound 500 ms"
+    );
     drop(v);
 
     // Without Cache-Control, the default period (5 min): nothing within a second.
@@ -539,11 +608,20 @@ async fn not_modified_keeps_the_keys() {
     }
     assert_eq!(verifier.kids(), ["r1"]);
     assert_eq!(verifier.key_handle().generation(), generation);
-    assert_eq!(call(&verifier, &mint(Algorithm::RS256, &issuer)).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&verifier, &mint(Algorithm::RS256, &issuer)).await.0,
+        StatusCode::OK
+    );
 
     // A new ETag: the document is fetched again and its keys used.
-    idp.route("/jwks", Route::json(r#"{"keys":[]}"#).header("etag", "\"v2\""));
-    assert!(verifier.refresh_keys().await.is_err(), "a set without keys is refused");
+    idp.route(
+        "/jwks",
+        Route::json(r#"{"keys":[]}"#).header("etag", "\"v2\""),
+    );
+    assert!(
+        verifier.refresh_keys().await.is_err(),
+        "a set without keys is refused"
+    );
     assert_eq!(verifier.kids(), ["r1"], "the last good keys stay");
 }
 
@@ -586,7 +664,11 @@ async fn start_while_down_then_up() {
         "keys arrive once the provider is up"
     );
     assert_eq!(idp.hits("/.well-known/openid-configuration"), 1);
-    assert_eq!(idp.hits("/jwks"), 1, "one fetch, not one per waiting request");
+    assert_eq!(
+        idp.hits("/jwks"),
+        1,
+        "one fetch, not one per waiting request"
+    );
 }
 
 /// Runs the futures concurrently.

@@ -218,16 +218,16 @@ impl Discovery {
         let doc: serde_json::Value = serde_json::from_slice(json)
             .map_err(|e| DiscoveryError::Invalid(format!("not JSON: {e}")))?;
         let member = |name: &str| doc.get(name).and_then(serde_json::Value::as_str);
-        let found = member("issuer")
-            .ok_or_else(|| DiscoveryError::Invalid("no `issuer`".into()))?;
+        let found =
+            member("issuer").ok_or_else(|| DiscoveryError::Invalid("no `issuer`".into()))?;
         if found != issuer {
             return Err(DiscoveryError::IssuerMismatch {
                 expected: issuer.to_owned(),
                 found: found.to_owned(),
             });
         }
-        let jwks_uri = member("jwks_uri")
-            .ok_or_else(|| DiscoveryError::Invalid("no `jwks_uri`".into()))?;
+        let jwks_uri =
+            member("jwks_uri").ok_or_else(|| DiscoveryError::Invalid("no `jwks_uri`".into()))?;
         let jwks_uri =
             check_url(jwks_uri).map_err(|e| DiscoveryError::Invalid(format!("jwks_uri: {e}")))?;
         let mut signing_algorithms = Vec::new();
@@ -339,7 +339,8 @@ impl JwksFetcher for IssuerFetcher {
                     found
                 }
             };
-            let mut response = fetch_jwks(&this.client, &jwks_uri, if_none_match.as_deref()).await?;
+            let mut response =
+                fetch_jwks(&this.client, &jwks_uri, if_none_match.as_deref()).await?;
             response.rsa_algorithms = rsa;
             Ok(response)
         })
@@ -427,7 +428,10 @@ mod tests {
         ];
         for (issuer, oidc, rfc8414) in cases {
             let [a, b] = metadata_urls(issuer).unwrap();
-            assert_eq!((a.to_string(), b.to_string()), (oidc.into(), rfc8414.into()));
+            assert_eq!(
+                (a.to_string(), b.to_string()),
+                (oidc.into(), rfc8414.into())
+            );
         }
         for bad in [
             "http://auth.example",
@@ -460,7 +464,10 @@ mod tests {
                 .rsa_algorithms([RS256, PS256])
         );
         let plain = read(r#"{"issuer":"https://auth.example","jwks_uri":"https://a/j"}"#).unwrap();
-        assert_eq!(plain.jwk_policy(), JwkPolicy::new().without_symmetric_keys());
+        assert_eq!(
+            plain.jwk_policy(),
+            JwkPolicy::new().without_symmetric_keys()
+        );
         for (doc, want) in [
             ("<html>", "not JSON"),
             (r#"{"jwks_uri":"https://a/j"}"#, "no `issuer`"),
@@ -473,7 +480,11 @@ mod tests {
             let err = read(doc).unwrap_err().to_string();
             assert!(err.contains(want), "{doc}: {err}");
         }
-        for other in ["https://auth.example/", "https://AUTH.example", "https://evil.example"] {
+        for other in [
+            "https://auth.example/",
+            "https://AUTH.example",
+            "https://evil.example",
+        ] {
             let doc = format!(r#"{{"issuer":"{other}","jwks_uri":"https://a/j"}}"#);
             assert!(
                 matches!(read(&doc), Err(DiscoveryError::IssuerMismatch { .. })),

@@ -213,14 +213,14 @@ fn cache_lifetime(headers: &HeaderMap) -> Option<Duration> {
                 Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
                 None => (directive, None),
             };
-            let secs = if name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store")
-            {
-                Some(0)
-            } else if name.eq_ignore_ascii_case("max-age") {
-                arg.and_then(|a| a.parse::<u64>().ok())
-            } else {
-                None
-            };
+            let secs =
+                if name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store") {
+                    Some(0)
+                } else if name.eq_ignore_ascii_case("max-age") {
+                    arg.and_then(|a| a.parse::<u64>().ok())
+                } else {
+                    None
+                };
             if let Some(secs) = secs {
                 // Several lifetimes: the shortest is the safe reading.
                 lifetime = Some(lifetime.map_or(secs, |l| l.min(secs)));
@@ -817,7 +817,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn loop_follows_max_age_within_bounds() {
         let script = Script::default();
-        script.answer(Ok(JwksResponse::document(jwks("a")).with_max_age(Duration::from_secs(100))));
+        script.answer(Ok(
+            JwksResponse::document(jwks("a")).with_max_age(Duration::from_secs(100))
+        ));
         let remote = remote(&script, |s| {
             s.refresh_bounds(Duration::from_secs(20), Duration::from_secs(300))
         });
@@ -830,13 +832,17 @@ mod tests {
         sleep(2).await;
         assert_eq!(script.calls(), 2, "refreshed ahead of expiry");
         // A day-long max-age is capped at the upper bound.
-        script.answer(Ok(JwksResponse::document(jwks("a")).with_max_age(Duration::from_secs(86_400))));
+        script.answer(Ok(
+            JwksResponse::document(jwks("a")).with_max_age(Duration::from_secs(86_400))
+        ));
         sleep(90).await;
         assert_eq!(script.calls(), 3);
         sleep(301).await;
         assert_eq!(script.calls(), 4);
         // no-cache is held to the lower bound.
-        script.answer(Ok(JwksResponse::document(jwks("a")).with_max_age(Duration::ZERO)));
+        script.answer(Ok(
+            JwksResponse::document(jwks("a")).with_max_age(Duration::ZERO)
+        ));
         sleep(300).await;
         let before = script.calls();
         sleep(100).await;
