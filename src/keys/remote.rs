@@ -13,7 +13,7 @@
 //!
 //! - The next background refresh follows the endpoint's `Cache-Control: max-age` (less its
 //!   `Age`), refreshing ahead of expiry (at nine tenths of the lifetime), kept within
-//!   [`refresh_bounds`](RemoteJwks::refresh_bounds); without `max-age`,
+//!   [`refresh_bounds`](RemoteJwks::refresh_bounds); without `max-age`, every
 //!   [`refresh_every`](RemoteJwks::refresh_every). `no-cache` and `no-store` count as
 //!   `max-age=0`, so the lower bound applies.
 //! - A fetcher that reports an `ETag` ([`JwksResponse::with_etag`]) is asked with
@@ -266,9 +266,8 @@ impl fmt::Debug for RemoteJwks {
 }
 
 impl RemoteJwks {
-    /// A source using `fetcher`; refreshes as the endpoint's `Cache-Control: max-age` says
-    /// (every 5 minutes without one), never more often than every 30 seconds nor less often
-    /// than every hour; retries a failed fetch after 1 s, doubling up to 60 s, with jitter;
+    /// A source using `fetcher`; refreshes as the endpoint's `Cache-Control: max-age` says,
+    /// held between 30 seconds and an hour (every 5 minutes without one); retries a failed fetch after 1 s, doubling up to 60 s, with jitter;
     /// keeps the last good keys through outages without limit; refetches for an unknown `kid`
     /// at most every 10 seconds; gives a fetch 10 seconds; and uses asymmetric keys only
     /// ([`JwkPolicy::without_symmetric_keys`]).
@@ -305,14 +304,16 @@ impl RemoteJwks {
     }
 
     /// Background refresh period when the endpoint gives no `Cache-Control: max-age`
-    /// (default 5 minutes); kept within [`refresh_bounds`](Self::refresh_bounds).
+    /// (default 5 minutes), used as given ([`refresh_bounds`](Self::refresh_bounds) apply to
+    /// `max-age` only).
     pub fn refresh_every(mut self, every: Duration) -> Self {
         self.refresh_every = every;
         self
     }
 
-    /// The least and the most time between two background refreshes, whatever
-    /// `Cache-Control` says (default 30 s and 1 hour). A `max` below `min` is raised to it.
+    /// The least and the most time between two background refreshes that follow the
+    /// endpoint's `Cache-Control: max-age`, whatever it says (default 30 s and 1 hour). A
+    /// `max` below `min` is raised to it.
     pub fn refresh_bounds(mut self, min: Duration, max: Duration) -> Self {
         self.min_refresh = min;
         self.max_refresh = max.max(min);
@@ -345,8 +346,11 @@ impl RemoteJwks {
     /// When to refresh after a document cacheable for `max_age`: ahead of its expiry, within
     /// the bounds.
     fn refresh_delay(&self, max_age: Option<Duration>) -> Duration {
-        let lifetime = max_age.unwrap_or(self.refresh_every);
-        (lifetime - lifetime / 10).clamp(self.min_refresh, self.max_refresh)
+        match max_age {
+            Some(lifetime) => (lifetime - lifetime / 10).clamp(self.min_refresh, self.max_refresh),
+            // The application's own period: taken as given.
+            None => self.refresh_every,
+        }
     }
 
     /// How long to wait after the `failures`-th failure in a row.
@@ -790,7 +794,7 @@ mod tests {
                 .refresh_delay(max_age.map(Duration::from_secs))
                 .as_secs()
         };
-        assert_eq!(secs(None), 90);
+        assert_eq!(secs(None), 100, "refresh_every as given");
         assert_eq!(secs(Some(200)), 180);
         assert_eq!(secs(Some(0)), 30, "lower bound");
         assert_eq!(secs(Some(86_400)), 600, "upper bound");
@@ -881,9 +885,9 @@ mod tests {
         remote.refresh().await.unwrap();
         RemoteKeys::spawn_refresh_loop(&remote);
         script.answer(Err("down"));
-        // The refresh at 270 s (5 min less a tenth) fails; retries follow at 1-2, 2-4, 4-8,
+        // The refresh at 300 s (refresh_every's default) fails; retries follow at 1-2, 2-4, 4-8,
         // 8-16, 8-16… s: between 5 and 10 within 60 s.
-        sleep(271).await;
+        tokio::time::sleep(Duration::from_millis(300_500)).await;
         let first_failure = script.calls();
         assert_eq!(first_failure, 2);
         assert!(!remote.usable(), "not confirmed for 100 s: stale");
@@ -923,7 +927,7 @@ mod tests {
         remote.refresh().await.unwrap();
         RemoteKeys::spawn_refresh_loop(&remote);
         hang.store(true, Ordering::SeqCst);
-        // The refresh starts at 90 s and hangs until its timeout at 150 s; the keys go stale
+        // The refresh starts at 100 s and hangs until its timeout at 160 s; the keys go stale
         // at 120 s, while it hangs.
         sleep(119).await;
         assert!(remote.usable());
