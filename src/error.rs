@@ -33,6 +33,9 @@ pub enum AuthErrorKind {
     },
     /// The revocation store could not answer, and the layer fails closed (503).
     RevocationUnavailable,
+    /// The remote JWK Set has no usable keys: not fetched yet (the key source started while
+    /// the endpoint was down), or not confirmed within its maximum staleness (503).
+    KeysUnavailable,
     /// The user was logged in by a remember-me cookie, and the route wants a fresh login
     /// (401 `insufficient_user_authentication`, RFC 9470).
     FreshLoginRequired,
@@ -138,7 +141,9 @@ impl AuthError {
             | AuthErrorKind::FreshLoginRequired => StatusCode::UNAUTHORIZED,
             AuthErrorKind::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             AuthErrorKind::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            AuthErrorKind::RevocationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AuthErrorKind::RevocationUnavailable | AuthErrorKind::KeysUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -149,7 +154,9 @@ impl AuthError {
             AuthErrorKind::InvalidRequest(_) => Some("invalid_request"),
             AuthErrorKind::InvalidToken(_) => Some("invalid_token"),
             AuthErrorKind::InsufficientScope { .. } => Some("insufficient_scope"),
-            AuthErrorKind::RevocationUnavailable => Some("temporarily_unavailable"),
+            AuthErrorKind::RevocationUnavailable | AuthErrorKind::KeysUnavailable => {
+                Some("temporarily_unavailable")
+            }
             AuthErrorKind::FreshLoginRequired => Some("insufficient_user_authentication"),
         }
     }
@@ -183,6 +190,7 @@ impl AuthError {
             },
             AuthErrorKind::InsufficientScope { .. } => "insufficient scope",
             AuthErrorKind::RevocationUnavailable => "token status cannot be checked, retry later",
+            AuthErrorKind::KeysUnavailable => "signing keys unavailable, retry later",
             AuthErrorKind::FreshLoginRequired => "log in again with your password",
         }
     }
@@ -245,7 +253,10 @@ impl AuthError {
         let challenge = HeaderValue::from_str(&challenge)
             .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
         headers.insert(header::WWW_AUTHENTICATE, challenge);
-        if matches!(self.kind, AuthErrorKind::RevocationUnavailable) {
+        if matches!(
+            self.kind,
+            AuthErrorKind::RevocationUnavailable | AuthErrorKind::KeysUnavailable
+        ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response.extensions_mut().insert(self.clone());

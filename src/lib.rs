@@ -65,6 +65,26 @@
 //! Plain tower or hyper code reads `req.extensions().get::<Arc<Claims>>()` instead of
 //! extractors.
 //!
+//! # Tokens from an identity provider
+//!
+//! With the `http-client` feature, an issuer URL and an audience are the whole set-up: OpenID
+//! Connect discovery (or RFC 8414) finds the JWK Set, which is then refreshed as its
+//! `Cache-Control` says, refetched when a token names a new key, and kept through outages
+//! (`keys::discovery`, `keys::remote`).
+//!
+//! ```no_run
+//! # #[cfg(feature = "http-client")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use tower_token_auth::{JwtAuthLayer, KeySet, Verifier};
+//!
+//! let verifier = Verifier::builder(KeySet::new())
+//!     .audience("api://orders")
+//!     .discover("https://login.example.com/realms/acme")
+//!     .await?;
+//! let layer = JwtAuthLayer::new(verifier);
+//! # let _ = layer; Ok(()) }
+//! ```
+//!
 //! # Feature flags
 //!
 //! | feature | default | what it adds |
@@ -74,6 +94,7 @@
 //! | `aws_lc_rs` | yes | jsonwebtoken's aws-lc-rs crypto backend |
 //! | `rust_crypto` | no | jsonwebtoken's pure-Rust backend; with both enabled aws-lc-rs is used |
 //! | `testing` | no | `testing::TestKeys` for applications' own tests |
+//! | `http-client` | no | a built-in HTTPS client (hyper, rustls, Mozilla roots): `RemoteJwks::from_url`, OpenID Connect / RFC 8414 discovery (`keys::Discovery`, `VerifierBuilder::discover`) |
 //!
 //! Building with neither crypto backend is a compile error. With both, the crate installs
 //! aws-lc-rs as jsonwebtoken's process-wide provider the first time a key is built; an

@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::de::DeserializeOwned;
 
 use crate::claims::{Claims, check_times, scopes_from_claim};
-use crate::error::{AuthError, ConfigError, InvalidToken};
+use crate::error::{AuthError, AuthErrorKind, ConfigError, InvalidToken};
 use crate::keys::remote::{KeySourceError, RemoteJwks, RemoteKeys};
 use crate::keys::{KeyHandle, KeySet, VerifyingKey};
 use crate::revocation::now_secs;
@@ -313,6 +313,26 @@ impl VerifierBuilder {
         Ok(verifier)
     }
 
+    /// Like [`build_with_jwks`](Self::build_with_jwks), but without waiting for the first
+    /// fetch, so the application comes up while the JWK Set endpoint is down: fetched at once
+    /// in the background and retried with backoff until it succeeds. Until then, a token that
+    /// needs a remote key gets 503 `temporarily_unavailable` with `Retry-After`
+    /// ([`AuthErrorKind::KeysUnavailable`]); static keys verify from the start. Must be called
+    /// within a Tokio runtime.
+    pub fn build_with_jwks_lazy(mut self, source: RemoteJwks) -> Result<Verifier, ConfigError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::new(
+                "build_with_jwks_lazy needs a Tokio runtime to fetch in the background",
+            ));
+        }
+        self.remote = Some(source);
+        let verifier = self.build()?;
+        if let Some(remote) = &verifier.inner.remote {
+            RemoteKeys::spawn_refresh_loop(remote);
+        }
+        Ok(verifier)
+    }
+
     fn validate_keys(&self) -> Result<(), ConfigError> {
         if self.keys.is_empty() && self.remote.is_none() {
             return Err(ConfigError::new("the key set is empty"));
@@ -581,7 +601,7 @@ impl Verifier {
             Some(key) => match decode::<Claims<T>>(token, &key.key, self.validation(key.algs[0])) {
                 Ok(data) => {
                     if data.header.kid.is_some() && data.header.kid != key.kid {
-                        return Err(AuthError::invalid_token(InvalidToken::UnknownKey));
+                        return Err(self.unknown_key());
                     }
                     self.check_header(&data.header)?;
                     data
@@ -646,12 +666,21 @@ impl Verifier {
             Some(kid) => keys.get(Some(kid)),
             None => keys.for_token_without_kid(header.alg),
         }
-        .ok_or_else(|| AuthError::invalid_token(InvalidToken::UnknownKey))?;
+        .ok_or_else(|| self.unknown_key())?;
         if !key.allows(header.alg) {
             return Err(AuthError::invalid_token(InvalidToken::AlgorithmMismatch));
         }
         self.check_header(&header)?;
         Ok((key, header.alg))
+    }
+
+    /// No key for the token: unknown, or, while the remote JWK Set has no usable keys (not
+    /// fetched yet, or past its maximum staleness), unavailable (503).
+    fn unknown_key(&self) -> AuthError {
+        match &self.inner.remote {
+            Some(remote) if !remote.usable() => AuthError::new(AuthErrorKind::KeysUnavailable),
+            _ => AuthError::invalid_token(InvalidToken::UnknownKey),
+        }
     }
 
     fn check_header(&self, header: &jsonwebtoken::Header) -> Result<(), AuthError> {

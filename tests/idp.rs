@@ -578,17 +578,16 @@ async fn keys_survive_a_provider_outage() {
 }
 
 #[tokio::test]
-#[ignore = "needs #12 item 3: start while the JWKS endpoint is down (503 until the first keys)"]
 async fn provider_down_at_start_then_up() {
     let mut provider = OidcProvider::not_started(Options::default());
     let verifier = provider_verifier(&provider)
-        .build_with_jwks(
+        .build_with_jwks_lazy(
             provider
                 .jwks_source("/jwks")
                 .refresh_every(Duration::from_millis(200))
+                .retry_backoff(Duration::from_millis(100), Duration::from_millis(400))
                 .min_refetch_interval(Duration::from_millis(200)),
         )
-        .await
         .expect("the app comes up while its provider is down");
     let layer = JwtAuthLayer::new(verifier);
     let placeholder = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImcxLXJzMjU2In0.e30.c2ln";
@@ -606,4 +605,37 @@ async fn provider_down_at_start_then_up() {
         assert!(Instant::now() < deadline, "never verified: {seen:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The whole set-up a new user writes: an issuer URL and an audience. Discovery finds the JWK
+/// Set, and the provider's advertised signing algorithms decide what its RSA keys without `alg`
+/// verify (PS256 here, with no policy written by hand).
+#[cfg(feature = "http-client")]
+#[tokio::test]
+async fn built_in_discovery_is_the_whole_set_up() {
+    let provider = OidcProvider::start(Options {
+        rsa_no_alg: true,
+        ..Options::default()
+    });
+    let verifier = Verifier::builder(KeySet::new())
+        .audience(AUDIENCE)
+        .require_typ("at+jwt")
+        .discover(&provider.issuer())
+        .await
+        .unwrap_or_else(|e| panic!("discovery: {e}; log:\n{}", provider.log()));
+    let layer = JwtAuthLayer::new(verifier);
+    for alg in ["RS256", "PS256", "ES256", "EdDSA"] {
+        let token = provider
+            .access_token(&format!("urn:tta:{alg}"), "read")
+            .await;
+        let seen = call(&layer, None, &token).await;
+        assert_eq!(seen.status, StatusCode::OK, "{alg}: {seen:?}");
+        assert_invalid_token(&call(&layer, None, &tampered(&token)).await, alg);
+    }
+    // The issuer must match the discovery document exactly.
+    let wrong = Verifier::builder(KeySet::new())
+        .audience(AUDIENCE)
+        .discover(&format!("{}/", provider.issuer()))
+        .await;
+    assert!(wrong.is_err(), "a trailing slash is another issuer");
 }

@@ -48,6 +48,7 @@ const SUPPORTED: &[Algorithm] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwkPolicy {
     algorithms: Option<Vec<Algorithm>>,
+    rsa_without_alg: Option<Vec<Algorithm>>,
     symmetric: bool,
 }
 
@@ -63,6 +64,7 @@ impl JwkPolicy {
     pub fn new() -> Self {
         Self {
             algorithms: None,
+            rsa_without_alg: None,
             symmetric: true,
         }
     }
@@ -77,6 +79,31 @@ impl JwkPolicy {
             .collect();
         list.dedup();
         self.algorithms = Some(list);
+        self
+    }
+
+    /// What an RSA key without `alg` verifies, without restricting keys that declare their
+    /// algorithm: the RSA algorithms among `algorithms` that the policy allows (skipped when
+    /// there are none). Overrides the RSA default of [`algorithms`](Self::algorithms); what
+    /// discovery sets from a provider's `*_signing_alg_values_supported`.
+    ///
+    /// ```
+    /// use jsonwebtoken::Algorithm;
+    /// use tower_token_auth::keys::JwkPolicy;
+    ///
+    /// // RSA keys without `alg` verify RS256 and PS256; EC keys still verify ES256.
+    /// let policy = JwkPolicy::new()
+    ///     .rsa_algorithms([Algorithm::RS256, Algorithm::PS256])
+    ///     .without_symmetric_keys();
+    /// assert!(policy.allows(Algorithm::ES256));
+    /// ```
+    pub fn rsa_algorithms<I: IntoIterator<Item = Algorithm>>(mut self, algorithms: I) -> Self {
+        let mut list: Vec<Algorithm> = algorithms
+            .into_iter()
+            .filter(|a| SUPPORTED.contains(a) && a.family() == AlgorithmFamily::Rsa)
+            .collect();
+        list.dedup();
+        self.rsa_without_alg = Some(list);
         self
     }
 
@@ -95,6 +122,9 @@ impl JwkPolicy {
 
     /// What an RSA key without `alg` verifies.
     fn rsa_without_alg(&self) -> Vec<Algorithm> {
+        if let Some(list) = &self.rsa_without_alg {
+            return list.clone();
+        }
         match &self.algorithms {
             None => vec![Algorithm::RS256],
             Some(list) => list
@@ -294,6 +324,8 @@ mod tests {
         let public = JwkPolicy::new().without_symmetric_keys();
         let rsa_ps = JwkPolicy::new().algorithms([RS256, PS256, ES256]);
         let ec_only = JwkPolicy::new().algorithms([ES256]);
+        let advertised = JwkPolicy::new().rsa_algorithms([PS256, ES256, HS256]);
+        let advertised_not_allowed = ec_only.clone().rsa_algorithms([RS256]);
         let cases: Vec<(&str, String, &JwkPolicy, Option<Vec<Algorithm>>)> = vec![
             ("RSA without alg", jwk(RSA, "{}"), &any, Some(vec![RS256])),
             (
@@ -306,6 +338,24 @@ mod tests {
                 "RSA without alg, no RSA allowed",
                 jwk(RSA, "{}"),
                 &ec_only,
+                None,
+            ),
+            (
+                "RSA without alg, PS256 advertised",
+                jwk(RSA, "{}"),
+                &advertised,
+                Some(vec![PS256]),
+            ),
+            (
+                "RSA RS512, PS256 advertised for keys without alg",
+                jwk(RSA, r#"{"alg":"RS512"}"#),
+                &advertised,
+                Some(vec![RS512]),
+            ),
+            (
+                "RSA without alg, advertised but not allowed",
+                jwk(RSA, "{}"),
+                &advertised_not_allowed,
                 None,
             ),
             (

@@ -12,7 +12,9 @@
 //! - static keys: a [`KeySet`] given to [`Verifier::builder`](crate::Verifier::builder);
 //! - [`jwk`]: JWK and JWK Set parsing, tolerant of the keys real providers publish;
 //! - [`remote`]: a remote JWK Set, refreshed in the background and refetched (single-flight)
-//!   for unknown `kid`s;
+//!   for unknown `kid`s, following `Cache-Control`, through outages;
+//! - `discovery` and `http` (feature `http-client`): an issuer's metadata (OpenID Connect
+//!   discovery, RFC 8414) and the built-in HTTPS client;
 //! - [`KeyHandle`]: the current keys, read lock-free by the verifier, replaced by the sources.
 
 use std::collections::HashMap;
@@ -24,13 +26,23 @@ use sha2::{Digest, Sha256};
 use crate::crypto::ensure_provider;
 use crate::error::ConfigError;
 
+#[cfg(feature = "http-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
+pub mod discovery;
 mod handle;
+#[cfg(feature = "http-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
+pub mod http;
 pub mod jwk;
 pub mod remote;
 
+#[cfg(feature = "http-client")]
+pub use discovery::{Discovery, DiscoveryError};
 pub use handle::KeyHandle;
+#[cfg(feature = "http-client")]
+pub use http::{HttpError, HttpFetcher};
 pub use jwk::{JwkPolicy, SkippedKey};
-pub use remote::{BoxError, JwksFetcher, KeySourceError, RemoteJwks};
+pub use remote::{BoxError, JwksFetcher, JwksResponse, KeySourceError, RemoteJwks};
 
 /// One public key (or HMAC secret) and the algorithms it may verify: one, for a key created
 /// with an algorithm or a JWK with `alg`; the allowed algorithms of its type for a JWK
