@@ -4,7 +4,8 @@
 //! Environment:
 //! - `MODE`: `bare` (no auth), `plain` (a hand-written jsonwebtoken middleware, the usual
 //!   baseline), `naive` (that middleware plus one Redis `GET` per request), `layer`
-//!   (`JwtAuthLayer` with the memory store) or `redis` (`JwtAuthLayer` with the Redis store);
+//!   (`JwtAuthLayer` with the memory store), `remote` (the same, its key from a JWK Set served
+//!   by an in-memory fetcher) or `redis` (`JwtAuthLayer` with the Redis store);
 //!   `noop` (a layer that does nothing) and `ext` (a layer that only inserts what the layer
 //!   inserts: shared claims and the status) measure what any layer costs.
 //! - `ALG`: `HS256` (default) or `ES256`.
@@ -23,6 +24,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use jsonwebtoken::{DecodingKey, Validation};
+use tower_token_auth::keys::{BoxError, JwkPolicy, RemoteJwks};
 use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig};
 use tower_token_auth::{
     Algorithm, Claims, JwtAuthLayer, KeySet, SigningKey, TokenIssuer, Verifier, VerifyingKey,
@@ -128,6 +130,37 @@ async fn main() -> anyhow::Result<()> {
             hello.layer(middleware::from_fn_with_state(plain, plain_auth))
         }
         "layer" => hello.layer(JwtAuthLayer::new(verifier)),
+        // The same key from a JWK Set (served by an in-memory fetcher: the request path is
+        // what is measured, not the fetch).
+        "remote" => {
+            use base64::Engine as _;
+            let jwk = match algorithm {
+                Algorithm::ES256 => {
+                    let mut jwk: serde_json::Value =
+                        serde_json::from_str(include_str!("../tests/keys/es256-public.jwk.json"))?;
+                    jwk["alg"] = "ES256".into();
+                    jwk
+                }
+                _ => serde_json::json!({
+                    "kty": "oct", "alg": "HS256",
+                    "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(SECRET),
+                }),
+            };
+            let doc = serde_json::json!({ "keys": [jwk] }).to_string();
+            let source = RemoteJwks::new(move || {
+                let doc = doc.clone();
+                async move { Ok::<_, BoxError>(doc) }
+            })
+            .policy(JwkPolicy::new());
+            let mut builder = Verifier::builder(KeySet::new())
+                .issuer(ISSUER)
+                .audience(ISSUER)
+                .require_claims(["exp", "sub"]);
+            if cache {
+                builder = builder.verified_token_cache(16 << 20);
+            }
+            hello.layer(JwtAuthLayer::new(builder.build_with_jwks(source).await?))
+        }
         // Baselines for the cost of any layer: one that does nothing, and one that does what
         // the cached layer does besides authenticating (its two extension inserts).
         "noop" => hello.layer(tower::util::MapRequestLayer::new(|r: Request| r)),

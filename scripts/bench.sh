@@ -69,6 +69,9 @@ ALL_CASES=(
   "ES256/layer-memory layer ES256 0"
   "ES256/layer-memory-cached layer ES256 1"
   "ES256/layer-redis-cached redis ES256 1"
+  "HS256/layer-remote-jwks-cached remote HS256 1"
+  "ES256/layer-remote-jwks remote ES256 0"
+  "ES256/layer-remote-jwks-cached remote ES256 1"
 )
 NAMES=()
 declare -A PORT TOKEN

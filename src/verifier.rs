@@ -768,3 +768,38 @@ fn map_error(token: &str, kind: ErrorKind) -> AuthError {
     };
     AuthError::invalid_token(reason)
 }
+
+/// Discovery (feature `http-client`): the verifier reads `keys`, never the other way round.
+#[cfg(feature = "http-client")]
+impl VerifierBuilder {
+    /// Discovers `issuer` ([`Discovery::fetch`](crate::keys::Discovery::fetch)), accepts tokens from it (as
+    /// [`issuer`](Self::issuer)) and builds with its JWK Set (as
+    /// [`build_with_jwks`](Self::build_with_jwks)): fails if the issuer cannot be reached,
+    /// its metadata names another issuer, or its JWK Set has no usable key.
+    ///
+    /// ```no_run
+    /// use tower_token_auth::{KeySet, Verifier};
+    ///
+    /// # async fn run() -> Result<(), tower_token_auth::keys::DiscoveryError> {
+    /// let verifier = Verifier::builder(KeySet::new())
+    ///     .audience("api://orders")
+    ///     .discover("https://login.microsoftonline.com/TENANT/v2.0")
+    ///     .await?;
+    /// # let _ = verifier; Ok(()) }
+    /// ```
+    pub async fn discover(self, issuer: &str) -> Result<Verifier, crate::keys::DiscoveryError> {
+        let metadata = crate::keys::Discovery::fetch(issuer).await?;
+        let jwks = metadata.remote_jwks()?;
+        Ok(self.issuer(metadata.issuer()).build_with_jwks(jwks).await?)
+    }
+
+    /// Like [`discover`](Self::discover), but comes up without waiting for the issuer
+    /// ([`RemoteJwks::from_issuer`] and [`build_with_jwks_lazy`](Self::build_with_jwks_lazy)):
+    /// discovery and the first JWK Set fetch happen in the background, retried with backoff;
+    /// until they succeed, tokens get 503 `temporarily_unavailable`. Fails only on an unusable
+    /// issuer URL or outside a Tokio runtime.
+    pub fn discover_lazy(self, issuer: &str) -> Result<Verifier, ConfigError> {
+        let jwks = RemoteJwks::from_issuer(issuer)?;
+        self.issuer(issuer).build_with_jwks_lazy(jwks)
+    }
+}
