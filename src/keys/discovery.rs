@@ -349,7 +349,7 @@ impl JwksFetcher for IssuerFetcher {
 impl RemoteJwks {
     /// A source for `issuer`'s JWK Set that discovers its `jwks_uri` (see
     /// [`Discovery`]) at its first fetch, so it can be built while the issuer is down (with
-    /// [`VerifierBuilder::build_with_jwks_lazy`]). RSA keys without `alg` verify the
+    /// [`VerifierBuilder::build_with_jwks_lazy`](crate::VerifierBuilder::build_with_jwks_lazy)). RSA keys without `alg` verify the
     /// algorithms the metadata advertises unless a [`policy`](Self::policy) is set. Fails
     /// (without any network traffic) on an issuer URL that is not `https` (plain `http` only
     /// to 127.0.0.1, ::1 or localhost).
