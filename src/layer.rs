@@ -20,9 +20,10 @@ use crate::error::{
 };
 use crate::future::{Insert, PendingCheck, ResponseFuture};
 use crate::logout::Logout;
+use crate::revocation::BoxFuture;
 use crate::revocation::{MemoryStore, RevocationCheck, RevocationStatus, RevocationStore};
 use crate::source::{AccessCookie, TokenSource, bearer_syntax_error, extract_with_source};
-use crate::verifier::Verifier;
+use crate::verifier::{Verification, Verifier};
 
 /// Whether a request without a token may pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,14 +386,18 @@ where
             &config.sources,
             config.verifier.max_token_len(),
         );
-        let (claims, lenient) = match decide::<T>(config, found, Attempt::First) {
+        let (claims, lenient) = match decide::<T>(config, found) {
             Decision::Pass(status) => {
                 req.extensions_mut().insert(status);
                 return ResponseFuture::calling(self.inner.call(req));
             }
             Decision::Reject(e) => return self.reject(&e),
-            Decision::RefetchKeys { token, source } => {
-                let check = refetch_and_decide::<T>(self.config.clone(), token, source);
+            Decision::Wait {
+                verification,
+                token,
+                source,
+            } => {
+                let check = decide_later::<T>(self.config.clone(), verification, token, source);
                 return self.check_later(check, req);
             }
             Decision::Verified { claims, lenient } => (claims, lenient),
@@ -417,23 +422,17 @@ where
     }
 }
 
-/// Whether the key set may still be refetched for this request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attempt {
-    /// The first verification: an unknown `kid` with a remote JWK Set asks for a refetch.
-    First,
-    /// After the refetch: an unknown `kid` is final.
-    AfterRefetch,
-}
-
 /// What the layer concluded about a request before its revocation check.
 enum Decision<T> {
     /// Pass without authentication, marked with this status.
     Pass(AuthStatus),
     /// Refuse with this error.
     Reject(AuthError),
-    /// The token names a key the remote JWK Set may have gained: refetch it, then decide again.
-    RefetchKeys {
+    /// The verification needs I/O (a JWK Set refetch for a new `kid`): wait for it, then
+    /// decide on its answer with [`on_verified`].
+    Wait {
+        /// The verification in flight.
+        verification: BoxFuture<'static, Result<Arc<Claims<T>>, AuthError>>,
         /// The token, owned for the asynchronous path.
         token: String,
         /// Where it was found.
@@ -448,14 +447,10 @@ enum Decision<T> {
     },
 }
 
-/// The one decision over what the request carries: the synchronous path and the unknown-`kid`
-/// refetch path both call it, so every rule (optional mode, lenient cookies, `b64token`
-/// syntax, refetch) holds on both.
-fn decide<T>(
-    config: &Config,
-    found: Result<Option<(&str, &TokenSource)>, AuthError>,
-    attempt: Attempt,
-) -> Decision<T>
+/// The decision over what the request carries. A verification that must wait comes back as
+/// [`Decision::Wait`], and its answer goes through [`on_verified`] like a ready one, so every
+/// rule (optional mode, lenient cookies, `b64token` syntax) holds however the key was found.
+fn decide<T>(config: &Config, found: Result<Option<(&str, &TokenSource)>, AuthError>) -> Decision<T>
 where
     T: DeserializeOwned + Send + Sync + 'static,
 {
@@ -465,22 +460,26 @@ where
         Ok(None) => return Decision::Reject(AuthError::missing_token()),
         Err(e) => return Decision::Reject(e),
     };
-    let from_cookie = matches!(source, TokenSource::Cookie(_));
-    let lenient = config.lenient_cookies && from_cookie;
-    match config.verifier.verify_shared::<T>(token) {
+    match config.verifier.verification::<T>(token) {
+        Verification::Ready(answer) => on_verified(config, token, source, answer),
+        Verification::Pending(verification) => Decision::Wait {
+            verification,
+            token: token.to_owned(),
+            source: source.clone(),
+        },
+    }
+}
+
+/// What a verification's answer means for the request.
+fn on_verified<T>(
+    config: &Config,
+    token: &str,
+    source: &TokenSource,
+    answer: Result<Arc<Claims<T>>, AuthError>,
+) -> Decision<T> {
+    let lenient = config.lenient_cookies && matches!(source, TokenSource::Cookie(_));
+    match answer {
         Ok(claims) => Decision::Verified { claims, lenient },
-        // Keys come from a JWK Set that may have rotated: fetch it once more (rate-limited)
-        // before deciding.
-        Err(e)
-            if attempt == Attempt::First
-                && is_unknown_key(&e)
-                && config.verifier.has_remote_keys() =>
-        {
-            Decision::RefetchKeys {
-                token: token.to_owned(),
-                source: source.clone(),
-            }
-        }
         // A bad cookie in lenient mode is no cookie (see optional_ignoring_bad_cookies).
         Err(e) if lenient && matches!(e.kind(), AuthErrorKind::InvalidToken(_)) => {
             log_rejection(&e);
@@ -516,13 +515,6 @@ impl Outcome {
     }
 }
 
-fn is_unknown_key(e: &AuthError) -> bool {
-    matches!(
-        e.kind(),
-        AuthErrorKind::InvalidToken(InvalidToken::UnknownKey)
-    )
-}
-
 /// What a revocation answer means for the request. A store that cannot answer refuses the
 /// request (503), in every mode.
 fn revocation_decision(
@@ -543,30 +535,33 @@ fn revocation_decision(
     }
 }
 
-/// The unknown-`kid` path: refetch the JWK Set (rate-limited), then the same [`decide`] and
-/// revocation check as the synchronous path.
-fn refetch_and_decide<T>(config: Arc<Config>, token: String, source: TokenSource) -> PendingCheck
+/// The waiting path: the verification's answer, then the same decision and revocation check
+/// as the synchronous path.
+fn decide_later<T>(
+    config: Arc<Config>,
+    verification: BoxFuture<'static, Result<Arc<Claims<T>>, AuthError>>,
+    token: String,
+    source: TokenSource,
+) -> PendingCheck
 where
     T: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     Box::pin(async move {
-        // When no refetch happens (rate limit, fetch failure), deciding again finds the key
-        // still unknown and refuses, or passes in lenient mode, as with static keys.
-        let _ = config.verifier.refetch_for_unknown_kid(&token).await;
-        let (claims, lenient) =
-            match decide::<T>(&config, Ok(Some((&token, &source))), Attempt::AfterRefetch) {
-                Decision::Pass(status) => {
-                    let insert: Insert = Box::new(move |ext| {
-                        ext.insert(status);
-                    });
-                    return Ok(Some(insert));
-                }
-                Decision::Reject(e) => return Err(e),
-                Decision::RefetchKeys { .. } => {
-                    return Err(AuthError::invalid_token(InvalidToken::UnknownKey));
-                }
-                Decision::Verified { claims, lenient } => (claims, lenient),
-            };
+        let answer = verification.await;
+        let (claims, lenient) = match on_verified(&config, &token, &source, answer) {
+            Decision::Pass(status) => {
+                let insert: Insert = Box::new(move |ext| {
+                    ext.insert(status);
+                });
+                return Ok(Some(insert));
+            }
+            Decision::Reject(e) => return Err(e),
+            // on_verified never asks to wait.
+            Decision::Wait { .. } => {
+                return Err(AuthError::invalid_token(InvalidToken::UnknownKey));
+            }
+            Decision::Verified { claims, lenient } => (claims, lenient),
+        };
         let status = match config.store.check(&claims.token_ref()) {
             RevocationCheck::Ready(status) => status,
             RevocationCheck::Pending(f) => f.await,

@@ -147,4 +147,4 @@ pub use logout::Logout;
 pub use revocation::{MemoryStore, RevocationError, RevocationStore};
 pub use scope::{RequireScope, RequireScopeLayer};
 pub use source::{AccessCookie, TokenSource};
-pub use verifier::{DEFAULT_MAX_TOKEN_LEN, Verifier, VerifierBuilder};
+pub use verifier::{DEFAULT_MAX_TOKEN_LEN, Verification, Verifier, VerifierBuilder};

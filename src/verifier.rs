@@ -13,8 +13,38 @@ use crate::claims::{Claims, check_times, scopes_from_claim};
 use crate::error::{AuthError, AuthErrorKind, ConfigError, InvalidToken};
 use crate::keys::remote::{KeySourceError, RemoteJwks, RemoteKeys};
 use crate::keys::{KeyHandle, KeySet, VerifyingKey};
-use crate::revocation::now_secs;
+use crate::revocation::{BoxFuture, now_secs};
 use crate::token_cache::{Lookup, TokenCache};
+
+/// A verification that finished now, or that needs I/O first (a JWK Set refetch for a `kid` the
+/// keys do not have yet; later, introspection). The common case, keys at hand, is `Ready`
+/// with no allocation; callers that can wait (the layer, the gateway) await `Pending`.
+#[must_use]
+pub enum Verification<T> {
+    /// The answer.
+    Ready(Result<Arc<Claims<T>>, AuthError>),
+    /// The answer once the I/O is done.
+    Pending(BoxFuture<'static, Result<Arc<Claims<T>>, AuthError>>),
+}
+
+impl<T> fmt::Debug for Verification<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ready(r) => f.debug_tuple("Ready").field(&r.as_ref().err()).finish(),
+            Self::Pending(_) => f.write_str("Pending"),
+        }
+    }
+}
+
+impl<T> Verification<T> {
+    /// Waits for the answer.
+    pub async fn wait(self) -> Result<Arc<Claims<T>>, AuthError> {
+        match self {
+            Self::Ready(r) => r,
+            Self::Pending(f) => f.await,
+        }
+    }
+}
 
 /// The default cap on a token's length, in bytes.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -476,6 +506,34 @@ impl Verifier {
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
         self.verify_shared(token).map(Arc::unwrap_or_clone)
+    }
+
+    /// Verifies `token`, waiting for the keys when it needs to: a token naming a `kid` the
+    /// keys lack, with a remote JWK Set, waits for the (single-flight, rate-limited) refetch
+    /// and is verified again with what it brought. Every other answer is `Ready`. This is what
+    /// [`JwtAuthLayer`](crate::JwtAuthLayer) calls.
+    pub fn verification<T>(&self, token: &str) -> Verification<T>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        match self.verify_shared::<T>(token) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    AuthErrorKind::InvalidToken(InvalidToken::UnknownKey)
+                ) && self.has_remote_keys() =>
+            {
+                let this = self.clone();
+                let token = token.to_owned();
+                Verification::Pending(Box::pin(async move {
+                    // Without a refetch (rate limit, failed fetch), verifying again finds the
+                    // key still unknown: the same answer as with static keys.
+                    let _ = this.refetch_for_unknown_kid(&token).await;
+                    this.verify_shared::<T>(&token)
+                }))
+            }
+            answer => Verification::Ready(answer),
+        }
     }
 
     /// [`verify`](Self::verify), sharing the claims with the verified-token cache instead of

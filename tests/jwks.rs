@@ -417,3 +417,29 @@ async fn rsa_keys_without_alg_verify_the_allowed_rsa_algorithms() {
         .token;
     assert_eq!(status(&allowed, &no_kid).await, StatusCode::OK);
 }
+
+/// The verification seam: ready when the keys are at hand, pending (and then verified) when a
+/// new `kid` needs the JWK Set refetched.
+#[tokio::test]
+async fn verification_is_ready_or_waits_for_the_keys() {
+    use tower_token_auth::{NoCustomClaims, Verification};
+    let server = AuthServer::default();
+    server.publish(&["k1"]);
+    let v = verifier(&server, server.source()).await;
+    let known = server.mint("k1", "alice");
+    assert!(matches!(
+        v.verification::<NoCustomClaims>(&known),
+        Verification::Ready(Ok(_))
+    ));
+    assert!(matches!(
+        v.verification::<NoCustomClaims>("not.a.token"),
+        Verification::Ready(Err(_))
+    ));
+    server.publish(&["k1", "k2"]);
+    let rotated = server.mint("k2", "bob");
+    let pending = v.verification::<NoCustomClaims>(&rotated);
+    assert!(matches!(pending, Verification::Pending(_)), "{pending:?}");
+    let claims = pending.wait().await.unwrap();
+    assert_eq!(claims.sub.as_deref(), Some("bob"));
+    assert_eq!(server.fetches(), 2);
+}
