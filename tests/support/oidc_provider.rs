@@ -189,7 +189,9 @@ impl OidcProvider {
     }
 
     fn wait_up(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Node loads oidc-provider and generates its keys before it listens: a second or two
+        // here, much longer on a loaded 2-core CI machine (one start took over 20 s there).
+        let deadline = Instant::now() + Duration::from_secs(90);
         let addr = format!("127.0.0.1:{}", self.port);
         loop {
             if let Some(status) = self
@@ -208,7 +210,7 @@ impl OidcProvider {
             }
             assert!(
                 Instant::now() < deadline,
-                "oidc-provider not listening on {addr} within 20 s; log:\n{}",
+                "oidc-provider not listening on {addr} within 90 s; log:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(25));
