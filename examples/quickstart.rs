@@ -28,7 +28,7 @@
 //!
 //! | route | auth | answer |
 //! |---|---|---|
-//! | `POST /login` `{"username","password"}` | none | `{"access_token","token_type","expires_in","refresh_token","scope"}` |
+//! | `POST /login` `{"username","password"}` (JSON or form) | none | `{"access_token","token_type","expires_in","refresh_token","scope"}` |
 //! | `POST /token` `grant_type=refresh_token&refresh_token=…` (form or JSON) | the refresh token | a new pair, same shape (RFC 6749 §6); 400 `invalid_grant` for a spent, revoked or unknown one |
 //! | `POST /revoke` `token=…` (form or JSON) | the token itself | 200 (RFC 7009); a refresh token ends its session, an access token just itself |
 //! | `GET /me` | bearer | the token's claims |
@@ -420,10 +420,46 @@ struct LoginRequest {
     password: String,
 }
 
+/// A body sent as JSON or as a form (`application/x-www-form-urlencoded`): `/login` takes
+/// both, as `/token` and `/revoke` do.
+struct JsonOrForm<T>(T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonOrForm<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let parsed = if form {
+            axum::Form::<T>::from_request(req, state)
+                .await
+                .map(|axum::Form(t)| t)
+                .ok()
+        } else {
+            Json::<T>::from_request(req, state)
+                .await
+                .map(|Json(t)| t)
+                .ok()
+        };
+        parsed.map(Self).ok_or(ApiError::Refused(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send username and password as JSON or as a form",
+        ))
+    }
+}
+
 /// `POST /login`: checks the password and starts a session (a refresh token family).
 async fn login(
     State(state): State<SharedState>,
-    Json(req): Json<LoginRequest>,
+    JsonOrForm(req): JsonOrForm<LoginRequest>,
 ) -> Result<Response, ApiError> {
     // Taken before the password hash is read: a password change racing this login ends the
     // session it starts (see `issue_pair_authenticated_at`).

@@ -385,8 +385,9 @@ impl TokenEndpoint {
     }
 }
 
-/// The revocation endpoint (RFC 7009): `token=…[&token_type_hint=access_token|refresh_token]`
-/// → 200 whether or not the token was known.
+/// The revocation endpoint (RFC 7009): `token=…[&token_type_hint=access_token|refresh_token]`,
+/// as a form or as JSON → 200 with an empty body (no content type) whether or not the token
+/// was known.
 #[derive(Debug, Clone)]
 pub struct RevocationEndpoint {
     lifecycle: TokenLifecycle,
@@ -434,7 +435,10 @@ impl RevocationEndpoint {
             .await
         {
             Ok(()) => {
+                // RFC 7009 §2.2: 200, and the client ignores the body; send none, and so no
+                // content type either.
                 let mut res = json_response(StatusCode::OK, String::new());
+                res.headers_mut().remove(header::CONTENT_TYPE);
                 if let Some(c) = &self.cookies {
                     append_cookies(&mut res, c.clear());
                 }

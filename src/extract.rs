@@ -27,21 +27,24 @@ use crate::revocation::RevocationError;
 pub enum ClaimsRejection {
     /// The request is not authenticated (optional mode without a token).
     Unauthenticated(AuthError),
-    /// No `JwtAuthLayer` ran for this route, or it decodes another claims type.
-    MissingLayer,
+    /// No `JwtAuthLayer` ran for this route, or it decodes another claims type than the
+    /// handler asks for (the type the handler asked for, as `std::any::type_name` writes it).
+    MissingLayer(&'static str),
 }
 
 impl IntoResponse for ClaimsRejection {
     fn into_response(self) -> Response {
         match self {
             Self::Unauthenticated(e) => e.into_response(),
-            Self::MissingLayer => {
-                tracing::error!(target: "tower_token_auth", "Claims<T> extractor used without a JwtAuthLayer for the same T");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Missing request extension: Claims<T>. Is JwtAuthLayer (with the same claims type) installed on this route?",
-                )
-                    .into_response()
+            Self::MissingLayer(claims_type) => {
+                tracing::error!(target: "tower_token_auth", claims_type, "Claims<T> extractor without a JwtAuthLayer for the same T");
+                let body = format!(
+                    "Claims<{claims_type}> is not in the request: no JwtAuthLayer ran for this route, \
+                     or it decodes another claims type. A handler taking Claims<{claims_type}> needs \
+                     JwtAuthLayer::new(verifier).for_claims::<{claims_type}>() on its route \
+                     (a plain Claims needs a layer without for_claims).\n"
+                );
+                (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
             }
         }
     }
@@ -134,7 +137,7 @@ fn lookup<T: Clone + Send + Sync + 'static>(
     match parts.extensions.get::<AuthStatus>() {
         Some(AuthStatus::Anonymous | AuthStatus::Preflight) => Ok(None),
         // Authenticated without our T, or no layer at all.
-        _ => Err(ClaimsRejection::MissingLayer),
+        _ => Err(ClaimsRejection::MissingLayer(std::any::type_name::<T>())),
     }
 }
 

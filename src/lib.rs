@@ -51,9 +51,11 @@
 //!
 //! let app: Router = Router::new()
 //!     .route("/admin", get(|| async { "admin" }))
-//!     .layer(RequireScopeLayer::new("admin")?)
+//!     .route_layer(RequireScopeLayer::new("admin")?)
 //!     .route("/me", get(me))
-//!     .layer(JwtAuthLayer::new(verifier))
+//!     // `route_layer`, not `layer`: only matched routes are authenticated, so an unknown
+//!     // path answers 404 rather than 401.
+//!     .route_layer(JwtAuthLayer::new(verifier))
 //!     .route("/health", get(|| async { "ok" })); // added after the layer: public
 //!
 //! let token = issuer.issue("alice", "read")?.token; // send as `Authorization: Bearer …`
@@ -148,3 +150,8 @@ pub use revocation::{MemoryStore, RevocationError, RevocationStore};
 pub use scope::{RequireScope, RequireScopeLayer};
 pub use source::{AccessCookie, TokenSource};
 pub use verifier::{DEFAULT_MAX_TOKEN_LEN, Verification, Verifier, VerifierBuilder};
+
+/// The README's Rust examples, compiled as doctests (they use the `http-client` feature).
+#[cfg(all(doctest, feature = "http-client"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

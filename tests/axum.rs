@@ -214,7 +214,37 @@ async fn missing_layer_is_reported_not_hidden() {
         .layer(JwtAuthLayer::new(keys.verifier()));
     let (status, body, _) = call(&app, Some(&keys.mint("a", "")), "/t").await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(body.contains("same claims type"), "{body}");
+    // The body names the type and the fix.
+    assert!(
+        body.contains("Claims<axum::Tenant>") && body.contains(".for_claims::<axum::Tenant>()"),
+        "{body}"
+    );
+
+    // The other way round: a plain Claims behind a for_claims::<Tenant>() layer.
+    let app = Router::new()
+        .route(
+            "/me",
+            get(|c: Claims| async move { c.sub.unwrap_or_default() }),
+        )
+        .layer(JwtAuthLayer::new(keys.verifier()).for_claims::<Tenant>());
+    let token = keys
+        .issuer()
+        .issue_with(
+            "a",
+            "",
+            &Tenant {
+                tenant: "acme".into(),
+            },
+        )
+        .unwrap()
+        .token;
+    let (status, body, _) = call(&app, Some(&token), "/me").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        body.contains("Claims<tower_token_auth::claims::NoCustomClaims>")
+            && body.contains("a plain Claims needs a layer without for_claims"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

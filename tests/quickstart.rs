@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use quickstart::{FORM, Quickstart, SECRET, error_code, token_pair};
+use quickstart::{FORM, Quickstart, SECRET, error_code, form, token_pair};
 use redis_server::RedisServer;
 use serde_json::{Value, json};
 use support::{ChildGuard, Resp, free_port, now_secs};
@@ -239,6 +239,24 @@ async fn revocation_endpoint() {
     // A refresh token: its session ends, access token included.
     let pair = qs.pair("alice", "alice-password").await;
     let res = qs.revoke(&pair.refresh).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    // RFC 7009 §2.2: the body is ignored; none is sent, and no content type claims one.
+    assert!(res.body.is_empty(), "{res:?}");
+    assert!(res.headers.get("content-type").is_none(), "{res:?}");
+    assert_eq!(qs.me(&pair.access).await, StatusCode::UNAUTHORIZED);
+    // JSON works as well as the form.
+    let pair = qs.pair("alice", "alice-password").await;
+    let res = qs
+        .send(
+            Method::POST,
+            "/revoke",
+            &[],
+            Some((
+                "application/json",
+                json!({ "token": pair.refresh }).to_string(),
+            )),
+        )
+        .await;
     assert_eq!(res.status, StatusCode::OK, "{res:?}");
     assert_eq!(qs.me(&pair.access).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -594,4 +612,48 @@ async fn two_instances_share_sessions_through_redis() {
 
     drop((a, b));
     drop(redis);
+}
+
+/// `/login` takes JSON or a form, as `/token` and `/revoke` do; anything else is a 400.
+#[tokio::test]
+async fn login_takes_json_or_a_form() {
+    let qs = Quickstart::start().await;
+    let res = qs
+        .send(
+            Method::POST,
+            "/login",
+            &[],
+            Some((
+                FORM,
+                form(&[("username", "alice"), ("password", "alice-password")]),
+            )),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    let access = token_pair(&res).access;
+    assert_eq!(qs.me(&access).await, StatusCode::OK);
+    let res = qs
+        .send(
+            Method::POST,
+            "/login",
+            &[],
+            Some((FORM, form(&[("username", "alice"), ("password", "wrong")]))),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{res:?}");
+    for (content_type, body) in [
+        ("text/plain", "alice:alice-password".to_owned()),
+        (FORM, "username=alice".to_owned()),
+        ("application/json", "{".to_owned()),
+    ] {
+        let res = qs
+            .send(Method::POST, "/login", &[], Some((content_type, body)))
+            .await;
+        assert_eq!(
+            res.status,
+            StatusCode::BAD_REQUEST,
+            "{content_type}: {res:?}"
+        );
+        assert_eq!(error_code(&res), "invalid_request");
+    }
 }
