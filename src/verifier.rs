@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::claims::{Claims, check_times, scopes_from_claim};
 use crate::error::{AuthError, AuthErrorKind, ConfigError, InvalidToken};
+use crate::keys::jwk::SUPPORTED;
 use crate::keys::remote::{KeySourceError, RemoteJwks, RemoteKeys};
 use crate::keys::{KeyHandle, KeySet, VerifyingKey};
 use crate::revocation::{BoxFuture, now_secs};
@@ -105,25 +106,9 @@ struct Params {
     required: Vec<String>,
 }
 
-/// The algorithms a key may be pinned to.
-const ALGORITHMS: [Algorithm; 12] = [
-    Algorithm::HS256,
-    Algorithm::HS384,
-    Algorithm::HS512,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
-
 impl Params {
     fn validations(&self) -> Vec<(Algorithm, Validation)> {
-        ALGORITHMS
+        SUPPORTED
             .iter()
             .map(|&alg| {
                 let mut v = Validation::new(alg);
@@ -467,15 +452,7 @@ impl Verifier {
         struct Iss {
             iss: Option<String>,
         }
-        use base64::Engine as _;
-        let payload = token
-            .split('.')
-            .nth(1)
-            .and_then(|p| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(p)
-                    .ok()
-            })
+        let payload = payload_bytes(token)
             .ok_or_else(|| AuthError::invalid_token(InvalidToken::Malformed))?;
         let iss = serde_json::from_slice::<Iss>(&payload)
             .map_err(|_| AuthError::invalid_token(InvalidToken::Malformed))?
@@ -641,7 +618,7 @@ impl Verifier {
 
     fn validation(&self, alg: Algorithm) -> &Validation {
         let found = self.inner.validations.iter().find(|(a, _)| *a == alg);
-        // Every key algorithm has a validation (ALGORITHMS lists them all).
+        // Every key algorithm has a validation (SUPPORTED lists them all).
         &found.unwrap_or(&self.inner.validations[0]).1
     }
 
@@ -761,16 +738,8 @@ impl Verifier {
 
 /// The scopes in claim `name` of a token already verified (its payload is a JSON object).
 fn read_scope_claim(token: &str, name: &str) -> Result<Option<String>, AuthError> {
-    use base64::Engine as _;
-    let payload = token
-        .split('.')
-        .nth(1)
-        .and_then(|p| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(p)
-                .ok()
-        })
-        .ok_or_else(|| AuthError::invalid_token(InvalidToken::Malformed))?;
+    let payload =
+        payload_bytes(token).ok_or_else(|| AuthError::invalid_token(InvalidToken::Malformed))?;
     scopes_from_claim(&payload, name)
         .map_err(|why| AuthError::invalid_token(InvalidToken::InvalidClaim(why)))
 }
@@ -778,17 +747,18 @@ fn read_scope_claim(token: &str, name: &str) -> Result<Option<String>, AuthError
 /// Whether the token's payload is a JSON object (RFC 7519 §7.2: the claims set must be one).
 /// Only asked on the error path, to tell a malformed token from claims of another shape.
 fn payload_is_object(token: &str) -> bool {
-    use base64::Engine as _;
-    token
-        .split('.')
-        .nth(1)
-        .and_then(|p| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(p)
-                .ok()
-        })
+    payload_bytes(token)
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
         .is_some_and(|v| v.is_object())
+}
+
+/// The decoded payload (second segment) of a compact JWS, if it is base64url.
+fn payload_bytes(token: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let segment = token.split('.').nth(1)?;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .ok()
 }
 
 fn map_error(token: &str, kind: ErrorKind) -> AuthError {

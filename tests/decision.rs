@@ -6,7 +6,7 @@
 #[path = "support/bad_inputs.rs"]
 mod bad_inputs;
 
-use bad_inputs::{Expect, Outcome, check, cookie, echo, get, now};
+use bad_inputs::{Expect, check, cookie, get, now, send};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,10 +16,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::{Request, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tower::{ServiceExt, service_fn};
 use tower_token_auth::keys::{BoxError, JwkPolicy, RemoteJwks};
 use tower_token_auth::{AccessCookie, JwtAuthLayer, KeySet, MemoryStore, Verifier, VerifyingKey};
 
@@ -156,20 +155,6 @@ fn request(carrier: Carrier, token: &str) -> Request<Full<Bytes>> {
         Carrier::Cookie => cookie(&format!("access_token={token}")),
         Carrier::Nothing => get().body(Full::default()).unwrap(),
     }
-}
-
-async fn send(layer: &JwtAuthLayer, req: Request<Full<Bytes>>) -> Outcome {
-    let svc = tower::ServiceBuilder::new()
-        .layer(layer.clone())
-        .service(service_fn(echo));
-    let res = svc.oneshot(req).await.unwrap();
-    let status = res.status();
-    let www = res
-        .headers()
-        .get(header::WWW_AUTHENTICATE)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    Outcome { status, www, body }
 }
 
 const ANONYMOUS: Expect = Expect::Ok("Some(Anonymous)");

@@ -17,8 +17,8 @@ use super::{KeySet, VerifyingKey, fingerprint, min_hmac_len};
 use crate::crypto::ensure_provider;
 use crate::error::ConfigError;
 
-/// Every algorithm this crate verifies.
-const SUPPORTED: &[Algorithm] = &[
+/// Every algorithm this crate verifies (the verifier keeps one `Validation` for each).
+pub(crate) const SUPPORTED: &[Algorithm] = &[
     Algorithm::HS256,
     Algorithm::HS384,
     Algorithm::HS512,
