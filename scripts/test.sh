@@ -5,7 +5,8 @@
 #
 # 1. installs the system packages the tests need, with apt, only when they are missing;
 # 2. cargo fmt --check, clippy (warnings are errors), tests (unit, integration, examples,
-#    doctests) and rustdoc (warnings are errors), all with every feature enabled.
+#    doctests) and rustdoc (warnings are errors), all with every feature enabled;
+# 3. builds examples/hyper_server.rs alone in a scratch crate (scripts/standalone-example.sh).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -130,6 +131,9 @@ if cargo check --lib --no-default-features --quiet 2>/dev/null; then
     echo "error: building without a crypto backend must fail" >&2
     exit 1
 fi
+
+step "examples/hyper_server.rs copied alone into a fresh crate, with its header's [dependencies]"
+bash scripts/standalone-example.sh examples/hyper_server.rs
 
 step "cargo test --all-features"
 cargo test --all-features
