@@ -6,7 +6,8 @@
 # 1. installs the system packages the tests need, with apt, only when they are missing;
 # 2. cargo fmt --check, clippy (warnings are errors), tests (unit, integration, examples,
 #    doctests) and rustdoc (warnings are errors), all with every feature enabled;
-# 3. builds examples/hyper_server.rs alone in a scratch crate (scripts/standalone-example.sh).
+# 3. checks the library with the toolchain named by rust-version in Cargo.toml (the MSRV);
+# 4. builds examples/hyper_server.rs alone in a scratch crate (scripts/standalone-example.sh).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -130,6 +131,22 @@ cargo check --lib --no-default-features --features rust_crypto
 if cargo check --lib --no-default-features --quiet 2>/dev/null; then
     echo "error: building without a crypto backend must fail" >&2
     exit 1
+fi
+
+# The MSRV: the library must build with the `rust-version` Cargo.toml states (1.88: let
+# chains), installed with rustup when missing. SKIP_MSRV=1 skips it, loudly.
+msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
+step "MSRV: cargo +$msrv check --lib --all-features (rust-version in Cargo.toml)"
+if [[ ${SKIP_MSRV:-} == 1 ]]; then
+    echo "SKIPPED: the MSRV check (SKIP_MSRV=1); rust-version $msrv is not verified by this run" >&2
+elif ! command -v rustup >/dev/null 2>&1; then
+    echo "error: rustup not found: the MSRV check needs it to install Rust $msrv (or set SKIP_MSRV=1)" >&2
+    exit 1
+else
+    if ! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+        rustup toolchain install "$msrv" --profile minimal
+    fi
+    cargo "+$msrv" check --lib --all-features
 fi
 
 step "examples/hyper_server.rs copied alone into a fresh crate, with its header's [dependencies]"
