@@ -7,7 +7,9 @@
 # 2. cargo fmt --check, clippy (warnings are errors), tests (unit, integration, examples,
 #    doctests) and rustdoc (warnings are errors), all with every feature enabled;
 # 3. checks the library with the toolchain named by rust-version in Cargo.toml (the MSRV);
-# 4. builds examples/hyper_server.rs alone in a scratch crate (scripts/standalone-example.sh).
+# 4. builds examples/hyper_server.rs alone in a scratch crate (scripts/standalone-example.sh);
+# 5. checks what `cargo publish` would upload and dry-runs it (scripts/package-check.sh; needs
+#    crates.io, OFFLINE=1 packages and verifies without it).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -158,5 +160,8 @@ cargo test --all-features
 step "cargo doc --no-deps, default features and --all-features (RUSTDOCFLAGS=-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+
+step "package: cargo package --list reviewed, cargo publish --dry-run (scripts/package-check.sh)"
+bash scripts/package-check.sh
 
 step "all checks passed"
