@@ -7,9 +7,24 @@
 //! Serves on `127.0.0.1:3001` (`BIND` overrides). There is no login route: at start-up the
 //! example mints a token with a random HS256 secret and prints a `curl` command that uses it.
 //! The handler reads the verified claims from the request extensions.
-
-#[path = "shared/mod.rs"]
-mod shared;
+//!
+//! This file is self-contained: copied alone as `src/main.rs` of a new crate, it builds with
+//! these dependencies (`scripts/test.sh` checks exactly that, with this list):
+//!
+//! ```toml
+//! [dependencies]
+//! tower-token-auth = { version = "0.1", default-features = false, features = ["aws_lc_rs"] }
+//! anyhow = "1"
+//! bytes = "1"
+//! http-body-util = "0.1"
+//! hyper = { version = "1", features = ["server", "http1"] }
+//! hyper-util = { version = "0.1", features = ["tokio", "service"] }
+//! rand = "0.9"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread", "net", "signal"] }
+//! tower = { version = "0.5", features = ["util"] }
+//! tracing = "0.1"
+//! tracing-subscriber = { version = "0.3", features = ["env-filter"] }
+//! ```
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,6 +43,7 @@ use tower::{ServiceBuilder, service_fn};
 use tower_token_auth::{
     Algorithm, Claims, JwtAuthLayer, KeySet, SigningKey, TokenIssuer, Verifier, VerifyingKey,
 };
+use tracing_subscriber::EnvFilter;
 
 const ISSUER: &str = "hyper-server";
 const DEFAULT_BIND: &str = "127.0.0.1:3001";
@@ -42,9 +58,20 @@ async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallib
     Ok(Response::new(Full::from(format!("hello, {sub}\n"))))
 }
 
+/// Logs to stderr, `RUST_LOG` or `info,tower_token_auth=debug`.
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,tower_token_auth=debug")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::init_tracing();
+    init_tracing();
 
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);

@@ -5,7 +5,11 @@
 #
 # 1. installs the system packages the tests need, with apt, only when they are missing;
 # 2. cargo fmt --check, clippy (warnings are errors), tests (unit, integration, examples,
-#    doctests) and rustdoc (warnings are errors), all with every feature enabled.
+#    doctests) and rustdoc (warnings are errors), all with every feature enabled;
+# 3. checks the library with the toolchain named by rust-version in Cargo.toml (the MSRV);
+# 4. builds examples/hyper_server.rs alone in a scratch crate (scripts/standalone-example.sh);
+# 5. checks what `cargo publish` would upload and dry-runs it (scripts/package-check.sh; needs
+#    crates.io, OFFLINE=1 packages and verifies without it).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -131,11 +135,33 @@ if cargo check --lib --no-default-features --quiet 2>/dev/null; then
     exit 1
 fi
 
+# The MSRV: the library must build with the `rust-version` Cargo.toml states (1.88: let
+# chains), installed with rustup when missing. SKIP_MSRV=1 skips it, loudly.
+msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
+step "MSRV: cargo +$msrv check --lib --all-features (rust-version in Cargo.toml)"
+if [[ ${SKIP_MSRV:-} == 1 ]]; then
+    echo "SKIPPED: the MSRV check (SKIP_MSRV=1); rust-version $msrv is not verified by this run" >&2
+elif ! command -v rustup >/dev/null 2>&1; then
+    echo "error: rustup not found: the MSRV check needs it to install Rust $msrv (or set SKIP_MSRV=1)" >&2
+    exit 1
+else
+    if ! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+        rustup toolchain install "$msrv" --profile minimal
+    fi
+    cargo "+$msrv" check --lib --all-features
+fi
+
+step "examples/hyper_server.rs copied alone into a fresh crate, with its header's [dependencies]"
+bash scripts/standalone-example.sh examples/hyper_server.rs
+
 step "cargo test --all-features"
 cargo test --all-features
 
 step "cargo doc --no-deps, default features and --all-features (RUSTDOCFLAGS=-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+
+step "package: cargo package --list reviewed, cargo publish --dry-run (scripts/package-check.sh)"
+bash scripts/package-check.sh
 
 step "all checks passed"

@@ -8,11 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// What to run when the browser tooling is missing.
-pub const SETUP_HINT: &str = "run scripts/test.sh (it installs chromium, and nodejs and npm when \
-     node is missing, with apt, then runs `npm ci` in tests/browser), or by hand: \
-     `apt-get install chromium` and `cd tests/browser && npm ci`";
-
 /// The pieces a browser test needs, checked up front.
 pub struct BrowserTooling {
     /// `node`.
@@ -31,9 +26,13 @@ impl BrowserTooling {
         let chromium = PathBuf::from(
             std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into()),
         );
+        // One line: each missing piece with the package that provides it.
         let mut missing = Vec::new();
         if !chromium.is_file() {
-            missing.push(format!("Chromium ({} not found)", chromium.display()));
+            missing.push(format!(
+                "{} not found: install the `chromium` package (or point CHROMIUM at it)",
+                chromium.display()
+            ));
         }
         let node = PathBuf::from("node");
         let node_ok = Command::new(&node)
@@ -44,19 +43,20 @@ impl BrowserTooling {
             .status()
             .is_ok_and(|s| s.success());
         if !node_ok {
-            missing.push("node (not on PATH)".to_owned());
+            missing.push("node not found: install the `nodejs` package".to_owned());
         }
         let playwright = dir.join("node_modules/playwright-core/package.json");
         if !playwright.is_file() {
             missing.push(format!(
-                "the npm package playwright-core ({} not found)",
-                playwright.display()
+                "the npm package playwright-core not found: run `npm ci` in {} \
+                 (needs the `npm` package)",
+                dir.display()
             ));
         }
         assert!(
             missing.is_empty(),
-            "the browser test cannot run: missing {}.\nTo set it up, {SETUP_HINT}.",
-            missing.join(", ")
+            "the browser test cannot run: {} (scripts/test.sh does all of it)",
+            missing.join("; ")
         );
         Self {
             node,

@@ -12,13 +12,21 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Http, Resp, free_port};
 
-const INSTALL_HINT: &str = "install it with `apt-get install nginx libnginx-mod-http-js` \
-                            (scripts/test.sh does), or point NGINX_BIN / NGINX_JS_MODULE at it";
+const NGINX_HINT: &str =
+    "install the `nginx` package (scripts/test.sh does), or point NGINX_BIN at it";
+const NJS_HINT: &str = "install the `libnginx-mod-http-js` package (scripts/test.sh does), \
+                        or point NGINX_JS_MODULE at it";
 
 /// The nginx binary: `NGINX_BIN`, else `/usr/sbin/nginx`, else `nginx` on `PATH`.
 pub fn nginx_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("NGINX_BIN") {
-        return bin.into();
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "nginx not found (NGINX_BIN={}): {NGINX_HINT}",
+            bin.display()
+        );
+        return bin;
     }
     let debian = PathBuf::from("/usr/sbin/nginx");
     if debian.is_file() {
@@ -29,7 +37,7 @@ pub fn nginx_bin() -> PathBuf {
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join("nginx"))
         .find(|p| p.is_file());
-    on_path.unwrap_or_else(|| panic!("nginx is not installed: {INSTALL_HINT}"))
+    on_path.unwrap_or_else(|| panic!("nginx not found: {NGINX_HINT}"))
 }
 
 /// The njs module: `NGINX_JS_MODULE`, else Debian's path.
@@ -39,7 +47,7 @@ pub fn js_module() -> PathBuf {
         .unwrap_or_else(|| "/usr/lib/nginx/modules/ngx_http_js_module.so".into());
     assert!(
         module.is_file(),
-        "the njs module {} is missing: {INSTALL_HINT}",
+        "nginx's njs module {} not found: {NJS_HINT}",
         module.display()
     );
     module
@@ -138,7 +146,7 @@ impl Nginx {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawning {}: {e}; {INSTALL_HINT}", bin.display()));
+            .unwrap_or_else(|e| panic!("spawning {}: {e}; {NGINX_HINT}", bin.display()));
         let mut nginx = Self { child, dir, addr };
         nginx.wait_listening(Duration::from_secs(10));
         nginx

@@ -27,6 +27,10 @@ pub const CLIENT_SECRET: &str = "tta-secret";
 /// The audience of the provider's access tokens.
 pub const AUDIENCE: &str = "api";
 
+/// The one line a test without node fails with.
+const NODE_NOT_FOUND: &str = "node not found: install the `nodejs` package, node >= 20.19 \
+                              (scripts/test.sh does), needed for oidc-provider in tests/oidc";
+
 /// tests/oidc
 pub fn oidc_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -47,23 +51,36 @@ fn ensure_installed() {
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)
             .status()
-            .expect("npm must be installed (scripts/test.sh installs node and npm)");
+            .unwrap_or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => panic!(
+                    "npm not found: install the `npm` package (scripts/test.sh does), \
+                     needed for `npm ci` in tests/oidc"
+                ),
+                _ => panic!("running npm ci in {}: {e}", dir.display()),
+            });
         assert!(status.success(), "npm ci in {} failed", dir.display());
     }
     let has_pyjwt = Command::new("python3")
         .args(["-c", "import jwt, cryptography"])
         .stderr(Stdio::null())
         .status()
-        .expect("python3 must be installed");
+        .unwrap_or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => panic!(
+                "python3 not found: install the `python3` package (scripts/test.sh does), \
+                 needed for the PyJWT helpers in tests/oidc"
+            ),
+            _ => panic!("running python3: {e}"),
+        });
     if !has_pyjwt.success() {
         let status = Command::new("python3")
             .args(["-m", "pip", "install", "--quiet", "-r"])
             .arg(dir.join("requirements.txt"))
             .status()
-            .expect("python3 -m pip");
+            .unwrap_or_else(|e| panic!("running python3 -m pip: {e}"));
         assert!(
             status.success(),
-            "pip install -r tests/oidc/requirements.txt failed; scripts/test.sh installs it"
+            "pip install -r tests/oidc/requirements.txt (PyJWT, cryptography) failed: install \
+             the `python3-pip` package, or run scripts/test.sh (it installs them)"
         );
     }
     *done = true;
@@ -177,7 +194,10 @@ impl OidcProvider {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .expect("node must be installed (scripts/test.sh installs it)");
+            .unwrap_or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => panic!("{NODE_NOT_FOUND}"),
+                _ => panic!("spawning node: {e}"),
+            });
         self.child = Some(child);
         self.wait_up();
     }
@@ -306,7 +326,10 @@ pub fn run_helper(script: &str, input: &serde_json::Value) -> Result<serde_json:
         .arg(input.to_string())
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("running {program} {script}: {e}"));
+        .unwrap_or_else(|e| match (e.kind(), program) {
+            (std::io::ErrorKind::NotFound, "node") => panic!("{NODE_NOT_FOUND}"),
+            _ => panic!("running {program} {script}: {e}"),
+        });
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
     }

@@ -91,13 +91,21 @@ impl RedisServer {
             "no".into(),
         ];
         args.extend(self.extra.iter().cloned());
-        let child = Command::new(redis_server_bin())
+        let bin = redis_server_bin();
+        let child = Command::new(&bin)
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server must be installed (scripts/test.sh installs it)");
+            .unwrap_or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => panic!(
+                    "{bin} not found: install the `redis-server` package (scripts/test.sh does), \
+                     or point REDIS_SERVER_BIN at it"
+                ),
+                _ => panic!("spawning {bin}: {e}"),
+            });
         self.child = Some(child);
+        require_redis_cli();
         self.wait_ping();
     }
 
@@ -141,6 +149,22 @@ fn redis_server_bin() -> String {
     std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into())
 }
 
+/// Panics in one line when `redis-cli` (which the harness PINGs with) is missing, rather than
+/// letting the server look unresponsive.
+fn require_redis_cli() {
+    let found = Command::new("redis-cli")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "redis-cli not found: install the `redis-tools` package (`redis-server` depends on it; \
+         scripts/test.sh installs it)"
+    );
+}
+
 /// A 3-master Redis Cluster on loopback, no replicas.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
@@ -175,7 +199,7 @@ impl RedisCluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .expect("redis-cli");
+            .unwrap_or_else(|e| panic!("running redis-cli --cluster create: {e}"));
         assert!(status.success(), "redis-cli --cluster create failed");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
