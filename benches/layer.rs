@@ -51,7 +51,7 @@ use tower_token_auth::{
 };
 
 const HS256_SECRET: &[u8; 32] = b"benchmark-secret-of-32-bytes!!!!";
-const ES256_PUBLIC: &str = include_str!("../tests/keys/es256-public.pem");
+const ES256_PUBLIC: &str = include_str!("../src/testing/es256-public.pem");
 
 /// Everything one algorithm's group needs.
 struct Case {

@@ -32,8 +32,8 @@ use tower_token_auth::{
 
 const ISSUER: &str = "bench";
 const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret";
-const ES256_PUBLIC: &str = include_str!("../tests/keys/es256-public.pem");
-const ES256_PRIVATE: &str = include_str!("../tests/keys/es256-private.pem");
+const ES256_PUBLIC: &str = include_str!("../src/testing/es256-public.pem");
+const ES256_PRIVATE: &str = include_str!("../src/testing/es256-private.pem");
 
 #[derive(Clone)]
 struct Plain {

@@ -23,8 +23,8 @@ use crate::verifier::Verifier;
 /// The issuer and audience the test keys put in and expect of every token.
 pub const TEST_ISSUER: &str = "tower-token-auth-test";
 
-const ES256_PRIVATE: &str = include_str!("../tests/keys/es256-private.pem");
-const ES256_PUBLIC: &str = include_str!("../tests/keys/es256-public.pem");
+const ES256_PRIVATE: &str = include_str!("testing/es256-private.pem");
+const ES256_PUBLIC: &str = include_str!("testing/es256-public.pem");
 
 /// A signing key and the key set that verifies it, with `iss` = `aud` = [`TEST_ISSUER`].
 #[derive(Debug, Clone)]

@@ -443,7 +443,7 @@ async fn njs_cached_auth_request() {
 async fn public_key_from_pem() {
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let bind = addr.to_string();
-    let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/es256-public.pem");
+    let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/src/testing/es256-public.pem");
     let mut gateway = ChildGuard::spawn_example(
         "gateway",
         &[
@@ -458,7 +458,7 @@ async fn public_key_from_pem() {
         .await;
     let t = now_secs();
     let claims = json!({ "iss": "gateway", "aud": "gateway", "sub": "kim", "exp": t + 300 });
-    let private = include_bytes!("keys/es256-private.pem");
+    let private = include_bytes!("../src/testing/es256-private.pem");
     let es256 = sign(
         &Header::new(Algorithm::ES256),
         &claims,

@@ -406,7 +406,7 @@ fn jwt_payload(token: &str) -> serde_json::Value {
 /// Our signing keys (tests/keys), each with its public JWK as we would publish it.
 fn our_keys() -> Vec<(SigningKey, Jwk)> {
     let rsa = include_str!("keys/rs256-private.pem").as_bytes();
-    let ec = include_str!("keys/es256-private.pem").as_bytes();
+    let ec = include_str!("../src/testing/es256-private.pem").as_bytes();
     let ed = include_str!("keys/ed25519-private.pem").as_bytes();
     let keys = [
         (

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use tower_token_auth::{Algorithm, KeySet, NoCustomClaims, Verifier, VerifyingKey};
 
-const ES256_PUBLIC: &str = include_str!("../../tests/keys/es256-public.pem");
+const ES256_PUBLIC: &str = include_str!("../../src/testing/es256-public.pem");
 
 fn verifier() -> &'static Verifier {
     static V: OnceLock<Verifier> = OnceLock::new();

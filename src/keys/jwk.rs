@@ -293,7 +293,8 @@ pub(crate) fn verifying_key(jwk: &Jwk, policy: &JwkPolicy) -> Result<VerifyingKe
 mod tests {
     use super::*;
 
-    const RSA: &str = include_str!("../../tests/keys/rs256-public.jwk.json");
+    // tests/keys/rs256-public.jwk.json, inline so the packaged crate's unit tests build.
+    const RSA: &str = r#"{"kty": "RSA", "n": "yhMmW8j6wH6krYHH794eI4N_XxnatxtJ30xl20uPu-fh06iPrcehbO2rU9YBUaxnlJuklupq7tKEdSgW-Ev_yyerAtPCmnx_iy6CaFbLyPIBUisYL1fQTCU-w44GCeblYPG4L4wIvL-2zLvXjRgR6N_y7AR7WqzU6bjrWLsYltTEScn79rAyUi59pAo8maZJXkvsaHVtcNPHEwQkjmVoZyHvnDemaEaha8sbR5xCyWYHjzRCgjfXpo4AOafF6fD-vdqULiPHH8ve4N4uUP-0kPfm3rjRsoENE3aE790nIAejhHfeIILN_fVIOT3uwtfyK5NifQxGOABcBcZ9_asGuQ", "e": "AQAB"}"#;
     const EC: &str = r#"{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}"#;
     const ED: &str =
         r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;

@@ -61,7 +61,7 @@ impl Stack {
         let orders_url = format!("http://{orders_addr}");
         let members_url = format!("http://{members_addr}");
         let clients = format!("orders={orders_url}/callback,members={members_url}/callback");
-        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/es256-private.pem");
+        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/src/testing/es256-private.pem");
         let ttl = options.access_ttl_secs.to_string();
         let skew = options.clock_skew_secs.to_string();
         let redis_url = redis.url();
