@@ -4,7 +4,7 @@
 //! - `bare`: a request through a `tower::service_fn` returning `Response<Full<Bytes>>`;
 //! - `layer`: the same request through `JwtAuthLayer::new(verifier)` (default memory
 //!   revocation store) wrapping that service, with a valid `Authorization: Bearer` token;
-//! - `raw_decode`: `jsonwebtoken::decode::<Claims>` of the same token with the same key and
+//! - `raw_decode`: `jsonwebtoken::decode::<ClaimSet>` of the same token with the same key and
 //!   the `Validation` the verifier compiles (alg pinned, 30 s leeway, `iss`/`aud` set,
 //!   `exp`/`sub`/`iss`/`aud` required, `nbf` validated);
 //! - `verify`: `Verifier::verify::<NoCustomClaims>` alone.
@@ -33,6 +33,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -46,8 +47,8 @@ use tower::{Layer, Service, service_fn};
 use tower_token_auth::revocation::{RevocationCheck, RevocationStatus, TokenRef};
 use tower_token_auth::testing::{TEST_ISSUER, TestKeys};
 use tower_token_auth::{
-    AuthStatus, Claims, JwtAuthLayer, KeySet, MemoryStore, NoCustomClaims, RevocationStore,
-    SigningKey, TokenIssuer, Verifier, VerifierBuilder, VerifyingKey,
+    Authentication, ClaimSet, Claims, JwtAuthLayer, KeySet, MemoryStore, NoCustomClaims,
+    RevocationStore, SigningKey, TokenIssuer, Verifier, VerifierBuilder, VerifyingKey,
 };
 
 const HS256_SECRET: &[u8; 32] = b"benchmark-secret-of-32-bytes!!!!";
@@ -190,7 +191,7 @@ fn bench_alg(c: &mut Criterion, case: &Case) {
         .verify::<NoCustomClaims>(&case.token)
         .expect("verify");
     assert_eq!(claims.sub.as_deref(), Some("alice"));
-    jsonwebtoken::decode::<Claims>(&case.token, &case.decoding_key, &case.validation)
+    jsonwebtoken::decode::<ClaimSet>(&case.token, &case.decoding_key, &case.validation)
         .expect("raw decode");
     assert_eq!(call(&mut layered, request(&auth)).status(), StatusCode::OK);
     let tampered = HeaderValue::try_from(format!("Bearer {}x", case.token)).expect("header");
@@ -217,7 +218,7 @@ fn bench_alg(c: &mut Criterion, case: &Case) {
     });
     g.bench_function("raw_decode", |b| {
         b.iter(|| {
-            jsonwebtoken::decode::<Claims>(
+            jsonwebtoken::decode::<ClaimSet>(
                 black_box(case.token.as_str()),
                 &case.decoding_key,
                 &case.validation,
@@ -402,13 +403,12 @@ fn bench_parts(c: &mut Criterion, hs: &Case, es: &Case) {
             .sid(claims.sid.as_deref());
         b.iter(|| store.check(black_box(&token_ref)));
     });
-    // Moving the claims and the status into the request's (empty) extensions.
+    // Moving the claims (status included) into the request's (empty) extensions.
     g.bench_function("extensions_insert", |b| {
         b.iter_batched(
             || (http::Extensions::new(), claims.clone()),
             |(mut ext, claims)| {
-                ext.insert(claims);
-                ext.insert(AuthStatus::Authenticated);
+                ext.insert(Authentication::authenticated(claims));
                 ext
             },
             BatchSize::SmallInput,
@@ -431,8 +431,8 @@ fn bench_parts(c: &mut Criterion, hs: &Case, es: &Case) {
         b.iter_batched(
             || {
                 let mut req = request(&HeaderValue::from_static("Bearer x"));
-                req.extensions_mut().insert(claims.clone());
-                req.extensions_mut().insert(AuthStatus::Authenticated);
+                req.extensions_mut()
+                    .insert(Authentication::authenticated(claims.clone()));
                 req
             },
             drop,
@@ -604,8 +604,8 @@ where
         check,
         RevocationCheck::Ready(Ok(RevocationStatus::Active))
     ));
-    req.extensions_mut().insert(std::sync::Arc::new(claims));
-    req.extensions_mut().insert(AuthStatus::Authenticated);
+    req.extensions_mut()
+        .insert(Authentication::authenticated(claims));
     call(inner, req)
 }
 
@@ -682,7 +682,7 @@ fn paired(case: &Case, rounds: usize, iters: usize) {
                 0 => time_requests(&auth, iters, |req| call(&mut bare, req)),
                 1 => time_requests(&auth, iters, |req| call(&mut layered, req)),
                 2 => time_calls(iters, || {
-                    jsonwebtoken::decode::<Claims>(
+                    jsonwebtoken::decode::<ClaimSet>(
                         black_box(token),
                         &case.decoding_key,
                         &case.validation,
@@ -761,6 +761,132 @@ fn paired(case: &Case, rounds: usize, iters: usize) {
     }
 }
 
+/// About 40 custom claims, strings and numbers, as a large token of an identity provider
+/// carries (roles, groups, profile): with the registered ones, a token of about 2 KB.
+fn large_claims() -> serde_json::Map<String, serde_json::Value> {
+    (0..40)
+        .map(|i| {
+            let value = if i % 2 == 0 {
+                serde_json::Value::from(format!("value-of-custom-claim-number-{i:02}"))
+            } else {
+                serde_json::Value::from(1_700_000_000u64 + i)
+            };
+            (format!("custom_claim_{i:02}"), value)
+        })
+        .collect()
+}
+
+/// The uncached layer against a plain `jsonwebtoken::decode` middleware's work, for a small
+/// (~330 B) and a large (~2 KB) token: `layer` is a whole request through `JwtAuthLayer`
+/// (verify, revocation check, the extension insert), `plain` the same request through a
+/// service that decodes the token into a `ClaimSet` (what a hand-written middleware
+/// does) and inserts it, `plain_min` one that decodes into a struct of only `sub`, `exp`,
+/// `iss`, `aud` (what `axum-jwt-auth`-style users write). Interleaved rounds, as `paired`.
+fn paired_shapes(case: &Case, rounds: usize, iters: usize) {
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Min {
+        sub: String,
+        exp: u64,
+        iss: String,
+        aud: String,
+    }
+    let issuer = match case.alg {
+        Algorithm::HS256 => TokenIssuer::new(
+            SigningKey::hmac(Algorithm::HS256, HS256_SECRET)
+                .expect("hmac key")
+                .with_kid("test-hs256"),
+        ),
+        _ => TestKeys::es256().issuer(),
+    }
+    .issuer(TEST_ISSUER)
+    .audience(TEST_ISSUER)
+    .ttl(Duration::from_secs(3600));
+    let shapes = [
+        (
+            "small",
+            issuer.issue("alice", "read write").expect("token").token,
+        ),
+        (
+            "large",
+            issuer
+                .issue_with("alice", "read write", &large_claims())
+                .expect("token")
+                .token,
+        ),
+    ];
+    for (shape, token) in shapes {
+        let mut bare = service_fn(handle);
+        let mut layered = JwtAuthLayer::new(case.verifier.clone()).layer(service_fn(handle));
+        let auth = HeaderValue::try_from(format!("Bearer {token}")).expect("header value");
+        let plain = |req: Request<Full<Bytes>>| {
+            let token = req.headers()[http::header::AUTHORIZATION]
+                .to_str()
+                .expect("ascii")
+                .strip_prefix("Bearer ")
+                .expect("bearer");
+            let claims =
+                jsonwebtoken::decode::<ClaimSet>(token, &case.decoding_key, &case.validation)
+                    .expect("raw decode")
+                    .claims;
+            let mut req = req;
+            req.extensions_mut().insert(claims);
+            req
+        };
+        let plain_min = |req: Request<Full<Bytes>>| {
+            let token = req.headers()[http::header::AUTHORIZATION]
+                .to_str()
+                .expect("ascii")
+                .strip_prefix("Bearer ")
+                .expect("bearer");
+            let claims = jsonwebtoken::decode::<Min>(token, &case.decoding_key, &case.validation)
+                .expect("raw decode")
+                .claims;
+            let mut req = req;
+            req.extensions_mut().insert(Arc::new(claims));
+            req
+        };
+        let names = ["layer", "plain", "plain_min"];
+        let mut ns: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); names.len()];
+        for round in 0..=rounds {
+            for k in 0..names.len() {
+                let which = (k + round) % names.len();
+                let t = match which {
+                    0 => time_requests(&auth, iters, |req| call(&mut layered, req)),
+                    1 => time_requests(&auth, iters, |req| call(&mut bare, plain(req))),
+                    _ => time_requests(&auth, iters, |req| call(&mut bare, plain_min(req))),
+                };
+                if round > 0 {
+                    ns[which].push(t);
+                }
+            }
+        }
+        println!(
+            "paired_shapes/{}/{shape} ({} B token): {rounds} rounds x {iters} calls, medians (p25..p75)",
+            case.name,
+            token.len()
+        );
+        for (i, name) in names.iter().enumerate() {
+            println!(
+                "  {name:<10} {:>10.1} ns  ({:.1}..{:.1})",
+                quantile(&ns[i], 0.5),
+                quantile(&ns[i], 0.25),
+                quantile(&ns[i], 0.75)
+            );
+        }
+        for b in 1..names.len() {
+            let r: Vec<f64> = ns[b].iter().zip(&ns[0]).map(|(x, y)| x / y).collect();
+            println!(
+                "  {:<22} {:>8.3}  ({:.3}..{:.3})  (> 1: the layer is faster)",
+                format!("{}/layer", names[b]),
+                quantile(&r, 0.5),
+                quantile(&r, 0.25),
+                quantile(&r, 0.75)
+            );
+        }
+    }
+}
+
 fn main() {
     layer();
     // Only in a real `cargo bench` run, not when `cargo test --benches` smoke-runs this
@@ -771,6 +897,12 @@ fn main() {
     if bench_mode && (filters.is_empty() || filters.iter().any(|f| "paired".contains(f.as_str()))) {
         paired(&hs256(), 600, 500);
         paired(&es256(), 1000, 20);
+    }
+    if bench_mode
+        && (filters.is_empty() || filters.iter().any(|f| "paired_shapes".contains(f.as_str())))
+    {
+        paired_shapes(&hs256(), 400, 300);
+        paired_shapes(&es256(), 400, 10);
     }
     Criterion::default().configure_from_args().final_summary();
 }

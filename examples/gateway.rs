@@ -47,7 +47,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -233,7 +233,7 @@ fn auth_request_responder(error: &AuthError) -> Response<Bytes> {
 }
 
 /// `GET /auth`: reached only with a verified, unrevoked token. 200 with the claims as headers.
-async fn check(Extension(claims): Extension<Arc<Claims>>) -> Response<Body> {
+async fn check(claims: Claims) -> Response<Body> {
     let Some(sub) = claims.sub.as_deref().and_then(|s| header_safe(s, false)) else {
         // The upstream would see an authenticated request without a subject: refuse instead.
         tracing::info!(jti = ?claims.jti, "sub is not header-safe; refusing");
@@ -278,10 +278,7 @@ fn header_safe(value: &str, spaces: bool) -> Option<HeaderValue> {
 }
 
 /// `POST /logout`: revokes the presented token in the shared store, clears the cookie.
-async fn logout_handler(
-    State(logout): State<Logout>,
-    Extension(claims): Extension<Arc<Claims>>,
-) -> Response<Body> {
+async fn logout_handler(State(logout): State<Logout>, claims: Claims) -> Response<Body> {
     if let Err(e) = logout.revoke(&claims).await {
         tracing::warn!(error = %e, "logout failed");
         let status = match e {

@@ -27,7 +27,6 @@
 //! ```
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -41,7 +40,8 @@ use hyper_util::service::TowerToHyperService;
 use rand::RngCore;
 use tower::{ServiceBuilder, service_fn};
 use tower_token_auth::{
-    Algorithm, Claims, JwtAuthLayer, KeySet, SigningKey, TokenIssuer, Verifier, VerifyingKey,
+    Algorithm, Claims, JwtAuthLayer, KeySet, NoCustomClaims, SigningKey, TokenIssuer, Verifier,
+    VerifyingKey,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -50,9 +50,7 @@ const DEFAULT_BIND: &str = "127.0.0.1:3001";
 
 /// The application: only reached with a verified token, whose claims the layer inserted.
 async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let sub = req
-        .extensions()
-        .get::<Arc<Claims>>()
+    let sub = Claims::<NoCustomClaims>::from_extensions(req.extensions())
         .and_then(|claims| claims.sub.clone())
         .unwrap_or_default();
     Ok(Response::new(Full::from(format!("hello, {sub}\n"))))

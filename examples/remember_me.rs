@@ -55,12 +55,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
@@ -500,7 +500,7 @@ fn how(claims: &Claims) -> &'static str {
 }
 
 /// `GET /`: who is logged in, and how.
-async fn home(claims: Option<Claims>, status: Option<Extension<AuthStatus>>) -> Response {
+async fn home(claims: Option<Claims>, status: AuthStatus) -> Response {
     let Some(claims) = claims else {
         return see_other("/login");
     };
@@ -510,7 +510,7 @@ async fn home(claims: Option<Claims>, status: Option<Extension<AuthStatus>>) -> 
         "<p>Logged in as <b id=\"who\">{}</b> by <b id=\"how\">{how}</b>.</p>\n",
         esc(sub)
     );
-    if matches!(status, Some(Extension(AuthStatus::Remembered))) {
+    if status == AuthStatus::Remembered {
         body.push_str(
             "<p id=\"auto-login\">Your remember-me cookie logged you in just now \
              (and was replaced by a new one).</p>\n",

@@ -75,7 +75,7 @@ use tower_token_auth::revocation::{
     RedisRevocationStore, RedisStoreConfig, RevocationStore, TokenRef,
 };
 use tower_token_auth::{
-    AccessCookie, Algorithm, Claims, KeySet, RevocationError, SigningKey, TokenIssuer, Verifier,
+    AccessCookie, Algorithm, KeySet, RevocationError, SigningKey, TokenIssuer, Verifier,
 };
 
 use common::{
@@ -1097,12 +1097,7 @@ async fn logout(State(app): State<Shared>, headers: HeaderMap) -> Result<Respons
                 "not an access token of this server",
             ));
         };
-        let Claims {
-            sub: Some(sub),
-            sid: Some(sid),
-            ..
-        } = &claims
-        else {
+        let (Some(sub), Some(sid)) = (&claims.sub, &claims.sid) else {
             return Err(AppError::OAuth(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",

@@ -1,20 +1,26 @@
 //! Typed claims: the registered JWT claims plus the application's own.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::authentication::Authentication;
 use crate::error::{AuthError, InvalidToken};
 use crate::revocation::TokenRef;
 
-/// The claims of a verified token: the registered ones (RFC 7519 §4.1, plus OAuth `scope`)
-/// and the application's own claims `T`, flattened into the same JSON object.
+/// The claims of a verified token: a shared handle to its [`ClaimSet<T>`], read through
+/// `Deref` (`claims.sub`, `claims.has_scope("read")`, `claims.custom.tenant`).
 ///
-/// [`JwtAuthLayer`](crate::JwtAuthLayer) inserts an `Arc<Claims<T>>` into the request
-/// extensions (shared with the verified-token cache, so a cached token costs no copy); axum
-/// handlers take `Claims<T>` as an extractor (feature `axum`), other code reads
-/// `req.extensions().get::<Arc<Claims<T>>>()`.
+/// Cloning is a reference-count increment: [`JwtAuthLayer`](crate::JwtAuthLayer) shares one
+/// claims set between the verified-token cache, the request and every extractor, so taking
+/// `Claims<T>` in an axum handler (feature `axum`) copies nothing. It serializes as the claims
+/// set itself (`Json(claims)` answers the token's claims), and assigning a field
+/// (`claims.sub = Some(..)`, for tests and for code that builds claims) copies the set first
+/// when it is shared.
+///
+/// Code without axum reads it with [`Claims::from_extensions`].
 ///
 /// ```
 /// use serde::Deserialize;
@@ -31,10 +37,111 @@ use crate::revocation::TokenRef;
 /// assert!(claims.has_scope("write"));
 /// assert_eq!(claims.custom.tenant, "acme");
 /// ```
+pub struct Claims<T = NoCustomClaims>(Arc<ClaimSet<T>>);
+
+impl<T> Clone for Claims<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T> std::ops::Deref for Claims<T> {
+    type Target = ClaimSet<T>;
+
+    fn deref(&self) -> &ClaimSet<T> {
+        &self.0
+    }
+}
+
+impl<T: Clone> std::ops::DerefMut for Claims<T> {
+    /// Copies the claims set first when it is shared (`Arc::make_mut`).
+    fn deref_mut(&mut self) -> &mut ClaimSet<T> {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Claims<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<T: PartialEq> PartialEq for Claims<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<T: Serialize> Serialize for Claims<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Claims<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ClaimSet::deserialize(d).map(Self::from)
+    }
+}
+
+impl<T> From<ClaimSet<T>> for Claims<T> {
+    fn from(set: ClaimSet<T>) -> Self {
+        Self(Arc::new(set))
+    }
+}
+
+impl<T> From<Arc<ClaimSet<T>>> for Claims<T> {
+    fn from(set: Arc<ClaimSet<T>>) -> Self {
+        Self(set)
+    }
+}
+
+impl<T> Claims<T> {
+    /// Claims with only the application's own part set; assign the registered ones as
+    /// needed (`claims.sub = Some(..)`). For tests and for code that builds claims itself.
+    pub fn new(custom: T) -> Self {
+        ClaimSet::new(custom).into()
+    }
+
+    /// The shared claims set.
+    pub fn shared(&self) -> &Arc<ClaimSet<T>> {
+        &self.0
+    }
+
+    /// The shared claims set, taken out of the handle.
+    pub(crate) fn into_shared(self) -> Arc<ClaimSet<T>> {
+        self.0
+    }
+
+    /// The claims set, copied only when it is shared.
+    pub fn into_claim_set(self) -> ClaimSet<T>
+    where
+        T: Clone,
+    {
+        Arc::unwrap_or_clone(self.0)
+    }
+}
+
+impl<T: Send + Sync + 'static> Claims<T> {
+    /// The claims [`JwtAuthLayer`](crate::JwtAuthLayer) (or
+    /// [`RememberMeLayer`](crate::remember_me::RememberMeLayer)) put into these request
+    /// extensions, when the request is authenticated and the layer decodes `T`. What the axum
+    /// extractor reads; for tower and hyper services.
+    pub fn from_extensions(extensions: &http::Extensions) -> Option<Self> {
+        extensions.get::<Authentication>()?.claims()
+    }
+}
+
+/// A JWT Claims Set (RFC 7519 §2): the registered claims (RFC 7519 §4.1, plus OAuth `scope`,
+/// OpenID Connect `sid` and RFC 8176 `amr`) and the application's own claims `T`, flattened
+/// into the same JSON object.
+///
+/// Verified tokens come as [`Claims<T>`], a cheap shared handle that derefs to this: read the
+/// fields through it (`claims.sub`, `claims.custom.tenant`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de>"))]
 #[non_exhaustive]
-pub struct Claims<T = NoCustomClaims> {
+pub struct ClaimSet<T = NoCustomClaims> {
     /// Subject: the user or client the token speaks for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
@@ -94,7 +201,54 @@ pub struct Claims<T = NoCustomClaims> {
     pub custom: T,
 }
 
-impl<T> Claims<T> {
+/// The registered claims alone, what the verifier reads of every token: a struct without the
+/// flattened `T`, so serde skips the claims it does not name instead of buffering them.
+#[derive(Deserialize)]
+pub(crate) struct Registered {
+    // The fields and deserializers of `ClaimSet`, which the unit test
+    // `registered_claims_read_as_the_claim_set_does` holds to the same answers.
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+    #[serde(default, deserialize_with = "numeric_date::exp")]
+    exp: Option<u64>,
+    #[serde(default, deserialize_with = "numeric_date::nbf")]
+    nbf: Option<u64>,
+    #[serde(default, deserialize_with = "numeric_date::iat")]
+    iat: Option<u64>,
+    #[serde(default, deserialize_with = "deserialize_scope")]
+    scope: Option<String>,
+    #[serde(default)]
+    sid: Option<String>,
+    #[serde(default)]
+    amr: Option<Vec<String>>,
+}
+
+impl Registered {
+    /// The claims set of these registered claims and the application's `custom` ones.
+    pub(crate) fn with<T>(self, custom: T) -> ClaimSet<T> {
+        ClaimSet {
+            sub: self.sub,
+            jti: self.jti,
+            iss: self.iss,
+            aud: self.aud,
+            exp: self.exp,
+            nbf: self.nbf,
+            iat: self.iat,
+            scope: self.scope,
+            sid: self.sid,
+            amr: self.amr,
+            custom,
+        }
+    }
+}
+
+impl<T> ClaimSet<T> {
     /// Claims with only the application's own part set; assign the registered ones as
     /// needed (`claims.sub = Some(..)`). For tests and for code that builds claims itself.
     pub fn new(custom: T) -> Self {
@@ -168,12 +322,13 @@ impl<T> Claims<T> {
 /// The `amr` value marking tokens minted by a remember-me auto-login.
 pub const REMEMBER_ME_AMR: &str = "remember-me";
 
-/// How the request passed [`JwtAuthLayer`](crate::JwtAuthLayer); inserted into the
-/// extensions of every request the layer lets through.
+/// How the request passed [`JwtAuthLayer`](crate::JwtAuthLayer): part of the
+/// [`Authentication`] the layer puts into every request it lets through
+/// ([`Authentication::status`]; an axum extractor too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuthStatus {
-    /// A verified, unrevoked token: `Claims<T>` is in the extensions too.
+    /// A verified, unrevoked token: the [`Authentication`] carries its `Claims<T>`.
     Authenticated,
     /// Optional mode, and the request carried no token.
     Anonymous,
@@ -181,8 +336,8 @@ pub enum AuthStatus {
     /// [`allow_cors_preflight(true)`](crate::JwtAuthLayer::allow_cors_preflight).
     Preflight,
     /// Logged in by [`RememberMeLayer`](crate::remember_me::RememberMeLayer) from a
-    /// remember-me cookie: `Claims<T>` is in the extensions, with
-    /// [`is_remembered`](Claims::is_remembered) true.
+    /// remember-me cookie: the [`Authentication`] carries `Claims`, with
+    /// [`is_remembered`](ClaimSet::is_remembered) true.
     Remembered,
 }
 
@@ -494,16 +649,16 @@ mod tests {
 
     #[test]
     fn audience_forms() {
-        let c: Claims = serde_json::from_str(r#"{"aud":"a"}"#).unwrap();
-        assert!(c.aud.unwrap().contains("a"));
-        let c: Claims = serde_json::from_str(r#"{"aud":["a","b"]}"#).unwrap();
-        assert!(c.aud.unwrap().contains("b"));
-        assert!(serde_json::from_str::<Claims>(r#"{"aud":3}"#).is_err());
+        let c: ClaimSet = serde_json::from_str(r#"{"aud":"a"}"#).unwrap();
+        assert!(c.aud.as_ref().unwrap().contains("a"));
+        let c: ClaimSet = serde_json::from_str(r#"{"aud":["a","b"]}"#).unwrap();
+        assert!(c.aud.as_ref().unwrap().contains("b"));
+        assert!(serde_json::from_str::<ClaimSet>(r#"{"aud":3}"#).is_err());
     }
 
     #[test]
     fn scope_checks() {
-        let c: Claims = serde_json::from_str(r#"{"scope":"read  write"}"#).unwrap();
+        let c: ClaimSet = serde_json::from_str(r#"{"scope":"read  write"}"#).unwrap();
         assert!(c.require_scope("read write").is_ok());
         assert!(c.require_scope("admin").is_err());
         assert!(!c.has_scope("rea"));
@@ -512,9 +667,9 @@ mod tests {
     /// `Ok(value)` or the error text, for one claim of a one-claim payload.
     fn one<F>(json: &str, field: F) -> Result<Option<u64>, String>
     where
-        F: Fn(Claims) -> Option<u64>,
+        F: Fn(ClaimSet) -> Option<u64>,
     {
-        serde_json::from_str::<Claims>(json)
+        serde_json::from_str::<ClaimSet>(json)
             .map(field)
             .map_err(|e| e.to_string())
     }
@@ -587,10 +742,10 @@ mod tests {
             }
         }
         // Absent or null: no claim.
-        let c: Claims = serde_json::from_str(r#"{"exp":null,"nbf":null}"#).unwrap();
+        let c: ClaimSet = serde_json::from_str(r#"{"exp":null,"nbf":null}"#).unwrap();
         assert_eq!((c.exp, c.nbf, c.iat), (None, None, None));
         // Written back as whole seconds.
-        let c: Claims = serde_json::from_str(r#"{"exp":5.5,"nbf":4.5}"#).unwrap();
+        let c: ClaimSet = serde_json::from_str(r#"{"exp":5.5,"nbf":4.5}"#).unwrap();
         assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"exp":5,"nbf":5}"#);
     }
 
@@ -643,7 +798,7 @@ mod tests {
         ];
         for &(value, want) in table {
             let json = format!(r#"{{"scope":{value}}}"#);
-            let got = serde_json::from_str::<Claims>(&json).map(|c| c.scope);
+            let got = serde_json::from_str::<ClaimSet>(&json).map(|c| c.scope);
             match (want, got) {
                 (Some(w), Ok(g)) => assert_eq!(g.as_deref(), w, "{json}"),
                 (None, Err(e)) => assert!(e.to_string().contains("scope"), "{json}: {e}"),
@@ -657,7 +812,7 @@ mod tests {
                 (w, g) => panic!("{payload}: want {w:?}, got {g:?}"),
             }
         }
-        let c: Claims = serde_json::from_str(r#"{"scope":["read","write"]}"#).unwrap();
+        let c: ClaimSet = serde_json::from_str(r#"{"scope":["read","write"]}"#).unwrap();
         assert!(c.has_scope("write") && c.require_scope("write read").is_ok());
         assert!(c.require_scope("admin").is_err());
         assert_eq!(scopes_from_claim(br#"{"scope":"a"}"#, "scp"), Ok(None));
@@ -672,7 +827,7 @@ mod tests {
         struct Extra {
             tenant: String,
         }
-        let c = Claims {
+        let c = ClaimSet {
             sub: Some("u".into()),
             jti: None,
             iss: None,
@@ -687,6 +842,54 @@ mod tests {
         };
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(json, r#"{"sub":"u","aud":["x"],"exp":5,"tenant":"t"}"#);
-        assert_eq!(serde_json::from_str::<Claims<Extra>>(&json).unwrap(), c);
+        assert_eq!(serde_json::from_str::<ClaimSet<Extra>>(&json).unwrap(), c);
+        // The handle serializes and deserializes as the claims set itself.
+        let handle = Claims::from(c.clone());
+        assert_eq!(serde_json::to_string(&handle).unwrap(), json);
+        assert_eq!(
+            serde_json::from_str::<Claims<Extra>>(&json).unwrap(),
+            handle
+        );
+        // Writing through a shared handle copies the set; the other handle keeps its value.
+        let mut copy = handle.clone();
+        copy.sub = Some("v".into());
+        assert_eq!(handle.sub.as_deref(), Some("u"));
+        assert_eq!(copy.sub.as_deref(), Some("v"));
+        assert_eq!(copy.clone().into_claim_set().custom, c.custom);
+    }
+
+    /// What the verifier reads (`Registered`, then `T` on its own) answers as the claims set
+    /// read in one pass does, for every registered claim and shape the tests above use.
+    #[test]
+    fn registered_claims_read_as_the_claim_set_does() {
+        #[derive(Debug, Clone, PartialEq, Deserialize)]
+        struct Extra {
+            tenant: String,
+        }
+        let payloads = [
+            r#"{"sub":"u","jti":"j","iss":"i","aud":"a","exp":5.5,"nbf":4.5,"iat":3.9,"scope":["read","write"],"sid":"s","amr":["pwd"],"tenant":"t","x":[1,{"y":null}]}"#,
+            r#"{"aud":["a","b"],"scope":"read  write","tenant":"t"}"#,
+            r#"{"exp":null,"nbf":null,"iat":null,"scope":null,"tenant":"t"}"#,
+            r#"{"tenant":"t"}"#,
+        ];
+        for json in payloads {
+            let one_pass: ClaimSet<Extra> = serde_json::from_str(json).unwrap();
+            let registered: Registered = serde_json::from_str(json).unwrap();
+            let custom: Extra = serde_json::from_str(json).unwrap();
+            assert_eq!(registered.with(custom), one_pass, "{json}");
+        }
+        for bad in [
+            r#"{"exp":"1"}"#,
+            r#"{"nbf":-1}"#,
+            r#"{"iat":true}"#,
+            r#"{"scope":["a b"]}"#,
+            r#"{"aud":3}"#,
+            r#"{"sub":1}"#,
+            r#"{"sub":"a","sub":"b"}"#,
+            r#"{"amr":"pwd"}"#,
+        ] {
+            assert!(serde_json::from_str::<ClaimSet>(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<Registered>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -2,23 +2,27 @@
 //!
 //! - [`Claims<T>`]: the verified claims; 401 when the request is anonymous.
 //! - `Option<Claims<T>>`: `None` for anonymous requests (optional mode).
+//! - [`AuthStatus`]: how the request passed (authenticated, anonymous, remembered…).
+//! - [`Logout`](crate::Logout): the layer's logout handle, bound to its revocation store and
+//!   access cookie.
+//! - [`Authentication`]: all of the above, as the layer inserted it.
 //!
-//! They copy the claims out of the request. To share them instead, take
-//! `axum::Extension<Arc<Claims<T>>>`, which is what the layer inserts.
+//! They read the one [`Authentication`] the layer puts into the request and copy nothing:
+//! `Claims<T>` shares the claims set with the layer (and its verified-token cache).
 //!
-//! Both need [`JwtAuthLayer`](crate::JwtAuthLayer) on the route; without it (or with another
-//! claims type `T` than the layer's) they answer 500 and say so, since that is a programming
-//! error, not an authentication decision.
-
-use std::sync::Arc;
+//! They need [`JwtAuthLayer`](crate::JwtAuthLayer) on the route; without it (or, for
+//! `Claims<T>`, with another claims type `T` than the layer's) they answer 500 and say so,
+//! since that is a programming error, not an authentication decision.
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
+use crate::authentication::Authentication;
 use crate::claims::{AuthStatus, Claims};
 use crate::error::AuthError;
+use crate::logout::Logout;
 use crate::revocation::RevocationError;
 
 /// Rejection of the claims extractors.
@@ -30,6 +34,9 @@ pub enum ClaimsRejection {
     /// No `JwtAuthLayer` ran for this route, or it decodes another claims type than the
     /// handler asks for (the type the handler asked for, as `std::any::type_name` writes it).
     MissingLayer(&'static str),
+    /// No `JwtAuthLayer` ran for this route: the extractor named (`AuthStatus`, `Logout`,
+    /// `Authentication`) has nothing to read.
+    NoLayer(&'static str),
 }
 
 impl IntoResponse for ClaimsRejection {
@@ -43,6 +50,14 @@ impl IntoResponse for ClaimsRejection {
                      or it decodes another claims type. A handler taking Claims<{claims_type}> needs \
                      JwtAuthLayer::new(verifier).for_claims::<{claims_type}>() on its route \
                      (a plain Claims needs a layer without for_claims).\n"
+                );
+                (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+            }
+            Self::NoLayer(extractor) => {
+                tracing::error!(target: "tower_token_auth", extractor, "extractor without a JwtAuthLayer");
+                let body = format!(
+                    "{extractor} is not in the request: no JwtAuthLayer ran for this route. \
+                     Put JwtAuthLayer on it (Router::route_layer).\n"
                 );
                 (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
             }
@@ -128,23 +143,39 @@ impl IntoResponse for crate::lifecycle::LifecycleError {
     }
 }
 
-fn lookup<T: Clone + Send + Sync + 'static>(
-    parts: &Parts,
-) -> Result<Option<Claims<T>>, ClaimsRejection> {
-    if let Some(claims) = parts.extensions.get::<Arc<Claims<T>>>() {
-        return Ok(Some(Claims::clone(claims)));
+fn lookup<T: Send + Sync + 'static>(parts: &Parts) -> Result<Option<Claims<T>>, ClaimsRejection> {
+    let missing = || ClaimsRejection::MissingLayer(std::any::type_name::<T>());
+    let auth = parts
+        .extensions
+        .get::<Authentication>()
+        .ok_or_else(missing)?;
+    if !auth.decodes::<T>() {
+        return Err(missing());
     }
-    match parts.extensions.get::<AuthStatus>() {
-        Some(AuthStatus::Anonymous | AuthStatus::Preflight) => Ok(None),
-        // Authenticated without our T, or no layer at all.
-        _ => Err(ClaimsRejection::MissingLayer(std::any::type_name::<T>())),
+    if let Some(claims) = auth.claims::<T>() {
+        return Ok(Some(claims));
     }
+    match auth.status() {
+        AuthStatus::Anonymous | AuthStatus::Preflight => Ok(None),
+        // Claims of another T than the handler's.
+        _ => Err(missing()),
+    }
+}
+
+fn authentication<'p>(
+    parts: &'p Parts,
+    extractor: &'static str,
+) -> Result<&'p Authentication, ClaimsRejection> {
+    parts
+        .extensions
+        .get::<Authentication>()
+        .ok_or(ClaimsRejection::NoLayer(extractor))
 }
 
 impl<S, T> FromRequestParts<S> for Claims<T>
 where
     S: Send + Sync,
-    T: Clone + Send + Sync + 'static,
+    T: Send + Sync + 'static,
 {
     type Rejection = ClaimsRejection;
 
@@ -156,7 +187,7 @@ where
 impl<S, T> OptionalFromRequestParts<S> for Claims<T>
 where
     S: Send + Sync,
-    T: Clone + Send + Sync + 'static,
+    T: Send + Sync + 'static,
 {
     type Rejection = ClaimsRejection;
 
@@ -165,5 +196,32 @@ where
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
         lookup(parts)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Authentication {
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        authentication(parts, "Authentication").cloned()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthStatus {
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        authentication(parts, "AuthStatus").map(Authentication::status)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Logout {
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        authentication(parts, "Logout")?
+            .logout()
+            .cloned()
+            .ok_or(ClaimsRejection::NoLayer("Logout"))
     }
 }

@@ -10,15 +10,14 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use crate::authentication::Authentication;
 use crate::body::AuthBody;
 use crate::error::{AuthError, ErrorResponder};
 use crate::revocation::BoxFuture;
 
-/// Puts what an asynchronous check established (claims) into the request.
-pub(crate) type Insert = Box<dyn FnOnce(&mut http::Extensions) + Send>;
-
-/// An authentication step that needs I/O: a remote revocation check, or a key refetch.
-pub(crate) type PendingCheck = BoxFuture<'static, Result<Option<Insert>, AuthError>>;
+/// An authentication step that needs I/O (a remote revocation check, or a key refetch): what
+/// goes into the request, or why it is refused.
+pub(crate) type PendingCheck = BoxFuture<'static, Result<Authentication, AuthError>>;
 
 pin_project! {
     /// Response future of [`JwtAuth`](crate::JwtAuth).
@@ -111,11 +110,9 @@ where
                     responder,
                 } => {
                     let error = match ready!(check.as_mut().poll(cx)) {
-                        Ok(insert) => match (inner.take(), request.take()) {
+                        Ok(authentication) => match (inner.take(), request.take()) {
                             (Some(mut inner), Some(mut request)) => {
-                                if let Some(insert) = insert {
-                                    insert(request.extensions_mut());
-                                }
+                                request.extensions_mut().insert(authentication);
                                 let future = inner.call(request);
                                 state.set(State::Calling { future });
                                 continue;

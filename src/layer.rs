@@ -12,13 +12,14 @@ use serde::de::DeserializeOwned;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::authentication::Authentication;
 use crate::body::AuthBody;
 use crate::claims::{AuthStatus, Claims, NoCustomClaims};
 use crate::error::{
     AuthError, AuthErrorKind, ConfigError, ErrorResponder, InvalidToken, Rfc6750Responder,
     log_rejection,
 };
-use crate::future::{Insert, PendingCheck, ResponseFuture};
+use crate::future::{PendingCheck, ResponseFuture};
 use crate::logout::Logout;
 use crate::revocation::BoxFuture;
 use crate::revocation::{MemoryStore, RevocationCheck, RevocationStatus, RevocationStore};
@@ -42,6 +43,19 @@ struct Config {
     mode: Mode,
     allow_preflight: bool,
     lenient_cookies: bool,
+    /// The store and cookie above as a [`Logout`], shared by every request's
+    /// [`Authentication`].
+    logout: Arc<Logout>,
+}
+
+impl Config {
+    fn update_logout(&mut self) {
+        self.logout = Arc::new(Logout::new(self.store.clone(), self.cookie.clone()));
+    }
+
+    fn pass<T: 'static>(&self, status: AuthStatus) -> Authentication {
+        Authentication::without_claims::<T>(status, Some(self.logout.clone()))
+    }
 }
 
 /// Authenticates requests with a JWT and puts its [`Claims<T>`] into the request extensions.
@@ -51,8 +65,12 @@ struct Config {
 /// 2. verifies it with the [`Verifier`] (size cap, `kid`, pinned `alg`, signature, times,
 ///    `iss`, `aud`, required claims);
 /// 3. only then asks the [`RevocationStore`] whether it was revoked;
-/// 4. inserts the claims, as `Arc<Claims<T>>`, and [`AuthStatus::Authenticated`] and calls
-///    the inner service.
+/// 4. inserts one [`Authentication`] (status [`AuthStatus::Authenticated`], the shared
+///    [`Claims<T>`], the layer's [`Logout`]) and calls the inner service.
+///
+/// Every request the layer lets through carries an [`Authentication`], anonymous ones too;
+/// axum handlers take `Claims<T>`, `Option<Claims<T>>`, `AuthStatus` or `Logout` as
+/// extractors, other code calls [`Claims::from_extensions`].
 ///
 /// Any failure answers through the [`ErrorResponder`] (RFC 6750 by default) without calling
 /// the inner service. In [optional](Self::optional) mode a request without a token passes with
@@ -111,7 +129,6 @@ struct Config {
 /// that answer every `OPTIONS` themselves without doing anything else.
 ///
 /// ```
-/// use std::sync::Arc;
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
 /// use http::{Request, Response, StatusCode, header};
 /// use tower_token_auth::{Claims, JwtAuthLayer, testing::TestKeys};
@@ -121,7 +138,7 @@ struct Config {
 /// let svc = ServiceBuilder::new()
 ///     .layer(JwtAuthLayer::new(keys.verifier()))
 ///     .service(service_fn(|req: Request<String>| async move {
-///         let claims = req.extensions().get::<Arc<Claims>>().unwrap();
+///         let claims: Claims = Claims::from_extensions(req.extensions()).unwrap();
 ///         Ok::<_, std::convert::Infallible>(Response::new(format!("hi {}", claims.sub.as_deref().unwrap_or(""))))
 ///     }));
 ///
@@ -171,12 +188,14 @@ impl JwtAuthLayer<NoCustomClaims> {
     ///
     /// Use [`for_claims`](Self::for_claims) to decode your own claims type.
     pub fn new(verifier: Verifier) -> Self {
+        let store: Arc<dyn RevocationStore> = Arc::new(MemoryStore::new());
         Self {
             config: Arc::new(Config {
                 verifier,
                 sources: vec![TokenSource::AuthorizationBearer],
                 cookie: None,
-                store: Arc::new(MemoryStore::new()),
+                logout: Arc::new(Logout::new(store.clone(), None)),
+                store,
                 responder: Arc::new(Rfc6750Responder::default()),
                 mode: Mode::Required,
                 allow_preflight: false,
@@ -209,6 +228,7 @@ impl<T> JwtAuthLayer<T> {
         c.sources
             .push(TokenSource::Cookie(cookie.name().to_owned()));
         c.cookie = Some(cookie);
+        c.update_logout();
         Ok(self)
     }
 
@@ -253,7 +273,9 @@ impl<T> JwtAuthLayer<T> {
 
     /// The revocation store to check, shared with other parts of the application.
     pub fn with_shared_revocation_store(mut self, store: Arc<dyn RevocationStore>) -> Self {
-        self.config_mut().store = store;
+        let c = self.config_mut();
+        c.store = store;
+        c.update_logout();
         self
     }
 
@@ -264,7 +286,7 @@ impl<T> JwtAuthLayer<T> {
 
     /// A [`Logout`] helper bound to this layer's store and cookie.
     pub fn logout(&self) -> Logout {
-        Logout::new(self.config.store.clone(), self.config.cookie.clone())
+        Logout::clone(&self.config.logout)
     }
 
     /// Replace the error responses.
@@ -378,7 +400,8 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
         if config.allow_preflight && is_preflight(req.method(), req.headers()) {
-            req.extensions_mut().insert(AuthStatus::Preflight);
+            req.extensions_mut()
+                .insert(config.pass::<T>(AuthStatus::Preflight));
             return ResponseFuture::calling(self.inner.call(req));
         }
         let found = extract_with_source(
@@ -388,7 +411,7 @@ where
         );
         let (claims, lenient) = match decide::<T>(config, found) {
             Decision::Pass(status) => {
-                req.extensions_mut().insert(status);
+                req.extensions_mut().insert(config.pass::<T>(status));
                 return ResponseFuture::calling(self.inner.call(req));
             }
             Decision::Reject(e) => return self.reject(&e),
@@ -402,19 +425,21 @@ where
             }
             Decision::Verified { claims, lenient } => (claims, lenient),
         };
-        match config.store.check(&claims.token_ref()) {
+        let check = config.store.check(&claims.token_ref());
+        match check {
             RevocationCheck::Ready(status) => match revocation_decision(status, lenient) {
                 Ok(outcome) => {
-                    outcome.insert(req.extensions_mut(), claims);
+                    req.extensions_mut()
+                        .insert(outcome.authentication(config, claims));
                     ResponseFuture::calling(self.inner.call(req))
                 }
                 Err(e) => self.reject(&e),
             },
             RevocationCheck::Pending(check) => {
+                let config = self.config.clone();
                 let check: PendingCheck = Box::pin(async move {
                     let outcome = revocation_decision(check.await, lenient)?;
-                    let insert: Insert = Box::new(move |ext| outcome.insert(ext, claims));
-                    Ok(Some(insert))
+                    Ok(outcome.authentication(&config, claims))
                 });
                 self.check_later(check, req)
             }
@@ -432,7 +457,7 @@ enum Decision<T> {
     /// decide on its answer with [`on_verified`].
     Wait {
         /// The verification in flight.
-        verification: BoxFuture<'static, Result<Arc<Claims<T>>, AuthError>>,
+        verification: BoxFuture<'static, Result<Claims<T>, AuthError>>,
         /// The token, owned for the asynchronous path.
         token: String,
         /// Where it was found.
@@ -441,7 +466,7 @@ enum Decision<T> {
     /// A verified token, still to be checked for revocation.
     Verified {
         /// Its claims.
-        claims: Arc<Claims<T>>,
+        claims: Claims<T>,
         /// A revoked token counts as no token (lenient cookie mode).
         lenient: bool,
     },
@@ -475,7 +500,7 @@ fn on_verified<T>(
     config: &Config,
     token: &str,
     source: &TokenSource,
-    answer: Result<Arc<Claims<T>>, AuthError>,
+    answer: Result<Claims<T>, AuthError>,
 ) -> Decision<T> {
     let lenient = config.lenient_cookies && matches!(source, TokenSource::Cookie(_));
     match answer {
@@ -502,15 +527,19 @@ enum Outcome {
 }
 
 impl Outcome {
-    fn insert<T: Send + Sync + 'static>(self, ext: &mut http::Extensions, claims: Arc<Claims<T>>) {
+    /// What goes into the request: one value, however it passed.
+    fn authentication<T: Send + Sync + 'static>(
+        self,
+        config: &Config,
+        claims: Claims<T>,
+    ) -> Authentication {
         match self {
-            Self::Authenticated => {
-                ext.insert(claims);
-                ext.insert(AuthStatus::Authenticated);
-            }
-            Self::Anonymous => {
-                ext.insert(AuthStatus::Anonymous);
-            }
+            Self::Authenticated => Authentication::with_claims(
+                AuthStatus::Authenticated,
+                claims,
+                Some(config.logout.clone()),
+            ),
+            Self::Anonymous => config.pass::<T>(AuthStatus::Anonymous),
         }
     }
 }
@@ -539,7 +568,7 @@ fn revocation_decision(
 /// as the synchronous path.
 fn decide_later<T>(
     config: Arc<Config>,
-    verification: BoxFuture<'static, Result<Arc<Claims<T>>, AuthError>>,
+    verification: BoxFuture<'static, Result<Claims<T>, AuthError>>,
     token: String,
     source: TokenSource,
 ) -> PendingCheck
@@ -549,12 +578,7 @@ where
     Box::pin(async move {
         let answer = verification.await;
         let (claims, lenient) = match on_verified(&config, &token, &source, answer) {
-            Decision::Pass(status) => {
-                let insert: Insert = Box::new(move |ext| {
-                    ext.insert(status);
-                });
-                return Ok(Some(insert));
-            }
+            Decision::Pass(status) => return Ok(config.pass::<T>(status)),
             Decision::Reject(e) => return Err(e),
             // on_verified never asks to wait.
             Decision::Wait { .. } => {
@@ -567,8 +591,7 @@ where
             RevocationCheck::Pending(f) => f.await,
         };
         let outcome = revocation_decision(status, lenient)?;
-        let insert: Insert = Box::new(move |ext| outcome.insert(ext, claims));
-        Ok(Some(insert))
+        Ok(outcome.authentication(&config, claims))
     })
 }
 

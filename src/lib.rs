@@ -64,7 +64,7 @@
 //! # }
 //! ```
 //!
-//! Plain tower or hyper code reads `req.extensions().get::<Arc<Claims>>()` instead of
+//! Plain tower or hyper code reads `Claims::<T>::from_extensions(req.extensions())` instead of
 //! extractors.
 //!
 //! # Tokens from an identity provider
@@ -104,6 +104,7 @@
 //! install a provider itself (`jsonwebtoken::crypto::CryptoProvider::install_default`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod authentication;
 mod body;
 mod claims;
 mod crypto;
@@ -131,8 +132,9 @@ pub mod testing;
 mod token_cache;
 mod verifier;
 
+pub use authentication::Authentication;
 pub use body::AuthBody;
-pub use claims::{Audience, AuthStatus, Claims, NoCustomClaims, REMEMBER_ME_AMR};
+pub use claims::{Audience, AuthStatus, ClaimSet, Claims, NoCustomClaims, REMEMBER_ME_AMR};
 pub use error::{
     AuthError, AuthErrorKind, ConfigError, ErrorResponder, InvalidRequest, InvalidToken,
     Rfc6750Responder,

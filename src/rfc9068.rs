@@ -5,7 +5,7 @@
 //! exactly, `aud` must name this resource, and `exp`, `sub`, `iat` and `jti` must be present
 //! (§2.2). [`AccessToken`] is the custom-claims type carrying the rest: `client_id` (required),
 //! `auth_time`, `acr`, and the SCIM-style `groups`, `roles` and `entitlements` (§2.2.3.1).
-//! `amr` is read through [`Claims::amr`](crate::Claims::amr), like every token's.
+//! `amr` is read through [`ClaimSet::amr`](crate::ClaimSet::amr), like every token's.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -21,7 +21,7 @@
 //! let svc = ServiceBuilder::new()
 //!     .layer(JwtAuthLayer::new(verifier).for_claims::<AccessToken>())
 //!     .service(service_fn(|req: Request<String>| async move {
-//!         let claims = req.extensions().get::<Arc<Claims<AccessToken>>>().unwrap();
+//!         let claims = Claims::<AccessToken>::from_extensions(req.extensions()).unwrap();
 //!         Ok::<_, std::convert::Infallible>(Response::new(claims.custom.client_id.clone()))
 //!     }));
 //!

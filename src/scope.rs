@@ -11,8 +11,9 @@ use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::authentication::Authentication;
 use crate::body::AuthBody;
-use crate::claims::{AuthStatus, Claims, NoCustomClaims};
+use crate::claims::{AuthStatus, NoCustomClaims};
 use crate::error::{
     AuthError, ConfigError, ErrorResponder, Rfc6750Responder, check_quoted_param, log_rejection,
 };
@@ -140,11 +141,12 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let outcome = match req.extensions().get::<Arc<Claims<T>>>() {
+        let auth = req.extensions().get::<Authentication>();
+        let outcome = match auth.and_then(Authentication::claim_set::<T>) {
             Some(claims) => claims.require_scope(&self.layer.required),
             // A preflight the auth layer let through (`allow_cors_preflight(true)`) carries no
             // token by design: agree with the auth layer.
-            None if req.extensions().get::<AuthStatus>() == Some(&AuthStatus::Preflight) => Ok(()),
+            None if auth.is_some_and(|a| a.status() == AuthStatus::Preflight) => Ok(()),
             None => Err(AuthError::missing_token()),
         };
         match outcome {

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
 use std::sync::{Arc, RwLock};
 
-use crate::claims::{Claims, check_times};
+use crate::claims::{ClaimSet, Claims, check_times};
 use crate::error::AuthError;
 
 /// Per-entry bookkeeping counted against the byte budget besides the token itself.
@@ -79,7 +79,7 @@ impl Hasher for TailHasher {
 pub(crate) enum Lookup<T> {
     /// The token was cached: its claims (shared with the cache), or why its times no longer
     /// pass.
-    Hit(Result<Arc<Claims<T>>, AuthError>),
+    Hit(Result<Claims<T>, AuthError>),
     /// Not cached (or cached for another claims type or key generation).
     Miss,
 }
@@ -124,15 +124,15 @@ impl TokenCache {
         token: &str,
         now: u64,
         leeway: u64,
-    ) -> Option<Result<Arc<Claims<T>>, AuthError>> {
+    ) -> Option<Result<Claims<T>, AuthError>> {
         let entry = state.entries.get(token)?;
         // The same check, on the same whole seconds, as a fresh verification.
         if let Err(e) = check_times(entry.exp, entry.nbf, now, leeway) {
             return Some(Err(e));
         }
         // Another claims type decoded this token: verify again for this one.
-        let claims = entry.claims.clone().downcast::<Claims<T>>().ok()?;
-        Some(Ok(claims))
+        let claims = entry.claims.clone().downcast::<ClaimSet<T>>().ok()?;
+        Some(Ok(Claims::from(claims)))
     }
 
     /// Caches `claims`, verified with keys of `generation`: empties the cache first when that
@@ -140,7 +140,7 @@ impl TokenCache {
     pub(crate) fn insert<T: Send + Sync + 'static>(
         &self,
         token: &str,
-        claims: &Arc<Claims<T>>,
+        claims: &Arc<ClaimSet<T>>,
         now: u64,
         generation: u64,
     ) {
@@ -195,7 +195,7 @@ mod tests {
     use super::*;
     use crate::claims::NoCustomClaims;
 
-    fn claims(sub: &str) -> Arc<Claims<NoCustomClaims>> {
+    fn claims(sub: &str) -> Arc<ClaimSet<NoCustomClaims>> {
         Arc::new(serde_json::from_str(&format!(r#"{{"sub":"{sub}","exp":4000000000}}"#)).unwrap())
     }
 

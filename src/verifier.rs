@@ -9,7 +9,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::de::DeserializeOwned;
 
-use crate::claims::{Claims, check_times, scopes_from_claim};
+use crate::claims::{ClaimSet, Claims, NoCustomClaims, Registered, check_times, scopes_from_claim};
 use crate::error::{AuthError, AuthErrorKind, ConfigError, InvalidToken};
 use crate::keys::jwk::SUPPORTED;
 use crate::keys::remote::{KeySourceError, RemoteJwks, RemoteKeys};
@@ -23,9 +23,9 @@ use crate::token_cache::{Lookup, TokenCache};
 #[must_use]
 pub enum Verification<T> {
     /// The answer.
-    Ready(Result<Arc<Claims<T>>, AuthError>),
+    Ready(Result<Claims<T>, AuthError>),
     /// The answer once the I/O is done.
-    Pending(BoxFuture<'static, Result<Arc<Claims<T>>, AuthError>>),
+    Pending(BoxFuture<'static, Result<Claims<T>, AuthError>>),
 }
 
 impl<T> fmt::Debug for Verification<T> {
@@ -39,7 +39,7 @@ impl<T> fmt::Debug for Verification<T> {
 
 impl<T> Verification<T> {
     /// Waits for the answer.
-    pub async fn wait(self) -> Result<Arc<Claims<T>>, AuthError> {
+    pub async fn wait(self) -> Result<Claims<T>, AuthError> {
         match self {
             Self::Ready(r) => r,
             Self::Pending(f) => f.await,
@@ -202,8 +202,8 @@ impl VerifierBuilder {
 
     /// Read the token's scopes from claim `name` instead of `scope`: `scp` for Okta and
     /// Entra ID access tokens. The claim may be a space-separated string or a JSON array of
-    /// strings; [`Claims::scope`] (and so [`has_scope`](Claims::has_scope),
-    /// [`require_scope`](Claims::require_scope) and
+    /// strings; [`ClaimSet::scope`](crate::ClaimSet::scope) (and so [`has_scope`](crate::ClaimSet::has_scope),
+    /// [`require_scope`](crate::ClaimSet::require_scope) and
     /// [`RequireScopeLayer`](crate::RequireScopeLayer)) then holds its scopes, and a `scope`
     /// claim in the token is ignored. `require_claims(["scope"])` requires this claim.
     ///
@@ -480,9 +480,9 @@ impl Verifier {
     /// before is answered from the cache after its `exp` and `nbf` are checked again.
     pub fn verify<T>(&self, token: &str) -> Result<Claims<T>, AuthError>
     where
-        T: DeserializeOwned + Clone + Send + Sync + 'static,
+        T: DeserializeOwned + Send + Sync + 'static,
     {
-        self.verify_shared(token).map(Arc::unwrap_or_clone)
+        self.verify_shared(token)
     }
 
     /// Verifies `token`, waiting for the keys when it needs to: a token naming a `kid` the
@@ -513,9 +513,8 @@ impl Verifier {
         }
     }
 
-    /// [`verify`](Self::verify), sharing the claims with the verified-token cache instead of
-    /// copying them: what the layer inserts into the request.
-    pub(crate) fn verify_shared<T>(&self, token: &str) -> Result<Arc<Claims<T>>, AuthError>
+    /// [`verify`](Self::verify): the claims, shared with the verified-token cache.
+    fn verify_shared<T>(&self, token: &str) -> Result<Claims<T>, AuthError>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
@@ -529,7 +528,7 @@ impl Verifier {
         let Some(cache) = &inner.cache else {
             return self
                 .verify_with(&inner.keys.load().keys, token)
-                .map(Arc::new);
+                .map(Claims::from);
         };
         let now = now_secs();
         // The keys first: the claims are cached under the generation they were verified with.
@@ -539,7 +538,7 @@ impl Verifier {
         }
         let claims = Arc::new(self.verify_with::<T>(&keys.keys, token)?);
         cache.insert(token, &claims, now, keys.generation);
-        Ok(claims)
+        Ok(Claims::from(claims))
     }
 
     /// Replaces the keys (an application rotating its own keys, for instance). The
@@ -622,40 +621,43 @@ impl Verifier {
         &found.unwrap_or(&self.inner.validations[0]).1
     }
 
-    fn verify_with<T: DeserializeOwned>(
+    fn verify_with<T: DeserializeOwned + 'static>(
         &self,
         keys: &KeySet,
         token: &str,
-    ) -> Result<Claims<T>, AuthError> {
+    ) -> Result<ClaimSet<T>, AuthError> {
         let inner = &*self.inner;
         let single = keys.single().filter(|k| k.algorithms().len() == 1);
         let data = match single {
             // One key with one algorithm: let `decode` parse the header (it does anyway) and
             // check what the key selection would have checked on the header it returns. The
             // algorithm stays pinned by the key's `Validation`.
-            Some(key) => match decode::<Claims<T>>(token, &key.key, self.validation(key.algs[0])) {
-                Ok(data) => {
-                    if data.header.kid.is_some() && data.header.kid != key.kid {
-                        return Err(self.unknown_key());
+            Some(key) => {
+                match decode::<Registered>(token, &key.key, self.validation(key.algs[0])) {
+                    Ok(data) => {
+                        if data.header.kid.is_some() && data.header.kid != key.kid {
+                            return Err(self.unknown_key());
+                        }
+                        self.check_header(&data.header)?;
+                        data
                     }
-                    self.check_header(&data.header)?;
-                    data
+                    // Report what the header says first, as the several-key path does.
+                    Err(e) => {
+                        return Err(self
+                            .select(keys, token)
+                            .err()
+                            .unwrap_or_else(|| map_error(token, e.into_kind())));
+                    }
                 }
-                // Report what the header says first, as the several-key path does.
-                Err(e) => {
-                    return Err(self
-                        .select(keys, token)
-                        .err()
-                        .unwrap_or_else(|| map_error(token, e.into_kind())));
-                }
-            },
+            }
             None => {
                 let (key, alg) = self.select(keys, token)?;
-                decode::<Claims<T>>(token, &key.key, self.validation(alg))
+                decode::<Registered>(token, &key.key, self.validation(alg))
                     .map_err(|e| map_error(token, e.into_kind()))?
             }
         };
-        let mut claims = data.claims;
+        let custom = custom_claims::<T>(token)?;
+        let mut claims = data.claims.with(custom);
         let leeway = inner.params.leeway.as_secs();
         // jsonwebtoken rounds fractional exp/nbf to the nearest second; check them again as
         // `Claims` holds them (exp rounded down, nbf up), as the verified-token cache does.
@@ -734,6 +736,20 @@ impl Verifier {
         }
         Ok(())
     }
+}
+
+/// The application's claims `T` of a token whose signature and registered claims passed: read
+/// from the payload on their own, so the registered claims are not deserialized twice and a
+/// large token's other claims are skipped, not buffered. Nothing to read for
+/// [`NoCustomClaims`].
+fn custom_claims<T: DeserializeOwned + 'static>(token: &str) -> Result<T, AuthError> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<NoCustomClaims>() {
+        return serde_json::from_slice(b"{}")
+            .map_err(|_| AuthError::invalid_token(InvalidToken::Malformed));
+    }
+    let payload =
+        payload_bytes(token).ok_or_else(|| AuthError::invalid_token(InvalidToken::Malformed))?;
+    serde_json::from_slice(&payload).map_err(|e| map_error(token, ErrorKind::Json(Arc::new(e))))
 }
 
 /// The scopes in claim `name` of a token already verified (its payload is a JSON object).

@@ -45,15 +45,14 @@ async fn call(
 #[tokio::test]
 async fn typed_custom_claims() {
     let keys = TestKeys::hs256();
-    let app =
-        Router::new()
-            .route(
-                "/t",
-                get(|c: Claims<Tenant>| async move {
-                    format!("{} of {}", c.sub.unwrap(), c.custom.tenant)
-                }),
-            )
-            .layer(JwtAuthLayer::new(keys.verifier()).for_claims::<Tenant>());
+    let app = Router::new()
+        .route(
+            "/t",
+            get(|c: Claims<Tenant>| async move {
+                format!("{} of {}", c.sub.clone().unwrap(), c.custom.tenant)
+            }),
+        )
+        .layer(JwtAuthLayer::new(keys.verifier()).for_claims::<Tenant>());
     let token = keys
         .issuer()
         .issue_with(
@@ -66,15 +65,14 @@ async fn typed_custom_claims() {
         .unwrap()
         .token;
     assert_eq!(call(&app, Some(&token), "/t").await.1, "alice of acme");
-    // Without a copy: the shared claims the layer inserted.
+    // The whole Authentication, as the layer inserted it.
     let shared = Router::new()
         .route(
             "/s",
-            get(
-                |axum::Extension(c): axum::Extension<std::sync::Arc<Claims<Tenant>>>| async move {
-                    c.custom.tenant.clone()
-                },
-            ),
+            get(|auth: tower_token_auth::Authentication| async move {
+                let c: Claims<Tenant> = auth.claims().expect("claims of the layer's type");
+                c.custom.tenant.clone()
+            }),
         )
         .layer(JwtAuthLayer::new(keys.verifier()).for_claims::<Tenant>());
     assert_eq!(call(&shared, Some(&token), "/s").await.1, "acme");
@@ -94,7 +92,7 @@ async fn missing_custom_claim_is_named_in_the_log_only() {
     let app = Router::new()
         .route(
             "/t",
-            get(|c: Claims<Tenant>| async move { c.custom.tenant }),
+            get(|c: Claims<Tenant>| async move { c.custom.tenant.clone() }),
         )
         .layer(JwtAuthLayer::new(keys.verifier()).for_claims::<Tenant>());
     let plain = keys.mint("alice", "read");
@@ -136,12 +134,15 @@ async fn optional_claims_extractor() {
             "/hello",
             get(|c: Option<Claims>| async move {
                 match c {
-                    Some(c) => format!("hello {}", c.sub.unwrap()),
+                    Some(c) => format!("hello {}", c.sub.clone().unwrap()),
                     None => "hello stranger".to_owned(),
                 }
             }),
         )
-        .route("/strict", get(|c: Claims| async move { c.sub.unwrap() }))
+        .route(
+            "/strict",
+            get(|c: Claims| async move { c.sub.clone().unwrap() }),
+        )
         .layer(JwtAuthLayer::new(keys.verifier()).optional());
     assert_eq!(call(&app, None, "/hello").await.1, "hello stranger");
     let token = keys.mint("bob", "");
@@ -198,7 +199,7 @@ async fn scope_guard_and_handler_check() {
 async fn missing_layer_is_reported_not_hidden() {
     let app = Router::new().route(
         "/me",
-        get(|c: Claims| async move { c.sub.unwrap_or_default() }),
+        get(|c: Claims| async move { c.sub.clone().unwrap_or_default() }),
     );
     let (status, body, _) = call(&app, None, "/me").await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -209,7 +210,7 @@ async fn missing_layer_is_reported_not_hidden() {
     let app = Router::new()
         .route(
             "/t",
-            get(|c: Claims<Tenant>| async move { c.custom.tenant }),
+            get(|c: Claims<Tenant>| async move { c.custom.tenant.clone() }),
         )
         .layer(JwtAuthLayer::new(keys.verifier()));
     let (status, body, _) = call(&app, Some(&keys.mint("a", "")), "/t").await;
@@ -224,7 +225,7 @@ async fn missing_layer_is_reported_not_hidden() {
     let app = Router::new()
         .route(
             "/me",
-            get(|c: Claims| async move { c.sub.unwrap_or_default() }),
+            get(|c: Claims| async move { c.sub.clone().unwrap_or_default() }),
         )
         .layer(JwtAuthLayer::new(keys.verifier()).for_claims::<Tenant>());
     let token = keys
@@ -253,4 +254,134 @@ async fn auth_error_into_response() {
     let res = AuthError::insufficient_scope("x").into_response();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+}
+
+/// `AuthStatus`, `Logout` and `Authentication` are extractors too, reading the one value the
+/// layer inserted: a handler logs out with the layer's own store, no state needed.
+#[tokio::test]
+async fn status_logout_and_authentication_extractors() {
+    use tower_token_auth::{AuthStatus, Authentication, Logout};
+
+    let keys = TestKeys::hs256();
+    let layer = JwtAuthLayer::new(keys.verifier()).optional();
+    let app = Router::new()
+        .route(
+            "/status",
+            get(|s: AuthStatus| async move { format!("{s:?}") }),
+        )
+        .route(
+            "/logout",
+            get(|claims: Claims, logout: Logout| async move {
+                logout.revoke(&claims).await.unwrap();
+                StatusCode::NO_CONTENT
+            }),
+        )
+        .route(
+            "/auth",
+            get(|auth: Authentication| async move {
+                let claims: Option<Claims> = auth.claims();
+                format!(
+                    "{:?} {:?}",
+                    auth.status(),
+                    claims.and_then(|c| c.sub.clone())
+                )
+            }),
+        )
+        .route_layer(layer);
+    let token = keys.mint("alice", "read");
+    assert_eq!(call(&app, None, "/status").await.1, "Anonymous");
+    assert_eq!(call(&app, Some(&token), "/status").await.1, "Authenticated");
+    assert_eq!(
+        call(&app, Some(&token), "/auth").await.1,
+        r#"Authenticated Some("alice")"#
+    );
+    assert_eq!(call(&app, None, "/auth").await.1, "Anonymous None");
+    // The Logout extractor revokes in the layer's store: the token is refused afterwards.
+    assert_eq!(
+        call(&app, Some(&token), "/logout").await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&app, Some(&token), "/status").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Without the layer each says which extractor found nothing, and how to fix it.
+    let bare = Router::new()
+        .route(
+            "/status",
+            get(|s: AuthStatus| async move { format!("{s:?}") }),
+        )
+        .route("/logout", get(|_: Logout| async { "" }));
+    for (uri, name) in [("/status", "AuthStatus"), ("/logout", "Logout")] {
+        let (status, body, _) = call(&bare, None, uri).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            body.starts_with(&format!("{name} is not in the request"))
+                && body.contains("JwtAuthLayer"),
+            "{body}"
+        );
+    }
+}
+
+/// Behind an optional layer for `Claims` (no custom claims), a handler asking for
+/// `Option<Claims<Tenant>>` is a configuration error even when the request is anonymous: it
+/// would otherwise always see `None` and pass for logged out.
+#[tokio::test]
+async fn wrong_claims_type_is_reported_for_anonymous_requests_too() {
+    let keys = TestKeys::hs256();
+    let app = Router::new()
+        .route(
+            "/t",
+            get(|c: Option<Claims<Tenant>>| async move { format!("{}", c.is_some()) }),
+        )
+        .route_layer(JwtAuthLayer::new(keys.verifier()).optional());
+    let (status, body, _) = call(&app, None, "/t").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains(".for_claims::<axum::Tenant>()"), "{body}");
+}
+
+/// Taking `Claims` copies nothing: with the verified-token cache, every request's extractor
+/// hands out the cache's own claims set.
+#[tokio::test]
+async fn the_claims_extractor_shares_the_cached_claims() {
+    use std::sync::{Arc, Mutex};
+    use tower_token_auth::{KeySet, Verifier, VerifyingKey};
+
+    let secret = [9u8; 32];
+    let verifier = Verifier::builder(
+        KeySet::new()
+            .with_key(VerifyingKey::hmac(tower_token_auth::Algorithm::HS256, &secret).unwrap())
+            .unwrap(),
+    )
+    .verified_token_cache(1 << 20)
+    .build()
+    .unwrap();
+    let token = tower_token_auth::TokenIssuer::new(
+        tower_token_auth::SigningKey::hmac(tower_token_auth::Algorithm::HS256, &secret).unwrap(),
+    )
+    .issue("alice", "read")
+    .unwrap()
+    .token;
+    let seen: Arc<Mutex<Vec<Claims>>> = Arc::default();
+    let record = seen.clone();
+    let app = Router::new()
+        .route(
+            "/me",
+            get(move |c: Claims| {
+                let record = record.clone();
+                async move {
+                    let sub = c.sub.clone().unwrap_or_default();
+                    record.lock().unwrap().push(c);
+                    sub
+                }
+            }),
+        )
+        .route_layer(JwtAuthLayer::new(verifier));
+    for _ in 0..3 {
+        assert_eq!(call(&app, Some(&token), "/me").await.1, "alice");
+    }
+    let seen = seen.lock().unwrap();
+    assert!(Arc::ptr_eq(seen[0].shared(), seen[1].shared()));
+    assert!(Arc::ptr_eq(seen[1].shared(), seen[2].shared()));
 }

@@ -12,7 +12,6 @@ mod support;
 #[path = "support/oidc_provider.rs"]
 mod oidc_provider;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -49,10 +48,8 @@ struct Seen {
 /// handler that echoes the verified claims.
 async fn call(layer: &JwtAuthLayer, scope: Option<&str>, token: &str) -> Seen {
     let echo = service_fn(|req: Request<Full<Bytes>>| async move {
-        let claims = req
-            .extensions()
-            .get::<Arc<Claims>>()
-            .expect("the layer inserts the claims");
+        let claims: Claims =
+            Claims::from_extensions(req.extensions()).expect("the layer inserts the claims");
         let body = json!({
             "sub": claims.sub,
             "scopes": claims.scopes().collect::<Vec<_>>(),

@@ -51,10 +51,8 @@ async fn call(layer: &JwtAuthLayer, token: &str) -> (StatusCode, String) {
     let svc = tower::ServiceBuilder::new()
         .layer(layer.clone())
         .service(service_fn(|req: Request<Full<Bytes>>| async move {
-            let claims = req
-                .extensions()
-                .get::<Arc<tower_token_auth::Claims>>()
-                .unwrap();
+            let claims: tower_token_auth::Claims =
+                tower_token_auth::Claims::from_extensions(req.extensions()).unwrap();
             let who = format!(
                 "{} from {}",
                 claims.sub.as_deref().unwrap_or(""),

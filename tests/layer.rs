@@ -372,3 +372,64 @@ async fn single_key_verifier_gives_the_same_answers() {
         check(name, &send(&layer, req).await, expect);
     }
 }
+
+/// Every request the layer lets through carries exactly one value from it, an
+/// `Authentication`, whatever path it took: verified now or after a pending revocation check,
+/// anonymous, a revoked cookie in lenient mode, a preflight.
+#[tokio::test]
+async fn one_value_per_request_on_every_path() {
+    use tower_token_auth::{AuthStatus, Authentication};
+
+    async fn inspect(
+        req: Request<Full<Bytes>>,
+    ) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+        let auth = req.extensions().get::<Authentication>();
+        let seen = format!(
+            "{} {:?} {:?} {}",
+            req.extensions().len(),
+            auth.map(Authentication::status),
+            auth.and_then(Authentication::claims::<tower_token_auth::NoCustomClaims>)
+                .and_then(|c| c.sub.clone()),
+            auth.is_some_and(|a| a.logout().is_some()),
+        );
+        Ok(http::Response::new(Full::from(seen)))
+    }
+    async fn seen(layer: JwtAuthLayer, req: Request<Full<Bytes>>) -> String {
+        let svc = tower::ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(inspect));
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+    let alice = hs(&claims("alice"));
+    let authenticated = format!(
+        "1 Some({:?}) Some(\"alice\") true",
+        AuthStatus::Authenticated
+    );
+    let anonymous = format!("1 Some({:?}) None true", AuthStatus::Anonymous);
+
+    let layer = JwtAuthLayer::new(verifier());
+    assert_eq!(seen(layer.clone(), bearer(&alice)).await, authenticated);
+    // The revocation check answered later (a remote store).
+    let pending = ProbeStore::new(Ok(RevocationStatus::Active), true);
+    let remote = layer.clone().with_shared_revocation_store(pending);
+    assert_eq!(seen(remote, bearer(&alice)).await, authenticated);
+    // No token, optional mode.
+    let optional = layer.clone().optional();
+    let none = Request::builder().body(Full::<Bytes>::default()).unwrap();
+    assert_eq!(seen(optional, none).await, anonymous);
+    // A revoked cookie in lenient mode passes as anonymous.
+    let f = fixture();
+    let lenient = f.layer.clone().optional_ignoring_bad_cookies();
+    let mallory = hs(&claims("mallory"));
+    f.store.revoke_user_now("mallory", now(), now() + 600);
+    let revoked_cookie = cookie(&format!("access_token={mallory}"));
+    assert_eq!(seen(lenient, revoked_cookie).await, anonymous);
+    // An allowed preflight.
+    let preflights = layer.allow_cors_preflight(true);
+    assert_eq!(
+        seen(preflights, preflight()).await,
+        format!("1 Some({:?}) None true", AuthStatus::Preflight)
+    );
+}

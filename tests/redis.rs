@@ -313,7 +313,7 @@ async fn redis_restarted_empty_is_reseeded() {
         .unwrap();
     let key = a
         .store
-        .token_key(Some("alice"), &claims(&keys, &token).jti.unwrap());
+        .token_key(Some("alice"), &claims(&keys, &token).jti.clone().unwrap());
     assert_eq!(server.cli(&["EXISTS", &key]).unwrap().trim(), "1");
 
     server.kill();

@@ -56,23 +56,21 @@ fn fixture_with(
     let app = Router::new()
         .route(
             "/me",
-            get(
-                |c: Option<Claims>, s: axum::Extension<AuthStatus>| async move {
-                    match c {
-                        Some(c) => format!(
-                            "{} {:?} remembered={}",
-                            c.sub.as_deref().unwrap_or(""),
-                            s.0,
-                            c.is_remembered()
-                        ),
-                        None => "anonymous".to_owned(),
-                    }
-                },
-            ),
+            get(|c: Option<Claims>, s: AuthStatus| async move {
+                match c {
+                    Some(c) => format!(
+                        "{} {:?} remembered={}",
+                        c.sub.as_deref().unwrap_or(""),
+                        s,
+                        c.is_remembered()
+                    ),
+                    None => "anonymous".to_owned(),
+                }
+            }),
         )
         .route(
             "/protected",
-            get(|c: Claims| async move { c.sub.unwrap_or_default() }),
+            get(|c: Claims| async move { c.sub.clone().unwrap_or_default() }),
         )
         .route(
             "/sensitive",

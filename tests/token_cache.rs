@@ -147,19 +147,23 @@ async fn revocation_is_still_checked_on_hits() {
     assert_eq!(send(svc).await, StatusCode::UNAUTHORIZED);
 }
 
-/// The layer inserts `Arc<Claims>`; on a hit it is the cache's own copy, shared, not cloned.
+/// On a hit the request's `Claims` is the cache's own claims set, shared, not cloned; so is
+/// what the extractor and `Authentication::claims` hand out.
 #[tokio::test]
 async fn hits_share_the_cached_claims() {
     use std::sync::{Arc, Mutex};
 
-    let seen: Arc<Mutex<Vec<Arc<Claims>>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Claims>>> = Arc::default();
     let record = seen.clone();
     let svc = tower::ServiceBuilder::new()
         .layer(JwtAuthLayer::new(cached_verifier(1 << 20)))
         .service(service_fn(move |r: Request<Full<Bytes>>| {
             let record = record.clone();
             async move {
-                let claims = r.extensions().get::<Arc<Claims>>().expect("claims").clone();
+                let claims = Claims::from_extensions(r.extensions()).expect("claims");
+                let again = r.extensions().get::<tower_token_auth::Authentication>();
+                let again: Claims = again.expect("authentication").claims().unwrap();
+                assert!(Arc::ptr_eq(claims.shared(), again.shared()));
                 record.lock().unwrap().push(claims);
                 Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::default()))
             }
@@ -178,5 +182,6 @@ async fn hits_share_the_cached_claims() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen[0].sub.as_deref(), Some("alice"));
     // The first request verified and cached; the next two got that same allocation.
-    assert!(Arc::ptr_eq(&seen[0], &seen[1]) && Arc::ptr_eq(&seen[1], &seen[2]));
+    assert!(Arc::ptr_eq(seen[0].shared(), seen[1].shared()));
+    assert!(Arc::ptr_eq(seen[1].shared(), seen[2].shared()));
 }

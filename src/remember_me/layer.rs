@@ -1,7 +1,6 @@
 //! [`RememberMeLayer`]: runs [`RememberMe::auto_login`] for unauthenticated requests.
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -11,8 +10,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{AutoLogin, RememberMe, RememberMeError};
+use crate::authentication::Authentication;
 use crate::body::AuthBody;
-use crate::claims::{AuthStatus, Claims};
+use crate::claims::AuthStatus;
 use crate::error::AuthError;
 use crate::revocation::BoxFuture;
 
@@ -34,7 +34,7 @@ use crate::revocation::BoxFuture;
 /// let remember_me = RememberMe::persistent(MemoryRememberMeStore::new(), users)
 ///     .mint_access_tokens(keys.issuer(), access.clone(), revocation.clone());
 /// let app: Router = Router::new()
-///     .route("/", get(|c: Option<Claims>| async move { format!("{:?}", c.map(|c| c.sub)) }))
+///     .route("/", get(|c: Option<Claims>| async move { format!("{:?}", c.map(|c| c.sub.clone())) }))
 ///     .layer(remember_me.layer())
 ///     .layer(
 ///         JwtAuthLayer::new(keys.verifier())
@@ -121,11 +121,16 @@ where
         // The service poll_ready prepared handles this request; a clone stays for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let authenticated = req.extensions().get::<Arc<Claims>>().is_some()
-            || matches!(
-                req.extensions().get::<AuthStatus>(),
-                Some(AuthStatus::Authenticated | AuthStatus::Preflight)
-            );
+        let before = req.extensions().get::<Authentication>();
+        let authenticated = before.is_some_and(|a| {
+            a.has_claims()
+                || matches!(
+                    a.status(),
+                    AuthStatus::Authenticated | AuthStatus::Preflight
+                )
+        });
+        // The logout handle of the JwtAuthLayer outside, kept for a remembered login.
+        let logout = before.and_then(Authentication::shared_logout);
         if authenticated {
             let fut = inner.call(req);
             return Box::pin(async move { Ok(fut.await?.map(AuthBody::inner)) });
@@ -139,8 +144,11 @@ where
                     claims,
                     set_cookies,
                 }) => {
-                    req.extensions_mut().insert(Arc::new(*claims));
-                    req.extensions_mut().insert(AuthStatus::Remembered);
+                    req.extensions_mut().insert(Authentication::with_claims(
+                        AuthStatus::Remembered,
+                        claims,
+                        logout,
+                    ));
                     set_cookies
                 }
                 Ok(AutoLogin::Refused { clear_cookie, .. }) => {

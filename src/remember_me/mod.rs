@@ -3,10 +3,10 @@
 //! When a request is not authenticated and carries a remember-me cookie, [`RememberMeLayer`]
 //! logs the user in: it loads the user through the application's [`UserStore`] (disabled,
 //! locked or missing users are refused), puts [`Claims`] marked as remembered
-//! ([`Claims::is_remembered`], `amr` = [`REMEMBER_ME_AMR`]) and
+//! ([`ClaimSet::is_remembered`](crate::ClaimSet::is_remembered), `amr` = [`REMEMBER_ME_AMR`]) and
 //! [`AuthStatus::Remembered`](crate::AuthStatus::Remembered) into the request, and optionally
 //! mints a fresh access-token cookie so the following requests are plain JWT requests.
-//! Sensitive routes call [`Claims::require_fresh_login`] to demand the password again.
+//! Sensitive routes call [`ClaimSet::require_fresh_login`](crate::ClaimSet::require_fresh_login) to demand the password again.
 //!
 //! Two modes:
 //!
@@ -48,7 +48,7 @@ use http::{HeaderMap, HeaderValue};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::claims::{Claims, NoCustomClaims, REMEMBER_ME_AMR};
+use crate::claims::{ClaimSet, Claims, NoCustomClaims, REMEMBER_ME_AMR};
 use crate::error::ConfigError;
 use crate::issuer::{IssueError, TokenIssuer, random_id};
 use crate::revocation::{BoxFuture, RevocationError, RevocationStore, now_ms, now_secs};
@@ -215,7 +215,7 @@ pub enum AutoLogin {
     /// fresh access token).
     LoggedIn {
         /// The principal, marked as remembered.
-        claims: Box<Claims>,
+        claims: Claims,
         /// `Set-Cookie` values for the response.
         set_cookies: Vec<HeaderValue>,
     },
@@ -707,7 +707,7 @@ impl RememberMe {
             None => remembered_claims(&user, None, Some(now_secs()), None),
         };
         Ok(AutoLogin::LoggedIn {
-            claims: Box::new(claims),
+            claims,
             set_cookies,
         })
     }
@@ -719,7 +719,7 @@ fn remembered_claims(
     iat: Option<u64>,
     exp: Option<u64>,
 ) -> Claims {
-    Claims {
+    Claims::from(ClaimSet {
         sub: Some(user.username.clone()),
         jti,
         iss: None,
@@ -731,7 +731,7 @@ fn remembered_claims(
         sid: None,
         amr: Some(vec![REMEMBER_ME_AMR.to_owned()]),
         custom: NoCustomClaims {},
-    }
+    })
 }
 
 fn decode_b64(value: &str) -> Option<String> {

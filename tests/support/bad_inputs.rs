@@ -15,7 +15,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tower::{ServiceExt, service_fn};
 use tower_token_auth::{
-    AccessCookie, AuthStatus, Claims, JwtAuthLayer, KeySet, MemoryStore, Verifier, VerifyingKey,
+    AccessCookie, Authentication, JwtAuthLayer, KeySet, MemoryStore, NoCustomClaims, Verifier,
+    VerifyingKey,
 };
 
 pub const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -99,9 +100,10 @@ pub fn rs256(claims: &Value) -> String {
 }
 
 pub async fn echo(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let who = match req.extensions().get::<std::sync::Arc<Claims>>() {
+    let auth = req.extensions().get::<Authentication>();
+    let who = match auth.and_then(Authentication::claims::<NoCustomClaims>) {
         Some(c) => c.sub.clone().unwrap_or_default(),
-        None => format!("{:?}", req.extensions().get::<AuthStatus>()),
+        None => format!("{:?}", auth.map(Authentication::status)),
     };
     Ok(Response::new(Full::new(Bytes::from(who))))
 }
