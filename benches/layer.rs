@@ -789,7 +789,7 @@ fn paired_shapes(case: &Case, rounds: usize, iters: usize) {
         sub: String,
         exp: u64,
         iss: String,
-        aud: String,
+        aud: serde_json::Value,
     }
     let issuer = match case.alg {
         Algorithm::HS256 => TokenIssuer::new(

@@ -208,25 +208,25 @@ pub(crate) struct Registered {
     // The fields and deserializers of `ClaimSet`, which the unit test
     // `registered_claims_read_as_the_claim_set_does` holds to the same answers.
     #[serde(default)]
-    sub: Option<String>,
+    pub(crate) sub: Option<String>,
     #[serde(default)]
-    jti: Option<String>,
+    pub(crate) jti: Option<String>,
     #[serde(default)]
-    iss: Option<String>,
+    pub(crate) iss: Option<String>,
     #[serde(default)]
-    aud: Option<Audience>,
+    pub(crate) aud: Option<Audience>,
     #[serde(default, deserialize_with = "numeric_date::exp")]
-    exp: Option<u64>,
+    pub(crate) exp: Option<u64>,
     #[serde(default, deserialize_with = "numeric_date::nbf")]
-    nbf: Option<u64>,
+    pub(crate) nbf: Option<u64>,
     #[serde(default, deserialize_with = "numeric_date::iat")]
-    iat: Option<u64>,
+    pub(crate) iat: Option<u64>,
     #[serde(default, deserialize_with = "deserialize_scope")]
-    scope: Option<String>,
+    pub(crate) scope: Option<String>,
     #[serde(default)]
-    sid: Option<String>,
+    pub(crate) sid: Option<String>,
     #[serde(default)]
-    amr: Option<Vec<String>>,
+    pub(crate) amr: Option<Vec<String>>,
 }
 
 impl Registered {

@@ -1,17 +1,16 @@
 //! Token verification: size cap, key selection by `kid`, pinned algorithm, signature, and the
-//! time, issuer, audience and required-claim checks, all through `jsonwebtoken`.
+//! time, issuer, audience and required-claim checks (the signature through `jsonwebtoken`).
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, decode_header};
 use serde::de::DeserializeOwned;
 
 use crate::claims::{ClaimSet, Claims, NoCustomClaims, Registered, check_times, scopes_from_claim};
 use crate::error::{AuthError, AuthErrorKind, ConfigError, InvalidToken};
-use crate::keys::jwk::SUPPORTED;
 use crate::keys::remote::{KeySourceError, RemoteJwks, RemoteKeys};
 use crate::keys::{KeyHandle, KeySet, VerifyingKey};
 use crate::revocation::{BoxFuture, now_secs};
@@ -81,7 +80,6 @@ pub struct Verifier {
 pub(crate) struct Inner {
     keys: KeyHandle,
     /// One `Validation` per algorithm: the key decides which algorithms a token may use.
-    validations: Vec<(Algorithm, Validation)>,
     params: Params,
     remote: Option<Arc<RemoteKeys>>,
     max_token_len: usize,
@@ -104,28 +102,6 @@ struct Params {
     audiences: Vec<String>,
     leeway: Duration,
     required: Vec<String>,
-}
-
-impl Params {
-    fn validations(&self) -> Vec<(Algorithm, Validation)> {
-        SUPPORTED
-            .iter()
-            .map(|&alg| {
-                let mut v = Validation::new(alg);
-                v.leeway = self.leeway.as_secs();
-                v.validate_nbf = true;
-                v.validate_exp = true;
-                v.set_required_spec_claims(&self.required);
-                if !self.issuers.is_empty() {
-                    v.set_issuer(&self.issuers);
-                }
-                if !self.audiences.is_empty() {
-                    v.set_audience(&self.audiences);
-                }
-                (alg, v)
-            })
-            .collect()
-    }
 }
 
 impl fmt::Debug for Verifier {
@@ -278,7 +254,6 @@ impl VerifierBuilder {
             leeway: self.leeway,
             required,
         };
-        let validations = params.validations();
         let handle = match self.handle {
             Some(handle) => handle,
             None => KeyHandle::new(self.keys.clone()),
@@ -289,7 +264,6 @@ impl VerifierBuilder {
         Ok(Verifier {
             inner: Arc::new(Inner {
                 keys: handle,
-                validations,
                 params,
                 remote,
                 max_token_len: self.max_token_len,
@@ -427,7 +401,6 @@ impl Verifier {
         Ok(Verifier {
             inner: Arc::new(Inner {
                 keys: KeyHandle::new(KeySet::new()),
-                validations: Vec::new(),
                 params,
                 remote: None,
                 max_token_len,
@@ -615,59 +588,39 @@ impl Verifier {
         }
     }
 
-    fn validation(&self, alg: Algorithm) -> &Validation {
-        let found = self.inner.validations.iter().find(|(a, _)| *a == alg);
-        // Every key algorithm has a validation (SUPPORTED lists them all).
-        &found.unwrap_or(&self.inner.validations[0]).1
-    }
-
     fn verify_with<T: DeserializeOwned + 'static>(
         &self,
         keys: &KeySet,
         token: &str,
     ) -> Result<ClaimSet<T>, AuthError> {
         let inner = &*self.inner;
-        let single = keys.single().filter(|k| k.algorithms().len() == 1);
-        let data = match single {
-            // One key with one algorithm: let `decode` parse the header (it does anyway) and
-            // check what the key selection would have checked on the header it returns. The
-            // algorithm stays pinned by the key's `Validation`.
-            Some(key) => {
-                match decode::<Registered>(token, &key.key, self.validation(key.algs[0])) {
-                    Ok(data) => {
-                        if data.header.kid.is_some() && data.header.kid != key.kid {
-                            return Err(self.unknown_key());
-                        }
-                        self.check_header(&data.header)?;
-                        data
-                    }
-                    // Report what the header says first, as the several-key path does.
-                    Err(e) => {
-                        return Err(self
-                            .select(keys, token)
-                            .err()
-                            .unwrap_or_else(|| map_error(token, e.into_kind())));
-                    }
-                }
-            }
-            None => {
-                let (key, alg) = self.select(keys, token)?;
-                decode::<Registered>(token, &key.key, self.validation(alg))
-                    .map_err(|e| map_error(token, e.into_kind()))?
-            }
-        };
-        let custom = custom_claims::<T>(token)?;
-        let mut claims = data.claims.with(custom);
+        // The header is parsed once, here; jsonwebtoken's `decode` would parse it twice and
+        // read the claims twice (once for its own checks), which the registered claims
+        // below make unnecessary.
+        let (key, alg) = self.select(keys, token)?;
+        let malformed = || AuthError::invalid_token(InvalidToken::Malformed);
+        let (message, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
+        let (_, payload) = message.rsplit_once('.').ok_or_else(malformed)?;
+        match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, alg) {
+            Ok(true) => {}
+            Ok(false) => return Err(AuthError::invalid_token(InvalidToken::BadSignature)),
+            Err(e) => return Err(map_error(token, e.into_kind())),
+        }
+        let payload = decode_segment(payload).ok_or_else(malformed)?;
+        let registered = serde_json::from_slice::<Registered>(&payload)
+            .map_err(|e| map_error(token, ErrorKind::Json(Arc::new(e))))?;
+        let now = now_secs();
+        self.validate(&registered, now)?;
+        let custom = custom_claims::<T>(token, &payload)?;
+        let mut claims = registered.with(custom);
         let leeway = inner.params.leeway.as_secs();
-        // jsonwebtoken rounds fractional exp/nbf to the nearest second; check them again as
-        // `Claims` holds them (exp rounded down, nbf up), as the verified-token cache does.
-        check_times(claims.exp, claims.nbf, now_secs(), leeway)?;
         if let Some(name) = &inner.scope_claim {
-            claims.scope = read_scope_claim(token, name)?;
+            claims.scope = scopes_from_claim(&payload, name)
+                .map_err(|why| AuthError::invalid_token(InvalidToken::InvalidClaim(why)))?;
         }
         // A token "issued" later than now (beyond the leeway) would outlive a user-wide
         // revocation, which refuses tokens issued at or before its instant (RFC 8725 §3.10).
-        let latest = now_secs().saturating_add(leeway);
+        let latest = now.saturating_add(leeway);
         if claims.iat.is_some_and(|iat| iat > latest) {
             return Err(AuthError::invalid_token(InvalidToken::IssuedInFuture));
         }
@@ -688,6 +641,49 @@ impl Verifier {
             }
         }
         Ok(claims)
+    }
+
+    /// The checks of the registered claims, in the order and with the answers of
+    /// jsonwebtoken's own validation (which `decode` would run on a second read of the
+    /// claims): the required claims present, `exp` and `nbf` with the leeway (on the whole
+    /// seconds `ClaimSet` holds: `exp` rounded down, `nbf` up, as the verified-token cache
+    /// checks them), `iss` one of the issuers, and `aud`, when present, naming one of the
+    /// audiences (so never passing a verifier without audiences).
+    fn validate(&self, claims: &Registered, now: u64) -> Result<(), AuthError> {
+        let params = &self.inner.params;
+        for name in &params.required {
+            let present = match name.as_str() {
+                "exp" => claims.exp.is_some(),
+                "nbf" => claims.nbf.is_some(),
+                "sub" => claims.sub.is_some(),
+                "iss" => claims.iss.is_some(),
+                "aud" => claims.aud.is_some(),
+                // iat, jti, scope, sid: checked after, on the claims set.
+                _ => continue,
+            };
+            if !present {
+                return Err(AuthError::invalid_token(InvalidToken::MissingClaim(
+                    name.clone(),
+                )));
+            }
+        }
+        check_times(claims.exp, claims.nbf, now, params.leeway.as_secs())?;
+        if let Some(iss) = &claims.iss
+            && !params.issuers.is_empty()
+            && !params.issuers.iter().any(|i| i == iss)
+        {
+            return Err(AuthError::invalid_token(InvalidToken::WrongIssuer));
+        }
+        let audience_ok = match &claims.aud {
+            None => true,
+            // Without a configured audience, a token with an `aud` claim (even `[]`) is not
+            // for this verifier.
+            Some(aud) => params.audiences.iter().any(|a| aud.contains(a)),
+        };
+        if !audience_ok {
+            return Err(AuthError::invalid_token(InvalidToken::WrongAudience));
+        }
+        Ok(())
     }
 
     /// Parses the header and picks the key: by `kid` (or the one fitting key for a token
@@ -742,22 +738,15 @@ impl Verifier {
 /// from the payload on their own, so the registered claims are not deserialized twice and a
 /// large token's other claims are skipped, not buffered. Nothing to read for
 /// [`NoCustomClaims`].
-fn custom_claims<T: DeserializeOwned + 'static>(token: &str) -> Result<T, AuthError> {
+fn custom_claims<T: DeserializeOwned + 'static>(
+    token: &str,
+    payload: &[u8],
+) -> Result<T, AuthError> {
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<NoCustomClaims>() {
         return serde_json::from_slice(b"{}")
             .map_err(|_| AuthError::invalid_token(InvalidToken::Malformed));
     }
-    let payload =
-        payload_bytes(token).ok_or_else(|| AuthError::invalid_token(InvalidToken::Malformed))?;
-    serde_json::from_slice(&payload).map_err(|e| map_error(token, ErrorKind::Json(Arc::new(e))))
-}
-
-/// The scopes in claim `name` of a token already verified (its payload is a JSON object).
-fn read_scope_claim(token: &str, name: &str) -> Result<Option<String>, AuthError> {
-    let payload =
-        payload_bytes(token).ok_or_else(|| AuthError::invalid_token(InvalidToken::Malformed))?;
-    scopes_from_claim(&payload, name)
-        .map_err(|why| AuthError::invalid_token(InvalidToken::InvalidClaim(why)))
+    serde_json::from_slice(payload).map_err(|e| map_error(token, ErrorKind::Json(Arc::new(e))))
 }
 
 /// Whether the token's payload is a JSON object (RFC 7519 §7.2: the claims set must be one).
@@ -770,8 +759,13 @@ fn payload_is_object(token: &str) -> bool {
 
 /// The decoded payload (second segment) of a compact JWS, if it is base64url.
 fn payload_bytes(token: &str) -> Option<Vec<u8>> {
+    decode_segment(token.split('.').nth(1)?)
+}
+
+/// A base64url segment (no padding, as RFC 7515 §2 writes them, and as jsonwebtoken reads
+/// them), decoded.
+fn decode_segment(segment: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
-    let segment = token.split('.').nth(1)?;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(segment)
         .ok()

@@ -17,7 +17,7 @@ use super::{KeySet, VerifyingKey, fingerprint, min_hmac_len};
 use crate::crypto::ensure_provider;
 use crate::error::ConfigError;
 
-/// Every algorithm this crate verifies (the verifier keeps one `Validation` for each).
+/// Every algorithm this crate verifies (what a key may be pinned to).
 pub(crate) const SUPPORTED: &[Algorithm] = &[
     Algorithm::HS256,
     Algorithm::HS384,

@@ -293,15 +293,6 @@ impl KeySet {
         }
     }
 
-    /// The only key, when there is exactly one.
-    pub(crate) fn single(&self) -> Option<&VerifyingKey> {
-        match (self.default.as_ref(), self.by_kid.len()) {
-            (Some(key), 0) => Some(key),
-            (None, 1) => self.by_kid.values().next(),
-            _ => None,
-        }
-    }
-
     /// The key for a token without `kid`: the key without `kid`, or else the only key that
     /// allows the token's algorithm.
     pub(crate) fn for_token_without_kid(
