@@ -776,6 +776,24 @@ fn large_claims() -> serde_json::Map<String, serde_json::Value> {
         .collect()
 }
 
+/// What a hand-written middleware does: the bearer token decoded into `C`, which goes into
+/// the request.
+fn decode_into<C>(case: &Case, mut req: Request<Full<Bytes>>) -> Request<Full<Bytes>>
+where
+    C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let token = req.headers()[http::header::AUTHORIZATION]
+        .to_str()
+        .expect("ascii")
+        .strip_prefix("Bearer ")
+        .expect("bearer");
+    let claims = jsonwebtoken::decode::<C>(token, &case.decoding_key, &case.validation)
+        .expect("raw decode")
+        .claims;
+    req.extensions_mut().insert(claims);
+    req
+}
+
 /// The uncached layer against a plain `jsonwebtoken::decode` middleware's work, for a small
 /// (~330 B) and a large (~2 KB) token: `layer` is a whole request through `JwtAuthLayer`
 /// (verify, revocation check, the extension insert), `plain` the same request through a
@@ -783,7 +801,7 @@ fn large_claims() -> serde_json::Map<String, serde_json::Value> {
 /// does) and inserts it, `plain_min` one that decodes into a struct of only `sub`, `exp`,
 /// `iss`, `aud` (what `axum-jwt-auth`-style users write). Interleaved rounds, as `paired`.
 fn paired_shapes(case: &Case, rounds: usize, iters: usize) {
-    #[derive(serde::Deserialize)]
+    #[derive(Clone, serde::Deserialize)]
     #[allow(dead_code)]
     struct Min {
         sub: String,
@@ -819,33 +837,8 @@ fn paired_shapes(case: &Case, rounds: usize, iters: usize) {
         let mut bare = service_fn(handle);
         let mut layered = JwtAuthLayer::new(case.verifier.clone()).layer(service_fn(handle));
         let auth = HeaderValue::try_from(format!("Bearer {token}")).expect("header value");
-        let plain = |req: Request<Full<Bytes>>| {
-            let token = req.headers()[http::header::AUTHORIZATION]
-                .to_str()
-                .expect("ascii")
-                .strip_prefix("Bearer ")
-                .expect("bearer");
-            let claims =
-                jsonwebtoken::decode::<ClaimSet>(token, &case.decoding_key, &case.validation)
-                    .expect("raw decode")
-                    .claims;
-            let mut req = req;
-            req.extensions_mut().insert(claims);
-            req
-        };
-        let plain_min = |req: Request<Full<Bytes>>| {
-            let token = req.headers()[http::header::AUTHORIZATION]
-                .to_str()
-                .expect("ascii")
-                .strip_prefix("Bearer ")
-                .expect("bearer");
-            let claims = jsonwebtoken::decode::<Min>(token, &case.decoding_key, &case.validation)
-                .expect("raw decode")
-                .claims;
-            let mut req = req;
-            req.extensions_mut().insert(Arc::new(claims));
-            req
-        };
+        let plain = |req| decode_into::<ClaimSet>(case, req);
+        let plain_min = |req| decode_into::<Min>(case, req);
         let names = ["layer", "plain", "plain_min"];
         let mut ns: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); names.len()];
         for round in 0..=rounds {
