@@ -10,9 +10,15 @@
 //!   inserts: shared claims and the status) measure what any layer costs.
 //! - `ALG`: `HS256` (default) or `ES256`.
 //! - `CACHE`: `1` turns on the verified-token cache for `layer` and `redis` (default `1`).
-//! - `BIND` (default `127.0.0.1:3200`), `REDIS_URL` (for `naive` and `redis`).
+//! - `TOKEN_SHAPE`: `default`, `large` (some 2 KB: 40 custom claims more) or `rotating` (1,000
+//!   tokens for 1,000 users), as `benches/peers/src/shapes.rs` defines them for every server.
+//! - `HANDLER`: `hello` (default) or `claims`: the handler takes the `Claims` extractor, then
+//!   answers "hello" (modes with a `JwtAuthLayer` only: `layer`, `remote`, `redis`).
+//! - `BIND` (default `127.0.0.1:3200`), `REDIS_URL` (for `naive` and `redis`), `TOKENS_FILE`
+//!   (where the `rotating` tokens go; default a file in the temporary directory).
 //!
-//! Prints `TOKEN <jwt>` on stdout, then `READY`, then serves.
+//! Prints `TOKEN <jwt>` (or, for `rotating`, `TOKENS <path>` of a file with one token per line)
+//! on stdout, then `READY`, then serves. The token length goes to stderr.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +37,10 @@ use tower_token_auth::{
     VerifyingKey,
 };
 
-const ISSUER: &str = "bench";
-const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret";
+#[path = "../benches/peers/src/shapes.rs"]
+mod shapes;
+use shapes::{ISSUER, SCOPE, SECRET, Shape, TTL_SECS};
+
 const ES256_PUBLIC: &str = include_str!("../src/testing/es256-public.pem");
 const ES256_PRIVATE: &str = include_str!("../src/testing/es256-private.pem");
 
@@ -97,6 +105,8 @@ async fn main() -> anyhow::Result<()> {
     let cache = std::env::var("CACHE").map(|v| v != "0").unwrap_or(true);
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3200".into());
     let redis_url = std::env::var("REDIS_URL").unwrap_or_default();
+    let shape = Shape::from_env().map_err(anyhow::Error::msg)?;
+    let handler = std::env::var("HANDLER").unwrap_or_else(|_| "hello".into());
 
     let (algorithm, verifying, signing, decoding) = match alg.as_str() {
         "ES256" => (
@@ -112,12 +122,17 @@ async fn main() -> anyhow::Result<()> {
             DecodingKey::from_secret(SECRET),
         ),
     };
-    let token = TokenIssuer::new(signing)
+    let issuer = TokenIssuer::new(signing)
         .issuer(ISSUER)
         .audience(ISSUER)
-        .ttl(Duration::from_secs(3600))
-        .issue("alice", "read write")?
-        .token;
+        .ttl(Duration::from_secs(TTL_SECS));
+    let custom = shape.custom_claims();
+    let tokens = shape
+        .subjects()
+        .iter()
+        .map(|sub| Ok(issuer.issue_with(sub, SCOPE, &custom)?.token))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let token = tokens[0].clone();
     let mut verifier = Verifier::builder(KeySet::new().with_key(verifying)?)
         .issuer(ISSUER)
         .audience(ISSUER)
@@ -127,7 +142,23 @@ async fn main() -> anyhow::Result<()> {
     }
     let verifier = verifier.build()?;
 
-    let hello = Router::new().route("/", get(|| async { "hello" }));
+    let hello = match handler.as_str() {
+        "hello" => Router::new().route("/", get(|| async { "hello" })),
+        "claims" => {
+            anyhow::ensure!(
+                matches!(mode.as_str(), "layer" | "remote" | "redis"),
+                "HANDLER=claims needs a JwtAuthLayer: MODE layer, remote or redis"
+            );
+            Router::new().route(
+                "/",
+                get(|claims: Claims| async move {
+                    std::hint::black_box(claims);
+                    "hello"
+                }),
+            )
+        }
+        other => anyhow::bail!("unknown HANDLER {other} (hello or claims)"),
+    };
     let app = match mode.as_str() {
         "bare" => hello,
         "plain" | "naive" => {
@@ -205,8 +236,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let listener = tokio::net::TcpListener::bind(&bind).await?;
-    println!("TOKEN {token}");
-    println!("READY");
+    shapes::announce(&tokens)?;
     axum::serve(listener, app).await?;
     Ok(())
 }
