@@ -33,8 +33,8 @@ use jsonwebtoken::{DecodingKey, Validation};
 use tower_token_auth::keys::{BoxError, JwkPolicy, RemoteJwks};
 use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig};
 use tower_token_auth::{
-    Algorithm, Authentication, Claims, JwtAuthLayer, KeySet, SigningKey, TokenIssuer, Verifier,
-    VerifyingKey,
+    Algorithm, Authentication, ClaimSet, Claims, JwtAuthLayer, KeySet, SigningKey, TokenIssuer,
+    Verifier, VerifyingKey,
 };
 
 #[path = "../benches/peers/src/shapes.rs"]
@@ -61,7 +61,7 @@ async fn plain_auth(State(p): State<Plain>, mut req: Request, next: Next) -> Res
     else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let claims = match jsonwebtoken::decode::<Claims>(token, &p.key, &p.validation) {
+    let claims = match jsonwebtoken::decode::<ClaimSet>(token, &p.key, &p.validation) {
         Ok(data) => data.claims,
         Err(_) => return StatusCode::UNAUTHORIZED.into_response(),
     };

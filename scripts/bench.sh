@@ -15,7 +15,7 @@
 #
 # Cases (ALG is HS256 or ES256; "cached" is the layer's verified-token cache, 16 MiB):
 #   bare                               axum "hello", no auth (the baseline of every pair)
-#   noop-layer, ext-layer              a layer doing nothing / only the layer's two inserts
+#   noop-layer, ext-layer              a layer doing nothing / only the layer's one insert
 #   ALG/plain-jsonwebtoken             a hand-written jsonwebtoken middleware (the usual way)
 #   ALG/naive-redis-get                that plus one Redis GET per request (revocation check)
 #   ALG/layer-memory                   JwtAuthLayer, memory store, no cache
