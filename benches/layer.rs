@@ -653,6 +653,25 @@ fn verify_single_key(case: &Case, token: &str) -> Claims {
 fn paired(case: &Case, rounds: usize, iters: usize) {
     let mut bare = service_fn(handle);
     let mut layered = JwtAuthLayer::new(case.verifier.clone()).layer(service_fn(handle));
+    let cached_verifier = case
+        .verifier_builder()
+        .verified_token_cache(1 << 20)
+        .build()
+        .expect("verifier");
+    let cached_alone = cached_verifier.clone();
+    let mut cached = JwtAuthLayer::new(cached_verifier).layer(service_fn(handle));
+    // A handler taking what the Claims extractor takes: the claims out of the Authentication.
+    let mut cached_claims = JwtAuthLayer::new(
+        case.verifier_builder()
+            .verified_token_cache(1 << 20)
+            .build()
+            .expect("verifier"),
+    )
+    .layer(service_fn(|req: Request<Full<Bytes>>| {
+        let claims: Option<Claims> = Claims::from_extensions(req.extensions());
+        black_box(claims);
+        handle(req)
+    }));
     let auth = HeaderValue::try_from(format!("Bearer {}", case.token)).expect("header value");
     let token = case.token.as_str();
     let store = MemoryStore::new();
@@ -671,6 +690,9 @@ fn paired(case: &Case, rounds: usize, iters: usize) {
         "layer_b64_table",
         "layer_min_header",
         "layer_lean",
+        "layer_cached",
+        "layer_cached_claims",
+        "verify_cached",
     ];
     let mut ns: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); names.len()];
     let crate_verify = Verify::Crate(&case.verifier);
@@ -708,7 +730,7 @@ fn paired(case: &Case, rounds: usize, iters: usize) {
                         req,
                     )
                 }),
-                _ => time_requests(&auth, iters, |req| {
+                7 => time_requests(&auth, iters, |req| {
                     emulated(
                         &mut bare,
                         Token68::Deferred,
@@ -716,6 +738,13 @@ fn paired(case: &Case, rounds: usize, iters: usize) {
                         &store,
                         req,
                     )
+                }),
+                8 => time_requests(&auth, iters, |req| call(&mut cached, req)),
+                9 => time_requests(&auth, iters, |req| call(&mut cached_claims, req)),
+                _ => time_calls(iters, || {
+                    cached_alone
+                        .verify::<NoCustomClaims>(black_box(token))
+                        .expect("verify")
                 }),
             };
             // Round 0 is a warm-up.
@@ -748,6 +777,8 @@ fn paired(case: &Case, rounds: usize, iters: usize) {
         ("layer_b64_table", "raw_decode"),
         ("layer_min_header", "raw_decode"),
         ("layer_lean", "raw_decode"),
+        ("layer_cached", "bare"),
+        ("layer_cached_claims", "bare"),
     ] {
         let r = ratio(a, b);
         println!(
