@@ -45,8 +45,9 @@ use crate::revocation::BoxFuture;
 ///     );
 /// ```
 ///
-/// On success the request gets [`Claims`] (with `amr: ["remember-me"]`) and
-/// [`AuthStatus::Remembered`], and the response the rotated cookie and the fresh access token
+/// On success the request gets an [`Authentication`] with
+/// [`AuthStatus::Remembered`] and [`Claims`](crate::Claims) (with `amr: ["remember-me"]`),
+/// keeping the logout handle of the `JwtAuthLayer` outside, and the response the rotated cookie and the fresh access token
 /// cookie. On refusal the response deletes the cookie, and the request goes on
 /// unauthenticated (or is answered 401 with
 /// [`reject_on_failure`](RememberMe::reject_on_failure)). If a store cannot be reached the
