@@ -163,7 +163,13 @@ impl OidcProvider {
     }
 
     /// Starts the provider again on the same port, with the same keys.
+    ///
+    /// One provider boots at a time in a test binary: node loading oidc-provider and making its
+    /// keys is CPU-bound, and fifteen tests booting at once on a 2-core machine made one boot
+    /// miss the 90 s deadline in CI.
     pub fn restart(&mut self) {
+        static BOOTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = BOOTING.lock().unwrap_or_else(|e| e.into_inner());
         self.kill();
         let out = File::options()
             .create(true)
