@@ -46,8 +46,8 @@ pub struct Authentication {
     status: AuthStatus,
     /// An `Arc<ClaimSet<T>>` of the layer's `T`.
     claims: Option<Arc<dyn Any + Send + Sync>>,
-    /// The claims type `T` of the layer that decided (`ClaimSet<T>`), when known.
-    claims_type: Option<TypeId>,
+    /// `ClaimSet<T>` of the layer that decided, with claims or without.
+    claims_type: TypeId,
     logout: Option<Arc<Logout>>,
 }
 
@@ -71,7 +71,7 @@ impl Authentication {
         Self {
             status,
             claims: None,
-            claims_type: Some(TypeId::of::<ClaimSet<T>>()),
+            claims_type: TypeId::of::<ClaimSet<T>>(),
             logout,
         }
     }
@@ -85,7 +85,7 @@ impl Authentication {
         Self {
             status,
             claims: Some(claims.into_shared()),
-            claims_type: Some(TypeId::of::<ClaimSet<T>>()),
+            claims_type: TypeId::of::<ClaimSet<T>>(),
             logout,
         }
     }
@@ -126,15 +126,9 @@ impl Authentication {
         self.claims.as_deref()?.downcast_ref::<ClaimSet<T>>()
     }
 
-    /// Whether the layer that decided decodes `T` (true when it is not known).
+    /// Whether the layer that decided decodes `T`.
     pub(crate) fn decodes<T: 'static>(&self) -> bool {
-        self.claims_type
-            .is_none_or(|t| t == TypeId::of::<ClaimSet<T>>())
-    }
-
-    /// Whether there are claims, of whatever type.
-    pub(crate) fn has_claims(&self) -> bool {
-        self.claims.is_some()
+        self.claims_type == TypeId::of::<ClaimSet<T>>()
     }
 
     /// The [`Logout`] bound to the layer's revocation store and access cookie, for handlers

@@ -37,20 +37,18 @@ enum Mode {
 struct Config {
     verifier: Verifier,
     sources: Vec<TokenSource>,
-    cookie: Option<AccessCookie>,
-    store: Arc<dyn RevocationStore>,
     responder: Arc<dyn ErrorResponder>,
     mode: Mode,
     allow_preflight: bool,
     lenient_cookies: bool,
-    /// The store and cookie above as a [`Logout`], shared by every request's
-    /// [`Authentication`].
+    /// The revocation store the layer checks and the access cookie (if any), as the
+    /// [`Logout`] every request's [`Authentication`] shares.
     logout: Arc<Logout>,
 }
 
 impl Config {
-    fn update_logout(&mut self) {
-        self.logout = Arc::new(Logout::new(self.store.clone(), self.cookie.clone()));
+    fn store(&self) -> &Arc<dyn RevocationStore> {
+        self.logout.store()
     }
 
     fn pass<T: 'static>(&self, status: AuthStatus) -> Authentication {
@@ -175,7 +173,7 @@ impl fmt::Debug for Config {
         f.debug_struct("JwtAuthLayer")
             .field("verifier", &self.verifier)
             .field("sources", &self.sources)
-            .field("store", &self.store)
+            .field("store", self.store())
             .field("mode", &self.mode)
             .field("allow_preflight", &self.allow_preflight)
             .finish_non_exhaustive()
@@ -188,14 +186,11 @@ impl JwtAuthLayer<NoCustomClaims> {
     ///
     /// Use [`for_claims`](Self::for_claims) to decode your own claims type.
     pub fn new(verifier: Verifier) -> Self {
-        let store: Arc<dyn RevocationStore> = Arc::new(MemoryStore::new());
         Self {
             config: Arc::new(Config {
                 verifier,
                 sources: vec![TokenSource::AuthorizationBearer],
-                cookie: None,
-                logout: Arc::new(Logout::new(store.clone(), None)),
-                store,
+                logout: Arc::new(Logout::new(Arc::new(MemoryStore::new()), None)),
                 responder: Arc::new(Rfc6750Responder::default()),
                 mode: Mode::Required,
                 allow_preflight: false,
@@ -227,8 +222,7 @@ impl<T> JwtAuthLayer<T> {
         c.sources.retain(|s| !matches!(s, TokenSource::Cookie(_)));
         c.sources
             .push(TokenSource::Cookie(cookie.name().to_owned()));
-        c.cookie = Some(cookie);
-        c.update_logout();
+        c.logout = Arc::new(Logout::new(c.store().clone(), Some(cookie)));
         Ok(self)
     }
 
@@ -274,14 +268,13 @@ impl<T> JwtAuthLayer<T> {
     /// The revocation store to check, shared with other parts of the application.
     pub fn with_shared_revocation_store(mut self, store: Arc<dyn RevocationStore>) -> Self {
         let c = self.config_mut();
-        c.store = store;
-        c.update_logout();
+        c.logout = Arc::new(Logout::new(store, c.logout.cookie().cloned()));
         self
     }
 
     /// The store this layer checks, to share with logout handlers.
     pub fn revocation_store(&self) -> Arc<dyn RevocationStore> {
-        self.config.store.clone()
+        self.config.store().clone()
     }
 
     /// A [`Logout`] helper bound to this layer's store and cookie.
@@ -425,7 +418,7 @@ where
             }
             Decision::Verified { claims, lenient } => (claims, lenient),
         };
-        let check = config.store.check(&claims.token_ref());
+        let check = config.store().check(&claims.token_ref());
         match check {
             RevocationCheck::Ready(status) => match revocation_decision(status, lenient) {
                 Ok(outcome) => {
@@ -586,7 +579,7 @@ where
             }
             Decision::Verified { claims, lenient } => (claims, lenient),
         };
-        let status = match config.store.check(&claims.token_ref()) {
+        let status = match config.store().check(&claims.token_ref()) {
             RevocationCheck::Ready(status) => status,
             RevocationCheck::Pending(f) => f.await,
         };

@@ -45,6 +45,16 @@ impl Logout {
         Self { store, cookie }
     }
 
+    /// The store it revokes in.
+    pub(crate) fn store(&self) -> &Arc<dyn RevocationStore> {
+        &self.store
+    }
+
+    /// The access cookie it clears.
+    pub(crate) fn cookie(&self) -> Option<&AccessCookie> {
+        self.cookie.as_ref()
+    }
+
     /// Revokes the token these claims came from, until its `exp`.
     ///
     /// Fails with [`RevocationError::NotRevocable`] when the token has no `jti` or `exp`.

@@ -79,7 +79,6 @@ pub struct Verifier {
 
 pub(crate) struct Inner {
     keys: KeyHandle,
-    /// One `Validation` per algorithm: the key decides which algorithms a token may use.
     params: Params,
     remote: Option<Arc<RemoteKeys>>,
     max_token_len: usize,
@@ -500,7 +499,7 @@ impl Verifier {
         }
         let Some(cache) = &inner.cache else {
             return self
-                .verify_with(&inner.keys.load().keys, token)
+                .verify_with(&inner.keys.load().keys, token, now_secs())
                 .map(Claims::from);
         };
         let now = now_secs();
@@ -509,7 +508,7 @@ impl Verifier {
         if let Lookup::Hit(hit) = cache.get::<T>(token, now, keys.generation) {
             return hit;
         }
-        let claims = Arc::new(self.verify_with::<T>(&keys.keys, token)?);
+        let claims = Arc::new(self.verify_with::<T>(&keys.keys, token, now)?);
         cache.insert(token, &claims, now, keys.generation);
         Ok(Claims::from(claims))
     }
@@ -592,6 +591,7 @@ impl Verifier {
         &self,
         keys: &KeySet,
         token: &str,
+        now: u64,
     ) -> Result<ClaimSet<T>, AuthError> {
         let inner = &*self.inner;
         // The header is parsed once, here; jsonwebtoken's `decode` would parse it twice and
@@ -609,7 +609,6 @@ impl Verifier {
         let payload = decode_segment(payload).ok_or_else(malformed)?;
         let registered = serde_json::from_slice::<Registered>(&payload)
             .map_err(|e| map_error(token, ErrorKind::Json(Arc::new(e))))?;
-        let now = now_secs();
         self.validate(&registered, now)?;
         let custom = custom_claims::<T>(token, &payload)?;
         let mut claims = registered.with(custom);

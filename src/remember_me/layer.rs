@@ -123,13 +123,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let before = req.extensions().get::<Authentication>();
-        let authenticated = before.is_some_and(|a| {
-            a.has_claims()
-                || matches!(
-                    a.status(),
-                    AuthStatus::Authenticated | AuthStatus::Preflight
-                )
-        });
+        // Authenticated, remembered already, or a preflight: only anonymous requests log in.
+        let authenticated = before.is_some_and(|a| a.status() != AuthStatus::Anonymous);
         // The logout handle of the JwtAuthLayer outside, kept for a remembered login.
         let logout = before.and_then(Authentication::shared_logout);
         if authenticated {
