@@ -15,6 +15,8 @@
 #
 # Cases (ALG is HS256 or ES256; "cached" is the layer's verified-token cache, 16 MiB):
 #   bare                               axum "hello", no auth (the baseline of every pair)
+#   bare-again                         a second bare server: the method's own noise floor
+#                                      (its paired ratio would be 1.00 on a quiet machine)
 #   noop-layer, ext-layer              a layer doing nothing / only the layer's one insert
 #   ALG/plain-jsonwebtoken             a hand-written jsonwebtoken middleware (the usual way)
 #   ALG/naive-redis-get                that plus one Redis GET per request (revocation check)
@@ -54,8 +56,9 @@
 # has load; the others sit idle.
 #
 # On this 2-core VM the speed of the machine drifts by +-20 % within seconds, so every case is
-# measured right after a run of bare axum, and its ratio to bare is the median over the rounds
-# of (case / the bare run just before it). That bare run sends the very requests of the case
+# measured beside a run of bare axum (before it in odd rounds, after it in even ones), and its
+# ratio to bare is the median over the rounds of (case / that bare run). That bare run sends
+# the very requests of the case
 # (its token, or its Lua script), so the pair differs only in the authentication; bare's runs
 # are reported per token shape (bare, bare@large, bare@rotating). That "paired" ratio is the
 # figure for the goals against bare; the ratio of the medians is printed beside it. The order
@@ -80,6 +83,7 @@ ONLY="${ONLY:-}"
 # name mode alg cache shape handler
 ALL_CASES=(
   "bare bare HS256 1 default hello"
+  "bare-again bare HS256 1 default hello"
   "noop-layer noop HS256 1 default hello"
   "ext-layer ext HS256 1 default hello"
 )
@@ -290,9 +294,18 @@ for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
   for i in $(seq 0 $((n - 1))); do
     name=${OTHERS[$(((i + round - 1) % n))]}
-    measure bare "$name" "$(bare_of "$name")"
-    b=$LAST
-    measure "$name" "$name" "$name"
+    # Odd rounds measure bare first, even rounds the case first, so that a bias of the second
+    # run of a pair against the first cancels out over the rounds.
+    if ((round % 2)); then
+      measure bare "$name" "$(bare_of "$name")"
+      b=$LAST
+      measure "$name" "$name" "$name"
+    else
+      measure "$name" "$name" "$name"
+      a=$LAST
+      measure bare "$name" "$(bare_of "$name")"
+      b=$LAST LAST=$a
+    fi
     ALL_PAIRED[$name]+="$(awk -v a="$LAST" -v b="$b" 'BEGIN { printf "%.4f", a / b }') "
   done
 done
@@ -360,6 +373,7 @@ section() { # title command...: the command's lines under the title, nothing whe
   if [ -n "$out" ]; then echo " $1"; echo "$out"; fi
 }
 any_layer() {
+  info bare-again "bare against bare: how far from 1.00 this method reads here"
   info noop-layer "what any layer costs here"
   info ext-layer "a layer that only inserts what the layer inserts"
 }
@@ -384,7 +398,7 @@ information() { # alg: the former goals for the Redis store, now information
 }
 
 echo
-echo "ratios (throughput; paired = median of case / the bare run just before it)"
+echo "ratios (throughput; paired = median of case / the bare run beside it)"
 section "any layer:" any_layer
 for alg in HS256 ES256; do
   section "$alg, the uncached layer against the fastest of plain-jsonwebtoken, jwt-authorizer, axum-jwt-auth (paired: case/bare over peer/bare):" \
