@@ -196,9 +196,62 @@ pub struct ClaimSet<T = NoCustomClaims> {
     /// [`REMEMBER_ME_AMR`]; see [`is_remembered`](Self::is_remembered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amr: Option<Vec<String>>,
+    /// Authentication context class reference (OpenID Connect `acr`): how strongly the user
+    /// was authenticated, what step-up guards check (RFC 9470).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// When the user last authenticated (OpenID Connect `auth_time`), seconds since the Unix
+    /// epoch; a fraction is rounded down (the authentication never counts as more recent than
+    /// it was).
+    #[serde(
+        default,
+        deserialize_with = "numeric_date::iat",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auth_time: Option<u64>,
+    /// The OAuth client the token was issued to (RFC 9068 / RFC 7662 `client_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Confirmation (RFC 7800 `cnf`): the key the token is bound to, a DPoP key (RFC 9449
+    /// `jkt`) or a client certificate (RFC 8705 `x5t#S256`). A bound token is accepted only
+    /// with proof of that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
     /// The application's own claims.
     #[serde(flatten)]
     pub custom: T,
+}
+
+/// The confirmation claim (RFC 7800 `cnf`) of a sender-constrained token: the thumbprint of
+/// the key the token is bound to. Members this crate does not check (`jwk`, `kid`, …) are
+/// ignored, so a token bound by one of them alone is treated as unbound.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Confirmation {
+    /// RFC 9449 §6: the base64url SHA-256 JWK thumbprint (RFC 7638) of the DPoP key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// RFC 8705 §3.1: the base64url SHA-256 of the DER client certificate.
+    #[serde(default, rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
+}
+
+impl Confirmation {
+    /// Bound to the DPoP key with this RFC 7638 thumbprint.
+    pub fn dpop(jkt: impl Into<String>) -> Self {
+        Self {
+            jkt: Some(jkt.into()),
+            x5t_s256: None,
+        }
+    }
+
+    /// Bound to the client certificate with this base64url SHA-256 thumbprint.
+    pub fn certificate(x5t_s256: impl Into<String>) -> Self {
+        Self {
+            jkt: None,
+            x5t_s256: Some(x5t_s256.into()),
+        }
+    }
 }
 
 /// The registered claims alone, what the verifier reads of every token: a struct without the
@@ -227,6 +280,14 @@ pub(crate) struct Registered {
     pub(crate) sid: Option<String>,
     #[serde(default)]
     pub(crate) amr: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) acr: Option<String>,
+    #[serde(default, deserialize_with = "numeric_date::iat")]
+    pub(crate) auth_time: Option<u64>,
+    #[serde(default)]
+    pub(crate) client_id: Option<String>,
+    #[serde(default)]
+    pub(crate) cnf: Option<Confirmation>,
 }
 
 impl Registered {
@@ -243,6 +304,10 @@ impl Registered {
             scope: self.scope,
             sid: self.sid,
             amr: self.amr,
+            acr: self.acr,
+            auth_time: self.auth_time,
+            client_id: self.client_id,
+            cnf: self.cnf,
             custom,
         }
     }
@@ -263,6 +328,10 @@ impl<T> ClaimSet<T> {
             scope: None,
             sid: None,
             amr: None,
+            acr: None,
+            auth_time: None,
+            client_id: None,
+            cnf: None,
             custom,
         }
     }
@@ -838,6 +907,10 @@ mod tests {
             scope: None,
             sid: None,
             amr: None,
+            acr: None,
+            auth_time: None,
+            client_id: None,
+            cnf: None,
             custom: Extra { tenant: "t".into() },
         };
         let json = serde_json::to_string(&c).unwrap();
@@ -868,6 +941,8 @@ mod tests {
         }
         let payloads = [
             r#"{"sub":"u","jti":"j","iss":"i","aud":"a","exp":5.5,"nbf":4.5,"iat":3.9,"scope":["read","write"],"sid":"s","amr":["pwd"],"tenant":"t","x":[1,{"y":null}]}"#,
+            r#"{"acr":"urn:mace:incommon:iap:silver","auth_time":7.7,"client_id":"c","cnf":{"jkt":"k","x5t#S256":"x","jwk":{}},"tenant":"t"}"#,
+            r#"{"cnf":{},"auth_time":null,"tenant":"t"}"#,
             r#"{"aud":["a","b"],"scope":"read  write","tenant":"t"}"#,
             r#"{"exp":null,"nbf":null,"iat":null,"scope":null,"tenant":"t"}"#,
             r#"{"tenant":"t"}"#,

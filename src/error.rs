@@ -14,6 +14,31 @@ use http::{HeaderValue, Response, StatusCode, header};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthError {
     kind: AuthErrorKind,
+    /// The authentication scheme the request used, whose challenge carries the error.
+    scheme: Scheme,
+    /// Set by a layer that accepts DPoP: the algorithms to announce in the `DPoP` challenge
+    /// (RFC 9449 §7.1), and whether `Bearer` is accepted beside it.
+    dpop: Option<std::sync::Arc<DpopChallenge>>,
+}
+
+/// An HTTP authentication scheme for access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// `Bearer` (RFC 6750).
+    #[default]
+    Bearer,
+    /// `DPoP` (RFC 9449): a token bound to a key, with a proof of possession per request.
+    Dpop,
+}
+
+/// What a layer accepting DPoP announces in its challenges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DpopChallenge {
+    /// Space-separated `alg` values accepted for proofs.
+    pub(crate) algs: String,
+    /// Whether unbound tokens are accepted with `Bearer` too (then both challenges are sent).
+    pub(crate) bearer: bool,
 }
 
 /// The kind of an [`AuthError`].
@@ -39,6 +64,56 @@ pub enum AuthErrorKind {
     /// The user was logged in by a remember-me cookie, and the route wants a fresh login
     /// (401 `insufficient_user_authentication`, RFC 9470).
     FreshLoginRequired,
+    /// The route needs a stronger or more recent authentication than the token shows (401
+    /// `insufficient_user_authentication`, RFC 9470 §3): the challenge carries `acr_values`
+    /// and/or `max_age` for the client to ask the authorization server for.
+    StepUpRequired {
+        /// Space-separated `acr` values, any of which would do.
+        acr_values: Option<String>,
+        /// The maximum age of the authentication, in seconds.
+        max_age: Option<u64>,
+    },
+    /// The DPoP proof is missing, malformed or does not match the request or the token (401
+    /// `invalid_dpop_proof`, RFC 9449 §7.1).
+    InvalidDpopProof(InvalidDpopProof),
+    /// The token introspection endpoint could not answer (503 `temporarily_unavailable`):
+    /// an opaque token is never accepted unverified.
+    IntrospectionUnavailable,
+    /// The DPoP proof replay store could not answer (503 `temporarily_unavailable`): a proof
+    /// is never accepted without its replay check.
+    ReplayCheckUnavailable,
+}
+
+/// Why a DPoP proof was refused (401 `invalid_dpop_proof`, RFC 9449 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidDpopProof {
+    /// `Authorization: DPoP` without a `DPoP` header.
+    Missing,
+    /// More than one `DPoP` header.
+    Multiple,
+    /// Not a JWS compact token, or its header or claims are not what RFC 9449 §4.2 requires.
+    Malformed,
+    /// `typ` is not `dpop+jwt`.
+    WrongType,
+    /// `alg` is not one of the accepted asymmetric algorithms.
+    AlgorithmNotAllowed,
+    /// The embedded `jwk` is missing, private, or not a key of the proof's `alg`.
+    BadKey,
+    /// The signature does not verify with the embedded key.
+    BadSignature,
+    /// `htm` is not the request's method.
+    WrongMethod,
+    /// `htu` is not the request's URI (scheme, authority and path).
+    WrongUri,
+    /// `iat` is outside the accepted window.
+    Stale,
+    /// `ath` is missing or not the hash of the access token.
+    WrongAccessTokenHash,
+    /// The proof key is not the key the token is bound to (`cnf.jkt`).
+    KeyMismatch,
+    /// The proof's `jti` was seen before: a replayed proof.
+    Replayed,
 }
 
 /// What was malformed about a request (400 `invalid_request`).
@@ -93,12 +168,26 @@ pub enum InvalidToken {
     InvalidClaim(String),
     /// The token was revoked (its `jti`, or every token of its subject).
     Revoked,
+    /// The token introspection endpoint (RFC 7662) answered that the token is not active, or
+    /// that it is not an access token.
+    Inactive,
+    /// A token bound to a DPoP key (`cnf.jkt`) was presented as a bearer token (RFC 9449 §7.2).
+    BoundToDpopKey,
+    /// `Authorization: DPoP` with a token that is not bound to a DPoP key.
+    NotDpopBound,
+    /// A token bound to a client certificate (`cnf.x5t#S256`, RFC 8705 §3) came without that
+    /// certificate.
+    CertificateMismatch,
 }
 
 impl AuthError {
     /// Creates an error of the given kind.
     pub fn new(kind: AuthErrorKind) -> Self {
-        Self { kind }
+        Self {
+            kind,
+            scheme: Scheme::Bearer,
+            dpop: None,
+        }
     }
 
     /// The request carried no token.
@@ -138,12 +227,15 @@ impl AuthError {
         match self.kind {
             AuthErrorKind::MissingToken
             | AuthErrorKind::InvalidToken(_)
-            | AuthErrorKind::FreshLoginRequired => StatusCode::UNAUTHORIZED,
+            | AuthErrorKind::FreshLoginRequired
+            | AuthErrorKind::StepUpRequired { .. }
+            | AuthErrorKind::InvalidDpopProof(_) => StatusCode::UNAUTHORIZED,
             AuthErrorKind::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             AuthErrorKind::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            AuthErrorKind::RevocationUnavailable | AuthErrorKind::KeysUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AuthErrorKind::RevocationUnavailable
+            | AuthErrorKind::KeysUnavailable
+            | AuthErrorKind::IntrospectionUnavailable
+            | AuthErrorKind::ReplayCheckUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -154,10 +246,14 @@ impl AuthError {
             AuthErrorKind::InvalidRequest(_) => Some("invalid_request"),
             AuthErrorKind::InvalidToken(_) => Some("invalid_token"),
             AuthErrorKind::InsufficientScope { .. } => Some("insufficient_scope"),
-            AuthErrorKind::RevocationUnavailable | AuthErrorKind::KeysUnavailable => {
-                Some("temporarily_unavailable")
+            AuthErrorKind::RevocationUnavailable
+            | AuthErrorKind::KeysUnavailable
+            | AuthErrorKind::IntrospectionUnavailable
+            | AuthErrorKind::ReplayCheckUnavailable => Some("temporarily_unavailable"),
+            AuthErrorKind::FreshLoginRequired | AuthErrorKind::StepUpRequired { .. } => {
+                Some("insufficient_user_authentication")
             }
-            AuthErrorKind::FreshLoginRequired => Some("insufficient_user_authentication"),
+            AuthErrorKind::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
         }
     }
 
@@ -187,11 +283,35 @@ impl AuthError {
                 InvalidToken::MissingClaim(_) => "missing required claim",
                 InvalidToken::InvalidClaim(_) => "missing or invalid claim",
                 InvalidToken::Revoked => "token revoked",
+                InvalidToken::Inactive => "token not active",
+                InvalidToken::BoundToDpopKey => "DPoP-bound token used as a bearer token",
+                InvalidToken::NotDpopBound => "token not bound to a DPoP key",
+                InvalidToken::CertificateMismatch => "token bound to another client certificate",
             },
             AuthErrorKind::InsufficientScope { .. } => "insufficient scope",
             AuthErrorKind::RevocationUnavailable => "token status cannot be checked, retry later",
             AuthErrorKind::KeysUnavailable => "signing keys unavailable, retry later",
             AuthErrorKind::FreshLoginRequired => "log in again with your password",
+            AuthErrorKind::StepUpRequired { .. } => "a stronger or more recent login is required",
+            AuthErrorKind::InvalidDpopProof(r) => match r {
+                InvalidDpopProof::Missing => "DPoP proof missing",
+                InvalidDpopProof::Multiple => "more than one DPoP proof",
+                InvalidDpopProof::Malformed => "malformed DPoP proof",
+                InvalidDpopProof::WrongType => "DPoP proof typ must be dpop+jwt",
+                InvalidDpopProof::AlgorithmNotAllowed => "DPoP proof algorithm not allowed",
+                InvalidDpopProof::BadKey => "DPoP proof key unusable",
+                InvalidDpopProof::BadSignature => "DPoP proof signature invalid",
+                InvalidDpopProof::WrongMethod => "DPoP proof htm does not match the request",
+                InvalidDpopProof::WrongUri => "DPoP proof htu does not match the request",
+                InvalidDpopProof::Stale => "DPoP proof iat outside the accepted window",
+                InvalidDpopProof::WrongAccessTokenHash => "DPoP proof ath does not match the token",
+                InvalidDpopProof::KeyMismatch => "DPoP proof key is not the token's key",
+                InvalidDpopProof::Replayed => "DPoP proof replayed",
+            },
+            AuthErrorKind::IntrospectionUnavailable => {
+                "token status cannot be checked, retry later"
+            }
+            AuthErrorKind::ReplayCheckUnavailable => "DPoP proof cannot be checked, retry later",
         }
     }
 
@@ -212,28 +332,32 @@ impl AuthError {
         realm: Option<&str>,
         resource_metadata: Option<&str>,
     ) -> Response<Bytes> {
-        let mut challenge = String::from("Bearer");
-        let mut sep = " ";
-        let mut param = |challenge: &mut String, name: &str, value: &str| {
-            challenge.push_str(sep);
-            challenge.push_str(name);
-            challenge.push_str("=\"");
-            challenge.push_str(value);
-            challenge.push('"');
-            sep = ", ";
-        };
-        if let Some(realm) = realm {
-            param(&mut challenge, "realm", realm);
+        let dpop = self.dpop.as_deref();
+        // The error goes on the challenge of the scheme the request used (RFC 9449 §7.1);
+        // the other scheme's challenge only says it is accepted.
+        let error_on_dpop = dpop.is_some_and(|d| {
+            !d.bearer
+                || self.scheme == Scheme::Dpop
+                || matches!(self.kind, AuthErrorKind::InvalidDpopProof(_))
+        });
+        let mut challenges = Vec::with_capacity(2);
+        if dpop.is_none_or(|d| d.bearer) {
+            challenges.push(self.challenge(
+                "Bearer",
+                !error_on_dpop,
+                realm,
+                resource_metadata,
+                None,
+            ));
         }
-        if let Some(code) = self.error_code() {
-            param(&mut challenge, "error", code);
-            param(&mut challenge, "error_description", self.description());
-        }
-        if let AuthErrorKind::InsufficientScope { required } = &self.kind {
-            param(&mut challenge, "scope", required);
-        }
-        if let Some(url) = resource_metadata {
-            param(&mut challenge, "resource_metadata", url);
+        if let Some(d) = dpop {
+            challenges.push(self.challenge(
+                "DPoP",
+                error_on_dpop,
+                realm,
+                resource_metadata,
+                Some(&d.algs),
+            ));
         }
 
         let body = serde_json::json!({
@@ -248,19 +372,85 @@ impl AuthError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        // Realm and scope are validated as header-safe when configured; a failure here can only
-        // come from a scope string, so fall back to a challenge without parameters.
-        let challenge = HeaderValue::from_str(&challenge)
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
-        headers.insert(header::WWW_AUTHENTICATE, challenge);
-        if matches!(
-            self.kind,
-            AuthErrorKind::RevocationUnavailable | AuthErrorKind::KeysUnavailable
-        ) {
+        for challenge in challenges {
+            headers.append(header::WWW_AUTHENTICATE, challenge);
+        }
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response.extensions_mut().insert(self.clone());
         response
+    }
+}
+
+impl AuthError {
+    /// The scheme the refused request used (`Bearer` unless it sent `Authorization: DPoP`).
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    pub(crate) fn with_scheme(mut self, scheme: Scheme) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
+    pub(crate) fn with_dpop(mut self, dpop: Option<&std::sync::Arc<DpopChallenge>>) -> Self {
+        self.dpop = dpop.cloned();
+        self
+    }
+
+    /// One challenge of `scheme`, with this error's parameters when `with_error`.
+    fn challenge(
+        &self,
+        scheme: &'static str,
+        with_error: bool,
+        realm: Option<&str>,
+        resource_metadata: Option<&str>,
+        algs: Option<&str>,
+    ) -> HeaderValue {
+        let mut challenge = String::from(scheme);
+        let mut sep = " ";
+        let mut param = |challenge: &mut String, name: &str, value: &str| {
+            challenge.push_str(sep);
+            challenge.push_str(name);
+            challenge.push_str("=\"");
+            challenge.push_str(value);
+            challenge.push('"');
+            sep = ", ";
+        };
+        if let Some(realm) = realm {
+            param(&mut challenge, "realm", realm);
+        }
+        if with_error && let Some(code) = self.error_code() {
+            param(&mut challenge, "error", code);
+            param(&mut challenge, "error_description", self.description());
+            match &self.kind {
+                AuthErrorKind::InsufficientScope { required } => {
+                    param(&mut challenge, "scope", required);
+                }
+                AuthErrorKind::StepUpRequired {
+                    acr_values,
+                    max_age,
+                } => {
+                    if let Some(acr) = acr_values {
+                        param(&mut challenge, "acr_values", acr);
+                    }
+                    if let Some(age) = max_age {
+                        param(&mut challenge, "max_age", &age.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(url) = resource_metadata {
+            param(&mut challenge, "resource_metadata", url);
+        }
+        if let Some(algs) = algs {
+            param(&mut challenge, "algs", algs);
+        }
+        // Realm, scope and acr values are validated as header-safe when configured; a failure
+        // here can only come from a scope string, so fall back to the bare scheme.
+        HeaderValue::from_str(&challenge).unwrap_or_else(|_| HeaderValue::from_static(scheme))
     }
 }
 

@@ -134,10 +134,12 @@ mod verifier;
 
 pub use authentication::Authentication;
 pub use body::AuthBody;
-pub use claims::{Audience, AuthStatus, ClaimSet, Claims, NoCustomClaims, REMEMBER_ME_AMR};
+pub use claims::{
+    Audience, AuthStatus, ClaimSet, Claims, Confirmation, NoCustomClaims, REMEMBER_ME_AMR,
+};
 pub use error::{
-    AuthError, AuthErrorKind, ConfigError, ErrorResponder, InvalidRequest, InvalidToken,
-    Rfc6750Responder,
+    AuthError, AuthErrorKind, ConfigError, ErrorResponder, InvalidDpopProof, InvalidRequest,
+    InvalidToken, Rfc6750Responder, Scheme,
 };
 #[cfg(feature = "axum")]
 pub use extract::ClaimsRejection;

@@ -730,6 +730,10 @@ fn remembered_claims(
         scope: (!user.scope.is_empty()).then(|| user.scope.clone()),
         sid: None,
         amr: Some(vec![REMEMBER_ME_AMR.to_owned()]),
+        acr: None,
+        auth_time: None,
+        client_id: None,
+        cnf: None,
         custom: NoCustomClaims {},
     })
 }
