@@ -256,7 +256,7 @@ impl Confirmation {
 
 /// The registered claims alone, what the verifier reads of every token: a struct without the
 /// flattened `T`, so serde skips the claims it does not name instead of buffering them.
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub(crate) struct Registered {
     // The fields and deserializers of `ClaimSet`, which the unit test
     // `registered_claims_read_as_the_claim_set_does` holds to the same answers.

@@ -111,6 +111,19 @@ impl SigningKey {
     pub fn algorithm(&self) -> Algorithm {
         self.alg
     }
+
+    /// Signs `claims` as a compact JWS with this key's algorithm and `kid`, and `typ`
+    /// when given (client assertions, DPoP proofs, logout tokens).
+    pub(crate) fn sign<C: Serialize>(
+        &self,
+        claims: &C,
+        typ: Option<&str>,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut header = jsonwebtoken::Header::new(self.alg);
+        header.kid = self.kid.clone();
+        header.typ = typ.map(str::to_owned);
+        encode(&header, claims, &self.key)
+    }
 }
 
 /// Why a token could not be minted.

@@ -113,6 +113,7 @@ mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
+pub mod introspection;
 mod issuer;
 pub mod keys;
 mod layer;

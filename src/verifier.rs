@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::claims::{ClaimSet, Claims, NoCustomClaims, Registered, check_times, scopes_from_claim};
 use crate::error::{AuthError, AuthErrorKind, ConfigError, InvalidToken};
+use crate::introspection::{Answer, Introspector, inactive, is_opaque};
 use crate::keys::remote::{KeySourceError, RemoteJwks, RemoteKeys};
 use crate::keys::{KeyHandle, KeySet, VerifyingKey};
 use crate::revocation::{BoxFuture, now_secs};
@@ -92,6 +93,19 @@ pub(crate) struct Inner {
     cache: Option<TokenCache>,
     /// For an issuer router ([`Verifier::for_issuers`]): each issuer's own verifier.
     route: Option<std::collections::HashMap<String, Verifier>>,
+    /// For an issuer router: the issuer's verifier that introspects opaque tokens, if one does.
+    route_opaque: Option<Verifier>,
+    /// Tokens introspected (RFC 7662) instead of verified with keys: opaque ones, or all.
+    introspector: Option<(Introspector, Introspect)>,
+}
+
+/// Which tokens a verifier with an [`Introspector`] introspects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Introspect {
+    /// Tokens that are not a compact JWS; JWTs are verified with the keys.
+    Opaque,
+    /// Every token.
+    All,
 }
 
 /// What every `Validation` is made of.
@@ -128,6 +142,7 @@ pub struct VerifierBuilder {
     remote: Option<RemoteJwks>,
     handle: Option<KeyHandle>,
     scope_claim: Option<String>,
+    introspector: Option<(Introspector, Introspect)>,
 }
 
 impl VerifierBuilder {
@@ -276,6 +291,8 @@ impl VerifierBuilder {
                     .cache_bytes
                     .map(|bytes| TokenCache::new(bytes, self.leeway.as_secs())),
                 route: None,
+                route_opaque: None,
+                introspector: self.introspector,
             }),
         })
     }
@@ -321,7 +338,27 @@ impl VerifierBuilder {
         Ok(verifier)
     }
 
+    /// Opaque tokens (anything but a compact JWS) are verified by `introspector` (RFC 7662,
+    /// see [`introspection`](crate::introspection)); JWTs are still verified with the keys.
+    /// The verifier's rules (issuer, audience, required claims, times, scope claim) apply
+    /// to the introspection answer as to a JWT's claims. With no keys at all, every JWT is
+    /// refused ("unknown signing key").
+    pub fn introspect_opaque_tokens(mut self, introspector: Introspector) -> Self {
+        self.introspector = Some((introspector, Introspect::Opaque));
+        self
+    }
+
+    /// Every token is verified by `introspector`, JWTs too (for an authorization server
+    /// whose JWT access tokens must be checked for revocation there); the keys are not used.
+    pub fn introspect_all_tokens(mut self, introspector: Introspector) -> Self {
+        self.introspector = Some((introspector, Introspect::All));
+        self
+    }
+
     fn validate_keys(&self) -> Result<(), ConfigError> {
+        if self.introspector.is_some() {
+            return Ok(());
+        }
         if self.keys.is_empty() && self.remote.is_none() {
             return Err(ConfigError::new("the key set is empty"));
         }
@@ -344,6 +381,7 @@ impl Verifier {
             remote: None,
             handle: None,
             scope_claim: None,
+            introspector: None,
         }
     }
 
@@ -391,6 +429,14 @@ impl Verifier {
                 "an issuer router needs at least one verifier",
             ));
         }
+        // An opaque token names no issuer: at most one issuer may introspect them.
+        let mut introspecting = route.values().filter(|v| v.inner.introspector.is_some());
+        let route_opaque = introspecting.next().cloned();
+        if introspecting.next().is_some() {
+            return Err(ConfigError::new(
+                "only one verifier of an issuer router may introspect tokens (an opaque token names no issuer)",
+            ));
+        }
         let params = Params {
             issuers: route.keys().cloned().collect(),
             audiences: Vec::new(),
@@ -411,6 +457,8 @@ impl Verifier {
                 cache: None,
                 scope_claim: None,
                 route: Some(route),
+                route_opaque,
+                introspector: None,
             }),
         })
     }
@@ -420,6 +468,11 @@ impl Verifier {
         let Some(route) = &self.inner.route else {
             return Ok(None);
         };
+        if let Some(v) = &self.inner.route_opaque
+            && is_opaque(token)
+        {
+            return Ok(Some(v));
+        }
         #[derive(serde::Deserialize)]
         struct Iss {
             iss: Option<String>,
@@ -465,6 +518,17 @@ impl Verifier {
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
+        if token.len() > self.inner.max_token_len {
+            return Verification::Ready(Err(AuthError::invalid_token(InvalidToken::TooLarge)));
+        }
+        match self.route(token) {
+            Ok(Some(verifier)) => return verifier.verification(token),
+            Ok(None) => {}
+            Err(e) => return Verification::Ready(Err(e)),
+        }
+        if let Some(introspector) = self.introspects(token) {
+            return self.introspection(introspector, token);
+        }
         match self.verify_shared::<T>(token) {
             Err(e)
                 if matches!(
@@ -497,6 +561,14 @@ impl Verifier {
         if let Some(verifier) = self.route(token)? {
             return verifier.verify_shared(token);
         }
+        if let Some(introspector) = self.introspects(token) {
+            // No waiting here: the cached answer, or "cannot check now".
+            let now = now_secs();
+            return match introspector.cached(&Introspector::key(token), now) {
+                Some(answer) => self.claims_of_answer(answer, now),
+                None => Err(AuthError::new(AuthErrorKind::IntrospectionUnavailable)),
+            };
+        }
         let Some(cache) = &inner.cache else {
             return self
                 .verify_with(&inner.keys.load().keys, token, now_secs())
@@ -510,6 +582,69 @@ impl Verifier {
         }
         let claims = Arc::new(self.verify_with::<T>(&keys.keys, token, now)?);
         cache.insert(token, &claims, now, keys.generation);
+        Ok(Claims::from(claims))
+    }
+
+    /// The introspector that verifies `token`, if this verifier introspects it.
+    fn introspects(&self, token: &str) -> Option<&Introspector> {
+        match &self.inner.introspector {
+            Some((i, Introspect::All)) => Some(i),
+            Some((i, Introspect::Opaque)) if is_opaque(token) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// Verification by introspection: a cached answer now, else one request (shared by
+    /// every request waiting for the same token).
+    fn introspection<T>(&self, introspector: &Introspector, token: &str) -> Verification<T>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let key = Introspector::key(token);
+        let now = now_secs();
+        if let Some(answer) = introspector.cached(&key, now) {
+            return Verification::Ready(self.claims_of_answer(answer, now));
+        }
+        let this = self.clone();
+        let introspector = introspector.clone();
+        let token = token.to_owned();
+        Verification::Pending(Box::pin(async move {
+            let answer = introspector.answer(&token, key).await?;
+            this.claims_of_answer(answer, now_secs())
+        }))
+    }
+
+    /// The claims of an introspection answer, checked with this verifier's rules.
+    fn claims_of_answer<T>(&self, answer: Answer, now: u64) -> Result<Claims<T>, AuthError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let active = match answer {
+            Answer::Active(active) => active,
+            Answer::Inactive => return Err(inactive()),
+            Answer::Invalid(why) => {
+                return Err(AuthError::invalid_token(InvalidToken::InvalidClaim(
+                    why.to_string(),
+                )));
+            }
+        };
+        // Times on every use; issuer and audience are the same each time and cheap.
+        self.validate(&active.registered, now)?;
+        if let Some(typed) = active.typed.get()
+            && let Ok(claims) = typed.clone().downcast::<ClaimSet<T>>()
+        {
+            return Ok(Claims::from(claims));
+        }
+        let custom = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<NoCustomClaims>() {
+            serde_json::from_slice::<T>(b"{}")
+        } else {
+            serde_json::from_slice::<T>(&active.body)
+        }
+        .map_err(|e| AuthError::invalid_token(InvalidToken::InvalidClaim(e.to_string())))?;
+        let claims =
+            Arc::new(self.complete(active.registered.clone(), custom, &active.body, now)?);
+        // The first claims type asking keeps its claims with the answer.
+        let _ = active.typed.set(claims.clone());
         Ok(Claims::from(claims))
     }
 
@@ -593,7 +728,6 @@ impl Verifier {
         token: &str,
         now: u64,
     ) -> Result<ClaimSet<T>, AuthError> {
-        let inner = &*self.inner;
         // The header is parsed once, here; jsonwebtoken's `decode` would parse it twice and
         // read the claims twice (once for its own checks), which the registered claims
         // below make unnecessary.
@@ -611,10 +745,24 @@ impl Verifier {
             .map_err(|e| map_error(token, ErrorKind::Json(Arc::new(e))))?;
         self.validate(&registered, now)?;
         let custom = custom_claims::<T>(token, &payload)?;
+        self.complete(registered, custom, &payload, now)
+    }
+
+    /// The claims set of claims that passed [`validate`](Self::validate): the scope from
+    /// the configured claim, `iat` not in the future, and the claims required besides those
+    /// `validate` checks.
+    fn complete<T>(
+        &self,
+        registered: Registered,
+        custom: T,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<ClaimSet<T>, AuthError> {
+        let inner = &*self.inner;
         let mut claims = registered.with(custom);
         let leeway = inner.params.leeway.as_secs();
         if let Some(name) = &inner.scope_claim {
-            claims.scope = scopes_from_claim(&payload, name)
+            claims.scope = scopes_from_claim(payload, name)
                 .map_err(|why| AuthError::invalid_token(InvalidToken::InvalidClaim(why)))?;
         }
         // A token "issued" later than now (beyond the leeway) would outlive a user-wide

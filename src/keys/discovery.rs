@@ -147,6 +147,7 @@ pub struct Discovery {
     issuer: String,
     jwks_uri: Uri,
     signing_algorithms: Vec<Algorithm>,
+    introspection_endpoint: Option<Uri>,
     client: Option<HttpClient>,
 }
 
@@ -243,12 +244,28 @@ impl Discovery {
                 }
             }
         }
+        // RFC 8414 §2: optional; checked like jwks_uri when present.
+        let introspection_endpoint = member("introspection_endpoint")
+            .map(check_url)
+            .transpose()
+            .map_err(|e| DiscoveryError::Invalid(format!("introspection_endpoint: {e}")))?;
         Ok(Self {
             issuer: found.to_owned(),
             jwks_uri,
             signing_algorithms,
+            introspection_endpoint,
             client: None,
         })
+    }
+
+    /// The token introspection endpoint (RFC 7662), when the metadata names one.
+    pub fn introspection_endpoint(&self) -> Option<&Uri> {
+        self.introspection_endpoint.as_ref()
+    }
+
+    /// The built-in HTTP client this metadata was fetched with, to reuse its pool.
+    pub(crate) fn http_client(&self) -> Option<&HttpClient> {
+        self.client.as_ref()
     }
 
     /// The issuer, equal to the configured one.

@@ -29,18 +29,18 @@
 //! ```
 
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt as _, Empty, Limited};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::remote::{BoxError, JwksFetcher, JwksResponse, RemoteJwks};
+pub(crate) use super::url::check_url;
 use crate::error::ConfigError;
 use crate::revocation::BoxFuture;
 
@@ -110,36 +110,6 @@ pub enum HttpError {
     },
 }
 
-/// `url` as a URL this crate may fetch: `https`, or `http` to a loopback host; no user
-/// information.
-pub(crate) fn check_url(url: &str) -> Result<Uri, ConfigError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| ConfigError::new(format!("invalid URL `{url}`: {e}")))?;
-    let Some(authority) = uri.authority() else {
-        return Err(ConfigError::new(format!("`{url}` is not an absolute URL")));
-    };
-    if authority.as_str().contains('@') {
-        return Err(ConfigError::new(format!(
-            "`{url}`: credentials in a URL are not supported"
-        )));
-    }
-    match uri.scheme_str() {
-        Some("https") => Ok(uri),
-        Some("http") if is_loopback(authority.host()) => Ok(uri),
-        Some("http") => Err(ConfigError::new(format!(
-            "`{url}` must use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"
-        ))),
-        _ => Err(ConfigError::new(format!("`{url}` is not an https URL"))),
-    }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Where a redirect from `from` to `location` leads, if it may be followed.
 fn redirect_target(from: &Uri, location: Option<&HeaderValue>) -> Result<Uri, String> {
     let location = location
@@ -185,7 +155,7 @@ pub(crate) struct Fetched {
 /// The shared HTTP client and its limits. Cheap to clone (the connection pool is shared).
 #[derive(Clone)]
 pub(crate) struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     max_body: usize,
     timeout: Duration,
     connect_timeout: Duration,
@@ -213,7 +183,7 @@ impl HttpClient {
 
     fn client(
         connect_timeout: Duration,
-    ) -> Result<Client<HttpsConnector<HttpConnector>, Empty<Bytes>>, ConfigError> {
+    ) -> Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, ConfigError> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect_timeout));
@@ -231,6 +201,10 @@ impl HttpClient {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(https))
+    }
+
+    pub(crate) fn set_max_body(&mut self, bytes: usize) {
+        self.max_body = bytes;
     }
 
     pub(crate) fn set_connect_timeout(&mut self, timeout: Duration) -> Result<(), ConfigError> {
@@ -258,6 +232,90 @@ impl HttpClient {
         }
     }
 
+    /// POSTs a form to `url` within the total timeout; no redirects are followed (a token
+    /// or a client secret is never sent on to another URL). The answer's status is returned
+    /// as it is, with the (capped) body: the caller decides what a status means.
+    pub(crate) async fn post_form(
+        &self,
+        url: &Uri,
+        what: &'static str,
+        headers: HeaderMap,
+        body: String,
+    ) -> Result<Fetched, HttpError> {
+        let exchange = async {
+            let transport = |detail: String| HttpError::Transport {
+                what,
+                url: url.to_string(),
+                detail,
+            };
+            let mut request = Request::post(url.clone())
+                .header(header::ACCEPT, "application/json")
+                .header(header::USER_AGENT, USER_AGENT)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Full::new(Bytes::from(body)))
+                .map_err(|e| transport(e.to_string()))?;
+            request.headers_mut().extend(headers);
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| transport(chain(&e)))?;
+            self.read(url, what, response).await
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(HttpError::Timeout {
+                what,
+                url: url.to_string(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    /// Reads a response's body within the cap.
+    async fn read(
+        &self,
+        url: &Uri,
+        what: &'static str,
+        response: http::Response<hyper::body::Incoming>,
+    ) -> Result<Fetched, HttpError> {
+        let status = response.status();
+        let too_large = || HttpError::TooLarge {
+            what,
+            url: url.to_string(),
+            limit: self.max_body,
+        };
+        let (parts, body) = response.into_parts();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_body as u64) {
+            return Err(too_large());
+        }
+        let body = Limited::new(body, self.max_body)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    too_large()
+                } else {
+                    HttpError::Transport {
+                        what,
+                        url: url.to_string(),
+                        detail: format!("reading the body: {}", chain(&*e)),
+                    }
+                }
+            })?
+            .to_bytes();
+        Ok(Fetched {
+            status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
     async fn get_following(
         &self,
         url: &Uri,
@@ -281,7 +339,7 @@ impl HttpClient {
                 request = request.header(header::IF_NONE_MATCH, tag.clone());
             }
             let request = request
-                .body(Empty::new())
+                .body(Full::new(Bytes::new()))
                 .map_err(|e| transport(e.to_string()))?;
             let response = self
                 .client
@@ -307,36 +365,7 @@ impl HttpClient {
                     status,
                 });
             }
-            let too_large = || HttpError::TooLarge {
-                what,
-                url: url.to_string(),
-                limit: self.max_body,
-            };
-            let (parts, body) = response.into_parts();
-            let declared = parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|len| len > self.max_body as u64) {
-                return Err(too_large());
-            }
-            let body = Limited::new(body, self.max_body)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        too_large()
-                    } else {
-                        transport(format!("reading the body: {}", chain(&*e)))
-                    }
-                })?
-                .to_bytes();
-            return Ok(Fetched {
-                status,
-                headers: parts.headers,
-                body,
-            });
+            return self.read(&url, what, response).await;
         }
         Err(HttpError::Redirect {
             what,

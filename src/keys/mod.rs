@@ -35,6 +35,7 @@ mod handle;
 pub mod http;
 pub mod jwk;
 pub mod remote;
+pub(crate) mod url;
 
 #[cfg(feature = "http-client")]
 pub use discovery::{Discovery, DiscoveryError};

@@ -19,6 +19,11 @@
 //   scope-array  "scope": ["read", …]           scp-string  "scp": "read …" (Entra ID)
 //   scp-array    "scp": ["read", …] (Okta)       fractional  exp/nbf/iat with fractions
 // and KID picks the signing key (e.g. g1-rs256).
+// resource=urn:tta:opaque[:TTL] gives an opaque access token (for introspection, RFC 7662),
+// living TTL seconds (default 600). Introspection is on; resource servers authenticate to it as
+// tta-client (client_secret_basic or _post), tta-rs-post (client_secret_post only, secret
+// tta-rs-secret) or tta-rs-jwt (private_key_jwt with tests/keys/es256-public.jwk.json's key).
+// DPoP (RFC 9449) is on: a token request with a DPoP proof gets a DPoP-bound token.
 //
 // Besides the provider's own routes (/.well-known/openid-configuration, /jwks, /token, …):
 //   GET /test/jwks?extra=KIND[,KIND]  the provider's JWK Set plus unusable keys (keys.mjs
@@ -26,6 +31,7 @@
 //   GET /test/unusable?kind=KIND      the private half of an unusable key, when it has one that
 //                                     signs (oct), to forge with
 //   GET /test/health                  200 "ok"
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 
 import Provider, { errors } from 'oidc-provider';
@@ -65,6 +71,17 @@ const privateKeys = generations
   });
 const signingGen = generations[generations.length - 1];
 
+const rsJwk = JSON.parse(
+  fs.readFileSync(new URL('../keys/es256-public.jwk.json', import.meta.url), 'utf8'),
+);
+
+/** `urn:tta:opaque[:TTL]` → the TTL in seconds, or undefined. */
+function parseOpaque(resource) {
+  if (typeof resource !== 'string' || !/^urn:tta:opaque(:\d+)?$/.test(resource)) return undefined;
+  const [, , , ttl = '600'] = resource.split(':');
+  return Number(ttl);
+}
+
 const SHAPES = new Set(['-', 'scope-array', 'scp-string', 'scp-array', 'fractional']);
 
 /** `urn:tta:ALG[:SHAPE][:KID]` → { alg, shape, kid }, or undefined. */
@@ -85,19 +102,44 @@ const provider = new Provider(issuer, {
       redirect_uris: [],
       scope: scopes,
     },
+    {
+      client_id: 'tta-rs-post',
+      client_secret: 'tta-rs-secret',
+      token_endpoint_auth_method: 'client_secret_post',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      scope: scopes,
+    },
+    {
+      client_id: 'tta-rs-jwt',
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'ES256',
+      jwks: { keys: [{ ...rsJwk, alg: 'ES256', use: 'sig' }] },
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      scope: scopes,
+    },
   ],
   jwks: { keys: privateKeys },
   scopes: scopes.split(' '),
-  ttl: { ClientCredentials: 600 },
+  // The resource server's accessTokenTTL (urn:tta:opaque:TTL), else 600 s.
+  ttl: { ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? 600 },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
+    dPoP: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: async () => undefined,
       useGrantedResource: async () => false,
       getResourceServerInfo: async (_ctx, resourceIndicator) => {
+        const opaqueTtl = parseOpaque(resourceIndicator);
+        if (opaqueTtl !== undefined) {
+          return { scope: scopes, audience, accessTokenTTL: opaqueTtl, accessTokenFormat: 'opaque' };
+        }
         const parsed = parseResource(resourceIndicator);
         if (!parsed) throw new errors.InvalidTarget(`unknown resource ${resourceIndicator}`);
         return {
