@@ -6,6 +6,8 @@
 //!   baseline), `naive` (that middleware plus one Redis `GET` per request), `layer`
 //!   (`JwtAuthLayer` with the memory store), `remote` (the same, its key from a JWK Set served
 //!   by an in-memory fetcher) or `redis` (`JwtAuthLayer` with the Redis store);
+//!   `introspect` (`JwtAuthLayer` introspecting opaque tokens, RFC 7662, through an
+//!   in-process endpoint: after the first request, the introspection cache is measured);
 //!   `noop` (a layer that does nothing) and `ext` (a layer that only inserts what the layer
 //!   inserts: shared claims and the status) measure what any layer costs.
 //! - `ALG`: `HS256` (default) or `ES256`.
@@ -132,6 +134,16 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .map(|sub| Ok(issuer.issue_with(sub, SCOPE, &custom)?.token))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // MODE=introspect: opaque tokens (each JWT's signature segment: no dots, one per subject),
+    // answered by an in-process introspection endpoint, so the cached path is what is measured.
+    let tokens = if mode == "introspect" {
+        tokens
+            .iter()
+            .map(|t| t.rsplit('.').next().unwrap_or_default().to_owned())
+            .collect()
+    } else {
+        tokens
+    };
     let token = tokens[0].clone();
     let mut verifier = Verifier::builder(KeySet::new().with_key(verifying)?)
         .issuer(ISSUER)
@@ -146,8 +158,8 @@ async fn main() -> anyhow::Result<()> {
         "hello" => Router::new().route("/", get(|| async { "hello" })),
         "claims" => {
             anyhow::ensure!(
-                matches!(mode.as_str(), "layer" | "remote" | "redis"),
-                "HANDLER=claims needs a JwtAuthLayer: MODE layer, remote or redis"
+                matches!(mode.as_str(), "layer" | "remote" | "redis" | "introspect"),
+                "HANDLER=claims needs a JwtAuthLayer: MODE layer, remote, redis or introspect"
             );
             Router::new().route(
                 "/",
@@ -232,6 +244,39 @@ async fn main() -> anyhow::Result<()> {
             );
             hello.layer(JwtAuthLayer::new(verifier).with_revocation_store(store))
         }
+        "introspect" => {
+            use tower_token_auth::introspection::{
+                ClientAuth, IntrospectionRequest, IntrospectionResponse, Introspector,
+            };
+            let answer = serde_json::json!({
+                "active": true, "token_type": "Bearer", "iss": ISSUER, "aud": ISSUER,
+                "sub": "alice", "scope": SCOPE,
+                "exp": tower_token_auth_now() + TTL_SECS,
+            })
+            .to_string();
+            let transport = move |_request: IntrospectionRequest| {
+                let answer = answer.clone();
+                async move {
+                    Ok(IntrospectionResponse::new(
+                        StatusCode::OK,
+                        bytes::Bytes::from(answer),
+                    ))
+                }
+            };
+            let introspector = Introspector::builder(
+                "http://127.0.0.1:9/introspect",
+                ClientAuth::secret_basic("bench", "bench"),
+            )?
+            .transport(transport)
+            .build()?;
+            let verifier = Verifier::builder(KeySet::new())
+                .issuer(ISSUER)
+                .audience(ISSUER)
+                .require_claims(["exp", "sub"])
+                .introspect_all_tokens(introspector)
+                .build()?;
+            hello.layer(JwtAuthLayer::new(verifier))
+        }
         other => anyhow::bail!("unknown MODE {other}"),
     };
 
@@ -239,4 +284,10 @@ async fn main() -> anyhow::Result<()> {
     shapes::announce(&tokens)?;
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+fn tower_token_auth_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

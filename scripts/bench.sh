@@ -31,6 +31,9 @@
 #   ALG/<plain-jsonwebtoken|layer-memory|layer-memory-cached>-rotating
 #                                      1,000 tokens of 1,000 users, round-robin per request
 #                                      (all fit the cache: the cache under key variety)
+#   opaque/layer-introspection-cached  an opaque token through the layer with RFC 7662
+#                                      introspection (in-process endpoint; cached after the
+#                                      first request; goal >= 0.9)
 #   HS256/layer-remote-jwks-cached, ES256/layer-remote-jwks, ES256/layer-remote-jwks-cached
 #                                      the layer with its key from a JWK Set (in-memory fetch)
 # Token shapes: default (one token, ~250 B for HS256), large, rotating; every server mints the
@@ -108,6 +111,7 @@ for alg in HS256 ES256; do
   )
 done
 ALL_CASES+=(
+  "opaque/layer-introspection-cached introspect opaque 1 default hello"
   "HS256/layer-remote-jwks-cached remote HS256 1 default hello"
   "ES256/layer-remote-jwks remote ES256 0 default hello"
   "ES256/layer-remote-jwks-cached remote ES256 1 default hello"
@@ -377,6 +381,9 @@ any_layer() {
   info noop-layer "what any layer costs here"
   info ext-layer "a layer that only inserts what the layer inserts"
 }
+opaque() {
+  goal opaque/layer-introspection-cached 0.9
+}
 against_peers() { # alg
   local sfx
   for sfx in "" -large -rotating; do
@@ -400,6 +407,7 @@ information() { # alg: the former goals for the Redis store, now information
 echo
 echo "ratios (throughput; paired = median of case / the bare run beside it)"
 section "any layer:" any_layer
+section "opaque tokens (introspection), goal against bare:" opaque
 for alg in HS256 ES256; do
   section "$alg, the uncached layer against the fastest of plain-jsonwebtoken, jwt-authorizer, axum-jwt-auth (paired: case/bare over peer/bare):" \
     against_peers "$alg"

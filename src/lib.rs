@@ -160,3 +160,8 @@ pub use verifier::{DEFAULT_MAX_TOKEN_LEN, Verification, Verifier, VerifierBuilde
 #[cfg(all(doctest, feature = "http-client"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// docs/introspection.md's examples, compiled as doctests.
+#[cfg(all(doctest, feature = "http-client"))]
+#[doc = include_str!("../docs/introspection.md")]
+pub struct IntrospectionDocDoctests;
