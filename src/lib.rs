@@ -128,6 +128,7 @@ pub mod revocation;
 pub mod rfc9068;
 mod scope;
 mod source;
+mod step_up;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod token_cache;
@@ -154,6 +155,7 @@ pub use logout::Logout;
 pub use revocation::{MemoryStore, RevocationError, RevocationStore};
 pub use scope::{RequireScope, RequireScopeLayer};
 pub use source::{AccessCookie, TokenSource};
+pub use step_up::{StepUp, StepUpLayer, StepUpRequirement};
 pub use verifier::{DEFAULT_MAX_TOKEN_LEN, Verification, Verifier, VerifierBuilder};
 
 /// The README's Rust examples, compiled as doctests (they use the `http-client` feature).
