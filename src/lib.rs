@@ -119,6 +119,7 @@ pub mod keys;
 mod layer;
 mod lifecycle;
 mod logout;
+pub mod mtls;
 #[cfg(feature = "redis")]
 mod redis_conn;
 pub mod refresh;
