@@ -108,6 +108,7 @@ mod authentication;
 mod body;
 mod claims;
 mod crypto;
+pub mod dpop;
 pub mod endpoint;
 mod error;
 #[cfg(feature = "axum")]

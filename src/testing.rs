@@ -98,3 +98,7 @@ impl TestKeys {
             .token
     }
 }
+
+/// A DPoP client key making proofs (RFC 9449), for tests of resource servers and token
+/// endpoints that accept DPoP: see [`crate::dpop`].
+pub use crate::dpop::test_key::DpopKey;
