@@ -18,6 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SYSTEM_PACKAGES=(
     redis-server nginx libnginx-mod-http-js
     chromium
+    openssl curl
 )
 # The browser test drives Chromium from node (tests/browser), the identity-provider tests run
 # oidc-provider (tests/oidc, node >= 20.19); python3 runs their PyJWT helpers.
