@@ -197,7 +197,7 @@ pub struct ClaimSet<T = NoCustomClaims> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amr: Option<Vec<String>>,
     /// Authentication context class reference (OpenID Connect `acr`): how strongly the user
-    /// was authenticated, what step-up guards check (RFC 9470).
+    /// was authenticated, what [`StepUpLayer`](crate::StepUpLayer) checks (RFC 9470).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acr: Option<String>,
     /// When the user last authenticated (OpenID Connect `auth_time`), seconds since the Unix

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, header};
+use http::{Extensions, HeaderMap, Method, Request, Response, header};
 use http_body::Body;
 use serde::de::DeserializeOwned;
 use tower_layer::Layer;
@@ -14,13 +14,15 @@ use tower_service::Service;
 
 use crate::authentication::Authentication;
 use crate::body::AuthBody;
-use crate::claims::{AuthStatus, Claims, NoCustomClaims};
+use crate::claims::{AuthStatus, ClaimSet, Claims, NoCustomClaims};
+use crate::dpop::{DpopConfig, ProofCheck, VerifiedProof};
 use crate::error::{
-    AuthError, AuthErrorKind, ConfigError, ErrorResponder, InvalidToken, Rfc6750Responder,
-    log_rejection,
+    AuthError, AuthErrorKind, ConfigError, DpopChallenge, ErrorResponder, InvalidDpopProof,
+    InvalidToken, Rfc6750Responder, Scheme, log_rejection,
 };
 use crate::future::{PendingCheck, ResponseFuture};
 use crate::logout::Logout;
+use crate::mtls::CertificateBinding;
 use crate::revocation::BoxFuture;
 use crate::revocation::{MemoryStore, RevocationCheck, RevocationStatus, RevocationStore};
 use crate::source::{AccessCookie, TokenSource, bearer_syntax_error, extract_with_source};
@@ -44,6 +46,11 @@ struct Config {
     /// The revocation store the layer checks and the access cookie (if any), as the
     /// [`Logout`] every request's [`Authentication`] shares.
     logout: Arc<Logout>,
+    /// DPoP (RFC 9449): how `Authorization: DPoP` proofs are checked, and what challenges
+    /// announce.
+    dpop: Option<(Arc<DpopConfig>, Arc<DpopChallenge>)>,
+    /// Client-certificate-bound tokens (RFC 8705): where the request's certificate is found.
+    certificates: Option<Arc<CertificateBinding>>,
 }
 
 impl Config {
@@ -53,6 +60,106 @@ impl Config {
 
     fn pass<T: 'static>(&self, status: AuthStatus) -> Authentication {
         Authentication::without_claims::<T>(status, Some(self.logout.clone()))
+    }
+
+    /// `error` as this layer answers it: on the challenge of the scheme the request used,
+    /// beside a `DPoP` challenge when DPoP is accepted.
+    fn decorate(&self, error: AuthError, scheme: Scheme) -> AuthError {
+        error
+            .with_scheme(scheme)
+            .with_dpop(self.dpop.as_ref().map(|(_, challenge)| challenge))
+    }
+
+    /// The DPoP proof of a request that used `Authorization: DPoP <token>`: exactly one
+    /// `DPoP` header, checked against the request and the token.
+    fn proof<B>(&self, req: &Request<B>, token: &str) -> ProofCheck {
+        let Some((dpop, _)) = &self.dpop else {
+            // Not reached: without DPoP the layer reads no DPoP scheme.
+            return ProofCheck::Ready(Err(AuthError::new(AuthErrorKind::InvalidDpopProof(
+                InvalidDpopProof::Missing,
+            ))));
+        };
+        let mut values = req.headers().get_all("dpop").iter();
+        let refuse =
+            |why| ProofCheck::Ready(Err(AuthError::new(AuthErrorKind::InvalidDpopProof(why))));
+        let (Some(value), None) = (values.next(), values.next()) else {
+            let none = req.headers().get("dpop").is_none();
+            return refuse(if none {
+                InvalidDpopProof::Missing
+            } else {
+                InvalidDpopProof::Multiple
+            });
+        };
+        let Ok(proof) = value.to_str() else {
+            return refuse(InvalidDpopProof::Malformed);
+        };
+        dpop.check(proof, req.method(), req.uri(), req.headers(), Some(token))
+    }
+
+    /// Whether the token's binding (`cnf`) is honoured by the request: a DPoP-bound token
+    /// with a proof by its key, an unbound one without, a certificate-bound one with its
+    /// certificate.
+    fn check_binding<T>(
+        &self,
+        claims: &ClaimSet<T>,
+        proof: Option<&VerifiedProof>,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> Result<(), AuthError> {
+        let cnf = claims.cnf.as_ref();
+        match (cnf.and_then(|c| c.jkt.as_deref()), proof) {
+            (Some(jkt), Some(proof)) => {
+                use subtle::ConstantTimeEq as _;
+                if !bool::from(jkt.as_bytes().ct_eq(proof.jkt().as_bytes())) {
+                    return Err(AuthError::new(AuthErrorKind::InvalidDpopProof(
+                        InvalidDpopProof::KeyMismatch,
+                    )));
+                }
+            }
+            // RFC 9449 §7.2: a bound token is never accepted as a bearer token.
+            (Some(_), None) => return Err(AuthError::invalid_token(InvalidToken::BoundToDpopKey)),
+            (None, Some(_)) => return Err(AuthError::invalid_token(InvalidToken::NotDpopBound)),
+            (None, None) => {}
+        }
+        if let Some(x5t) = cnf.and_then(|c| c.x5t_s256.as_deref()) {
+            match &self.certificates {
+                Some(binding) => binding.check(headers, extensions, x5t)?,
+                // Fail closed: a layer that cannot see certificates cannot honour the binding.
+                None => return Err(AuthError::invalid_token(InvalidToken::CertificateMismatch)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What an asynchronous check needs of the request besides the token: its proof, and, for
+/// certificate-bound tokens, its headers and extensions (copied only when the layer checks
+/// certificates).
+struct RequestContext {
+    scheme: Scheme,
+    proof: Option<VerifiedProof>,
+    headers: HeaderMap,
+    extensions: Extensions,
+}
+
+impl RequestContext {
+    fn of<B>(
+        config: &Config,
+        req: &Request<B>,
+        scheme: Scheme,
+        proof: Option<VerifiedProof>,
+    ) -> Self {
+        let (headers, extensions) = if config.certificates.is_some() {
+            (req.headers().clone(), req.extensions().clone())
+        } else {
+            (HeaderMap::new(), Extensions::new())
+        };
+        Self {
+            scheme,
+            proof,
+            headers,
+            extensions,
+        }
     }
 }
 
@@ -195,6 +302,8 @@ impl JwtAuthLayer<NoCustomClaims> {
                 mode: Mode::Required,
                 allow_preflight: false,
                 lenient_cookies: false,
+                dpop: None,
+                certificates: None,
             }),
             _claims: PhantomData,
         }
@@ -306,6 +415,47 @@ impl<T> JwtAuthLayer<T> {
         self
     }
 
+    /// Accept DPoP-bound tokens (RFC 9449) beside bearer tokens: `Authorization: DPoP
+    /// <token>` with a `DPoP` proof header, checked by `dpop` (signature by the embedded key,
+    /// `htm`/`htu` against this request, `iat` window, `ath`, `jti` replay), and the token's
+    /// `cnf.jkt` equal to the proof key's thumbprint. A DPoP-bound token sent as `Bearer` (or
+    /// in a cookie) is refused, and so is an unbound token sent as `DPoP`. Challenges carry
+    /// `DPoP algs="…"` beside `Bearer`. See `docs/dpop.md`.
+    pub fn with_dpop(self, dpop: DpopConfig) -> Self {
+        self.dpop_mode(dpop, true)
+    }
+
+    /// Accept DPoP-bound tokens only: like [`with_dpop`](Self::with_dpop), and bearer tokens
+    /// (header or cookie) are refused, with a `DPoP` challenge alone.
+    pub fn require_dpop(self, dpop: DpopConfig) -> Self {
+        self.dpop_mode(dpop, false)
+    }
+
+    fn dpop_mode(mut self, dpop: DpopConfig, bearer: bool) -> Self {
+        let challenge = DpopChallenge {
+            algs: dpop.algs_param(),
+            bearer,
+        };
+        let c = self.config_mut();
+        c.sources.retain(|s| *s != TokenSource::AuthorizationDpop);
+        if !bearer {
+            c.sources
+                .retain(|s| matches!(s, TokenSource::AuthorizationDpop));
+        }
+        // Read first: a request has one Authorization header, of one scheme.
+        c.sources.insert(0, TokenSource::AuthorizationDpop);
+        c.dpop = Some((Arc::new(dpop), Arc::new(challenge)));
+        self
+    }
+
+    /// Honour certificate-bound tokens (RFC 8705 `cnf.x5t#S256`) with the client certificate
+    /// found as `binding` says. Without this, every certificate-bound token is refused (the
+    /// layer cannot see certificates, so it cannot honour the binding).
+    pub fn with_certificate_binding(mut self, binding: CertificateBinding) -> Self {
+        self.config_mut().certificates = Some(Arc::new(binding));
+        self
+    }
+
     /// The verifier in use.
     pub fn verifier(&self) -> &Verifier {
         &self.config.verifier
@@ -402,22 +552,59 @@ where
             &config.sources,
             config.verifier.max_token_len(),
         );
+        let scheme = match &found {
+            Ok(Some((_, TokenSource::AuthorizationDpop))) => Scheme::Dpop,
+            _ => Scheme::Bearer,
+        };
+        let mut proof = None;
+        if let Ok(Some((token, source @ TokenSource::AuthorizationDpop))) = &found {
+            match config.proof(&req, token) {
+                ProofCheck::Ready(Ok(verified)) => proof = Some(verified),
+                ProofCheck::Ready(Err(e)) => return self.reject(&config.decorate(e, scheme)),
+                ProofCheck::Pending(pending) => {
+                    let (token, source) = ((*token).to_owned(), (*source).clone());
+                    let ctx = RequestContext::of(config, &req, scheme, None);
+                    let check = decide_later::<T>(
+                        self.config.clone(),
+                        None,
+                        Some(pending),
+                        token,
+                        source,
+                        ctx,
+                    );
+                    return self.check_later(check, req);
+                }
+            }
+        }
         let (claims, lenient) = match decide::<T>(config, found) {
             Decision::Pass(status) => {
                 req.extensions_mut().insert(config.pass::<T>(status));
                 return ResponseFuture::calling(self.inner.call(req));
             }
-            Decision::Reject(e) => return self.reject(&e),
+            Decision::Reject(e) => return self.reject(&config.decorate(e, scheme)),
             Decision::Wait {
                 verification,
                 token,
                 source,
             } => {
-                let check = decide_later::<T>(self.config.clone(), verification, token, source);
+                let ctx = RequestContext::of(config, &req, scheme, proof);
+                let check = decide_later::<T>(
+                    self.config.clone(),
+                    Some(verification),
+                    None,
+                    token,
+                    source,
+                    ctx,
+                );
                 return self.check_later(check, req);
             }
             Decision::Verified { claims, lenient } => (claims, lenient),
         };
+        if let Err(e) =
+            config.check_binding(&claims, proof.as_ref(), req.headers(), req.extensions())
+        {
+            return self.reject(&config.decorate(e, scheme));
+        }
         let check = config.store().check(&claims.token_ref());
         match check {
             RevocationCheck::Ready(status) => match revocation_decision(status, lenient) {
@@ -426,12 +613,13 @@ where
                         .insert(outcome.authentication(config, claims));
                     ResponseFuture::calling(self.inner.call(req))
                 }
-                Err(e) => self.reject(&e),
+                Err(e) => self.reject(&config.decorate(e, scheme)),
             },
             RevocationCheck::Pending(check) => {
                 let config = self.config.clone();
                 let check: PendingCheck = Box::pin(async move {
-                    let outcome = revocation_decision(check.await, lenient)?;
+                    let outcome = revocation_decision(check.await, lenient)
+                        .map_err(|e| config.decorate(e, scheme))?;
                     Ok(outcome.authentication(&config, claims))
                 });
                 self.check_later(check, req)
@@ -561,30 +749,44 @@ fn revocation_decision(
 /// as the synchronous path.
 fn decide_later<T>(
     config: Arc<Config>,
-    verification: BoxFuture<'static, Result<Claims<T>, AuthError>>,
+    verification: Option<BoxFuture<'static, Result<Claims<T>, AuthError>>>,
+    proof: Option<BoxFuture<'static, Result<VerifiedProof, AuthError>>>,
     token: String,
     source: TokenSource,
+    mut ctx: RequestContext,
 ) -> PendingCheck
 where
     T: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     Box::pin(async move {
-        let answer = verification.await;
-        let (claims, lenient) = match on_verified(&config, &token, &source, answer) {
-            Decision::Pass(status) => return Ok(config.pass::<T>(status)),
-            Decision::Reject(e) => return Err(e),
-            // on_verified never asks to wait.
-            Decision::Wait { .. } => {
-                return Err(AuthError::invalid_token(InvalidToken::UnknownKey));
+        let scheme = ctx.scheme;
+        let decided = async {
+            if let Some(proof) = proof {
+                ctx.proof = Some(proof.await?);
             }
-            Decision::Verified { claims, lenient } => (claims, lenient),
-        };
-        let status = match config.store().check(&claims.token_ref()) {
-            RevocationCheck::Ready(status) => status,
-            RevocationCheck::Pending(f) => f.await,
-        };
-        let outcome = revocation_decision(status, lenient)?;
-        Ok(outcome.authentication(&config, claims))
+            let answer = match verification {
+                Some(verification) => verification.await,
+                None => config.verifier.verification::<T>(&token).wait().await,
+            };
+            let (claims, lenient) = match on_verified(&config, &token, &source, answer) {
+                Decision::Pass(status) => return Ok(config.pass::<T>(status)),
+                Decision::Reject(e) => return Err(e),
+                // on_verified never asks to wait.
+                Decision::Wait { .. } => {
+                    return Err(AuthError::invalid_token(InvalidToken::UnknownKey));
+                }
+                Decision::Verified { claims, lenient } => (claims, lenient),
+            };
+            config.check_binding(&claims, ctx.proof.as_ref(), &ctx.headers, &ctx.extensions)?;
+            let status = match config.store().check(&claims.token_ref()) {
+                RevocationCheck::Ready(status) => status,
+                RevocationCheck::Pending(f) => f.await,
+            };
+            let outcome = revocation_decision(status, lenient)?;
+            Ok(outcome.authentication(&config, claims))
+        }
+        .await;
+        decided.map_err(|e| config.decorate(e, scheme))
     })
 }
 

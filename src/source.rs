@@ -20,6 +20,10 @@ pub enum TokenSource {
     AuthorizationBearer,
     /// A cookie with this name. The cookie must appear once.
     Cookie(String),
+    /// `Authorization: DPoP <token>` (RFC 9449 §7.1), with its proof in the `DPoP` header.
+    /// Added by [`JwtAuthLayer::with_dpop`](crate::JwtAuthLayer::with_dpop), which checks the
+    /// proof; another scheme counts as no token.
+    AuthorizationDpop,
 }
 
 /// Settings of the access-token cookie: read by the layer, written at login, cleared at logout.
@@ -149,7 +153,8 @@ pub(crate) fn extract_with_source<'h, 's>(
 ) -> Result<Option<(&'h str, &'s TokenSource)>, AuthError> {
     for source in sources {
         let found = match source {
-            TokenSource::AuthorizationBearer => bearer(headers, max_len)?,
+            TokenSource::AuthorizationBearer => authorization(headers, b"bearer", max_len)?,
+            TokenSource::AuthorizationDpop => authorization(headers, b"dpop", max_len)?,
             TokenSource::Cookie(name) => cookie(headers, name, max_len)?,
         };
         if let Some(token) = found {
@@ -159,7 +164,13 @@ pub(crate) fn extract_with_source<'h, 's>(
     Ok(None)
 }
 
-fn bearer(headers: &HeaderMap, max_len: usize) -> Result<Option<&str>, AuthError> {
+/// The token of `Authorization: <scheme> <token>` (`scheme` in lower case, matched without
+/// regard to case).
+fn authorization<'h>(
+    headers: &'h HeaderMap,
+    scheme: &[u8],
+    max_len: usize,
+) -> Result<Option<&'h str>, AuthError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -170,15 +181,14 @@ fn bearer(headers: &HeaderMap, max_len: usize) -> Result<Option<&str>, AuthError
         ));
     }
     let bytes = value.as_bytes();
-    const SCHEME: &[u8] = b"bearer";
-    let is_bearer = bytes.len() >= SCHEME.len()
-        && bytes[..SCHEME.len()].eq_ignore_ascii_case(SCHEME)
-        && bytes.get(SCHEME.len()).is_none_or(|&b| b == b' ');
-    if !is_bearer {
-        // Another scheme (Basic, Digest...) is not a bearer token.
+    let is_scheme = bytes.len() >= scheme.len()
+        && bytes[..scheme.len()].eq_ignore_ascii_case(scheme)
+        && bytes.get(scheme.len()).is_none_or(|&b| b == b' ');
+    if !is_scheme {
+        // Another scheme (Basic, Digest...) is not a token of this one.
         return Ok(None);
     }
-    let rest = &bytes[SCHEME.len()..];
+    let rest = &bytes[scheme.len()..];
     let token = rest.trim_ascii();
     if token.is_empty() {
         return Err(AuthError::invalid_request(InvalidRequest::EmptyBearerToken));

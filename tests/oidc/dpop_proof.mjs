@@ -15,7 +15,9 @@
 //                       (signed by a second key of the same alg, the first key's jwk in the
 //                       header), "hs256" (alg HS256, an HMAC with a random secret), "none"
 //                       (alg none, no signature)
-// Output: {"jkt": calculateJwkThumbprint of the public key, "jwk": the public key, "proofs": [...]}.
+//   private_jwk         (top level) the key of an earlier output, to sign with it again
+// Output: {"jkt": calculateJwkThumbprint of the public key, "jwk": the public key,
+// "private_jwk": the key, "proofs": [...]}.
 //
 // Verify (input `verify`: a list of {proof, htm, htu, access_token?}): jwtVerify with EmbeddedJWK
 // and typ dpop+jwt as node oidc-provider does, then htm, htu and ath. Output: {"results":
@@ -31,8 +33,9 @@ const input = JSON.parse(process.argv[2] ?? '{}');
 const b64url = (data) => Buffer.from(data).toString('base64url');
 const sha256 = (text) => crypto.createHash('sha256').update(text).digest('base64url');
 
-async function make({ alg, proofs = [] }) {
-  const privateJwk = generatePrivateJwk(alg, undefined);
+async function make({ alg, proofs = [], private_jwk: given }) {
+  // `private_jwk` (from an earlier output) makes more proofs with the same key.
+  const privateJwk = given ?? generatePrivateJwk(alg, undefined);
   delete privateJwk.kid;
   const jwk = publicJwk(privateJwk);
   const key = await importJWK(privateJwk, alg);
@@ -77,7 +80,7 @@ async function make({ alg, proofs = [] }) {
       .sign(signingKey);
     out.push(proof);
   }
-  return { jkt: await calculateJwkThumbprint(jwk, 'sha256'), jwk, proofs: out };
+  return { jkt: await calculateJwkThumbprint(jwk, 'sha256'), jwk, private_jwk: privateJwk, proofs: out };
 }
 
 async function verify(list) {
