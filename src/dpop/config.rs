@@ -287,7 +287,7 @@ impl DpopConfig {
             iat: claims.iat,
             nonce: claims.nonce,
             algorithm: signed.alg,
-            jwk: signed.jwk,
+            jwk: Box::new(signed.jwk),
         };
         match self.store.check_and_record(&key, expires_at) {
             ReplayCheck::Ready(seen) => ProofCheck::Ready(after_replay_check(seen, verified)),

@@ -25,13 +25,21 @@ use crate::revocation::now_secs;
 /// let config = DpopConfig::new().replay_store(MemoryReplayStore::with_capacity(1_000_000));
 /// # let _ = config;
 /// ```
-#[derive(Debug)]
 pub struct MemoryReplayStore {
     capacity: usize,
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug)]
+// Not derived: it would print every record (and a `DpopConfig` prints its store).
+impl std::fmt::Debug for MemoryReplayStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryReplayStore")
+            .field("capacity", &self.capacity)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
 struct Inner {
     /// Replay key → the last Unix second the entry must be kept.
     seen: HashMap<[u8; 32], u64>,
@@ -135,6 +143,10 @@ mod tests {
         assert!(store.record_at(&key(2), 160, 100).unwrap());
         // Expired: the proof's iat no longer passes, so the entry may go.
         assert!(store.record_at(&key(1), 230, 161).unwrap());
+        assert_eq!(
+            format!("{store:?}"),
+            "MemoryReplayStore { capacity: 200000, len: 2 }"
+        );
     }
 
     #[test]

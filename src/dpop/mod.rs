@@ -102,7 +102,8 @@ pub struct VerifiedProof {
     iat: u64,
     nonce: Option<String>,
     algorithm: Algorithm,
-    jwk: Jwk,
+    // Boxed: a `Jwk` is large, and the answer travels by value.
+    jwk: Box<Jwk>,
 }
 
 impl VerifiedProof {
@@ -139,9 +140,7 @@ impl VerifiedProof {
 }
 
 /// The answer of [`DpopConfig::check`]: known now, or once the replay store answers.
-// `Ready` is the common answer (memory replay store): kept inline rather than boxed, so a
-// proof check allocates nothing for the enum itself.
-#[allow(clippy::large_enum_variant)]
+#[must_use = "a pending check does nothing until awaited"]
 pub enum ProofCheck {
     /// Answered without I/O.
     Ready(Result<VerifiedProof, AuthError>),

@@ -52,6 +52,7 @@ impl<S: ReplayStore + ?Sized> ReplayStore for std::sync::Arc<S> {
 }
 
 /// The answer of a [`ReplayStore`]: known now, or after I/O.
+#[must_use = "a pending check does nothing until awaited"]
 pub enum ReplayCheck {
     /// Answered without I/O: `Ok(true)` for a first sight, `Ok(false)` for a replay.
     Ready(Result<bool, ReplayError>),
