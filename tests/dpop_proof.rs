@@ -3,7 +3,7 @@
 //! each defect jose is made to put in one is refused with its reason; proofs of
 //! `testing::DpopKey` pass jose's `jwtVerify` with `EmbeddedJWK`, as node oidc-provider checks
 //! them. Then the Redis replay store against a real `redis-server`: shared by two instances,
-//! failing closed while Redis is down, working again once it is back.
+//! failing closed while Redis is down, working again once it is back; and on a Redis Cluster.
 //!
 //! Needs node (>= 20.19) for the jose tests (tests/support/oidc_provider.rs installs the npm
 //! packages when missing) and `redis-server` for the Redis one.
@@ -238,7 +238,7 @@ mod redis {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use redis_server::RedisServer;
+    use redis_server::{RedisCluster, RedisServer};
     use tower_token_auth::dpop::RedisReplayStore;
 
     const OP_TIMEOUT: Duration = Duration::from_millis(500);
@@ -335,5 +335,41 @@ mod redis {
             kind(check(&config, &proof).await),
             AuthErrorKind::InvalidDpopProof(InvalidDpopProof::Replayed)
         );
+    }
+
+    /// On a Redis Cluster: proofs (their keys on every node's slots) accepted once across two
+    /// instances that know different seed nodes.
+    #[tokio::test]
+    async fn cluster_instances_share_replay_detection() {
+        let cluster = RedisCluster::start();
+        let urls = cluster.urls();
+        let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let connect = |seeds: &'static [usize]| {
+            let seeds: Vec<&str> = seeds.iter().map(|i| nodes[*i]).collect();
+            async move {
+                let store = RedisReplayStore::connect_cluster(&seeds, "tta-test:", OP_TIMEOUT)
+                    .await
+                    .expect("the cluster");
+                DpopConfig::new().replay_store(store)
+            }
+        };
+        let (a, b) = (connect(&[0]).await, connect(&[1, 2]).await);
+        let key = DpopKey::ed25519();
+        for i in 0..20 {
+            let proof = key.proof("GET", HTU, Some(TOKEN));
+            let (first, second) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            check(first, &proof).await.expect("first use");
+            assert_eq!(
+                kind(check(second, &proof).await),
+                AuthErrorKind::InvalidDpopProof(InvalidDpopProof::Replayed),
+                "proof {i}"
+            );
+        }
+        let held: usize = cluster
+            .nodes
+            .iter()
+            .map(|n| n.cli(&["DBSIZE"]).unwrap().trim().parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(held, 20);
     }
 }
