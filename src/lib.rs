@@ -165,6 +165,16 @@ pub use verifier::{DEFAULT_MAX_TOKEN_LEN, Verification, Verifier, VerifierBuilde
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+/// docs/dpop.md's examples, compiled as doctests.
+#[cfg(all(doctest, feature = "testing", feature = "redis"))]
+#[doc = include_str!("../docs/dpop.md")]
+pub struct DpopDocDoctests;
+
+/// docs/step-up.md's examples, compiled as doctests.
+#[cfg(all(doctest, feature = "axum", feature = "testing"))]
+#[doc = include_str!("../docs/step-up.md")]
+pub struct StepUpDocDoctests;
+
 /// docs/introspection.md's examples, compiled as doctests.
 #[cfg(all(doctest, feature = "http-client"))]
 #[doc = include_str!("../docs/introspection.md")]
