@@ -3,10 +3,9 @@
 //! `X-Client-Cert: $ssl_client_escaped_cert`. openssl makes a CA, nginx's certificate and two
 //! client certificates; curl is the client.
 //!
-//! The binding is checked by a small middleware of this test calling
-//! `CertificateBinding::check` after `JwtAuthLayer`, with the policy the layer is to apply:
-//! a token with `cnf.x5t#S256` needs that certificate, an unbound token needs none. Once
-//! `JwtAuthLayer` does it itself, the middleware goes and the layer gets the binding.
+//! The binding is checked by `JwtAuthLayer::with_certificate_binding` with
+//! `CertificateBinding::from_header("X-Client-Cert")`: a token with `cnf.x5t#S256` needs that
+//! certificate, an unbound token needs none.
 //!
 //! Needs `nginx` (with `libnginx-mod-http-js`, which the harness loads), `openssl` and `curl`.
 
@@ -16,12 +15,8 @@ mod support;
 mod nginx;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::middleware::{Next, from_fn};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -161,25 +156,10 @@ impl Drop for Pki {
     }
 }
 
-/// The check `JwtAuthLayer` is to make, as a middleware after it.
-async fn require_binding(binding: Arc<CertificateBinding>, req: Request, next: Next) -> Response {
-    let claims: Option<Claims> = Claims::from_extensions(req.extensions());
-    let bound_to = claims
-        .as_ref()
-        .and_then(|c| c.cnf.as_ref())
-        .and_then(|cnf| cnf.x5t_s256.as_deref());
-    if let Some(x5t) = bound_to
-        && let Err(e) = binding.check(req.headers(), req.extensions(), x5t)
-    {
-        return e.into_response();
-    }
-    next.run(req).await
-}
-
-/// The app: `/me` answers the subject and the X-Client-Cert it got, behind the binding check
-/// and `JwtAuthLayer`.
+/// The app: `/me` answers the subject and the X-Client-Cert it got, behind `JwtAuthLayer`
+/// with the certificate binding.
 async fn start_app(keys: &TestKeys) -> std::net::SocketAddr {
-    let binding = Arc::new(CertificateBinding::from_header("X-Client-Cert").unwrap());
+    let binding = CertificateBinding::from_header("X-Client-Cert").unwrap();
     let app = Router::new()
         .route(
             "/me",
@@ -191,10 +171,7 @@ async fn start_app(keys: &TestKeys) -> std::net::SocketAddr {
                 )
             }),
         )
-        .route_layer(from_fn(move |req: Request, next: Next| {
-            require_binding(binding.clone(), req, next)
-        }))
-        .route_layer(JwtAuthLayer::new(keys.verifier()));
+        .route_layer(JwtAuthLayer::new(keys.verifier()).with_certificate_binding(binding));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
