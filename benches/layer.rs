@@ -910,6 +910,120 @@ fn paired_shapes(case: &Case, rounds: usize, iters: usize) {
     }
 }
 
+/// `paired_dpop/*`: what DPoP adds to a request. Per round, interleaved: a cached bearer
+/// request (unbound token), the same with a DPoP-bound token and a fresh ES256 proof per
+/// request (memory replay store), and one ES256 signature check of such a proof alone.
+fn paired_dpop(rounds: usize, iters: usize) {
+    use tower_token_auth::Confirmation;
+    use tower_token_auth::dpop::{DpopConfig, MemoryReplayStore};
+    use tower_token_auth::testing::DpopKey;
+
+    let keys = TestKeys::hs256();
+    let key = DpopKey::es256();
+    let cached = || {
+        Verifier::builder(keys.key_set())
+            .issuer(TEST_ISSUER)
+            .audience(TEST_ISSUER)
+            .verified_token_cache(1 << 20)
+            .build()
+            .expect("verifier")
+    };
+    let bound = keys
+        .issuer()
+        .issue_with(
+            "alice",
+            "read",
+            &serde_json::json!({ "cnf": Confirmation::dpop(key.thumbprint()) }),
+        )
+        .expect("token")
+        .token;
+    let plain = keys.mint("alice", "read");
+    let config = DpopConfig::new()
+        .external_origin("https://api.example")
+        .expect("origin")
+        .replay_store(MemoryReplayStore::with_capacity((rounds + 1) * iters + 16));
+    let mut bearer = JwtAuthLayer::new(cached()).layer(service_fn(handle));
+    let mut dpop = JwtAuthLayer::new(cached())
+        .with_dpop(config)
+        .layer(service_fn(handle));
+    let bearer_auth = HeaderValue::try_from(format!("Bearer {plain}")).expect("header");
+    let dpop_auth = HeaderValue::try_from(format!("DPoP {bound}")).expect("header");
+    // A proof's signature alone, with its key decoded beforehand.
+    let sample = key.proof("GET", "https://api.example/orders", Some(&bound));
+    let (message, signature) = sample.rsplit_once('.').expect("jws");
+    let decoding = DecodingKey::from_jwk(key.jwk()).expect("jwk");
+    assert!(
+        jsonwebtoken::crypto::verify(signature, message.as_bytes(), &decoding, Algorithm::ES256)
+            .expect("verify")
+    );
+
+    let names = ["bearer_cached", "dpop_cached", "proof_signature"];
+    let mut ns: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); names.len()];
+    for round in 0..=rounds {
+        // Fresh proofs for this round (made outside the timing).
+        let proofs: Vec<HeaderValue> = (0..iters)
+            .map(|_| {
+                HeaderValue::try_from(key.proof("GET", "https://api.example/orders", Some(&bound)))
+                    .expect("header")
+            })
+            .collect();
+        for k in 0..names.len() {
+            let k = (k + round) % names.len();
+            let t = match k {
+                0 => time_requests(&bearer_auth, iters, |req| {
+                    let res = call(&mut bearer, req);
+                    assert_eq!(res.status(), StatusCode::OK);
+                    res
+                }),
+                1 => {
+                    let mut proofs = proofs.iter();
+                    time_requests(&dpop_auth, iters, |mut req| {
+                        req.headers_mut()
+                            .insert("dpop", proofs.next().expect("a proof").clone());
+                        let res = call(&mut dpop, req);
+                        assert_eq!(res.status(), StatusCode::OK);
+                        res
+                    })
+                }
+                _ => time_calls(iters, || {
+                    jsonwebtoken::crypto::verify(
+                        signature,
+                        message.as_bytes(),
+                        &decoding,
+                        Algorithm::ES256,
+                    )
+                }),
+            };
+            if round > 0 {
+                ns[k].push(t);
+            }
+        }
+    }
+    let med = |k: usize| quantile(&ns[k], 0.5);
+    for (k, name) in names.iter().enumerate() {
+        println!(
+            "paired_dpop/{name}: median {:.0} ns (p25 {:.0}, p75 {:.0})",
+            med(k),
+            quantile(&ns[k], 0.25),
+            quantile(&ns[k], 0.75)
+        );
+    }
+    let extra: Vec<f64> = ns[1].iter().zip(&ns[0]).map(|(d, b)| d - b).collect();
+    let over: Vec<f64> = ns[1]
+        .iter()
+        .zip(&ns[0])
+        .zip(&ns[2])
+        .map(|((d, b), sig)| (d - sig) / b)
+        .collect();
+    println!(
+        "paired_dpop: dpop - bearer median {:.0} ns; (dpop - one signature check) / bearer median {:.2} (p25 {:.2}, p75 {:.2}); goal <= 1.15",
+        quantile(&extra, 0.5),
+        quantile(&over, 0.5),
+        quantile(&over, 0.25),
+        quantile(&over, 0.75)
+    );
+}
+
 fn main() {
     layer();
     // Only in a real `cargo bench` run, not when `cargo test --benches` smoke-runs this
@@ -926,6 +1040,9 @@ fn main() {
     {
         paired_shapes(&hs256(), 400, 300);
         paired_shapes(&es256(), 400, 10);
+    }
+    if bench_mode && filters.iter().any(|f| f.as_str() == "paired_dpop") {
+        paired_dpop(200, 50);
     }
     Criterion::default().configure_from_args().final_summary();
 }
