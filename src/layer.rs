@@ -72,18 +72,24 @@ impl Config {
 
     /// The DPoP proof of a request that used `Authorization: DPoP <token>`: exactly one
     /// `DPoP` header, checked against the request and the token.
-    fn proof<B>(&self, req: &Request<B>, token: &str) -> ProofCheck {
+    fn proof(
+        &self,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        token: &str,
+    ) -> ProofCheck {
         let Some((dpop, _)) = &self.dpop else {
             // Not reached: without DPoP the layer reads no DPoP scheme.
             return ProofCheck::Ready(Err(AuthError::new(AuthErrorKind::InvalidDpopProof(
                 InvalidDpopProof::Missing,
             ))));
         };
-        let mut values = req.headers().get_all("dpop").iter();
+        let mut values = headers.get_all("dpop").iter();
         let refuse =
             |why| ProofCheck::Ready(Err(AuthError::new(AuthErrorKind::InvalidDpopProof(why))));
         let (Some(value), None) = (values.next(), values.next()) else {
-            let none = req.headers().get("dpop").is_none();
+            let none = headers.get("dpop").is_none();
             return refuse(if none {
                 InvalidDpopProof::Missing
             } else {
@@ -93,7 +99,7 @@ impl Config {
         let Ok(proof) = value.to_str() else {
             return refuse(InvalidDpopProof::Malformed);
         };
-        dpop.check(proof, req.method(), req.uri(), req.headers(), Some(token))
+        dpop.check(proof, method, uri, headers, Some(token))
     }
 
     /// Whether the token's binding (`cnf`) is honoured by the request: a DPoP-bound token
@@ -137,26 +143,29 @@ impl Config {
 /// certificates).
 struct RequestContext {
     scheme: Scheme,
-    proof: Option<VerifiedProof>,
+    method: Method,
+    uri: http::Uri,
+    /// The request's headers when a DPoP proof or a certificate is still to be checked.
     headers: HeaderMap,
     extensions: Extensions,
 }
 
 impl RequestContext {
-    fn of<B>(
-        config: &Config,
-        req: &Request<B>,
-        scheme: Scheme,
-        proof: Option<VerifiedProof>,
-    ) -> Self {
-        let (headers, extensions) = if config.certificates.is_some() {
-            (req.headers().clone(), req.extensions().clone())
+    fn of<B>(config: &Config, req: &Request<B>, scheme: Scheme) -> Self {
+        let headers = if config.certificates.is_some() || scheme == Scheme::Dpop {
+            req.headers().clone()
         } else {
-            (HeaderMap::new(), Extensions::new())
+            HeaderMap::new()
+        };
+        let extensions = if config.certificates.is_some() {
+            req.extensions().clone()
+        } else {
+            Extensions::new()
         };
         Self {
             scheme,
-            proof,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
             headers,
             extensions,
         }
@@ -556,26 +565,12 @@ where
             Ok(Some((_, TokenSource::AuthorizationDpop))) => Scheme::Dpop,
             _ => Scheme::Bearer,
         };
-        let mut proof = None;
-        if let Ok(Some((token, source @ TokenSource::AuthorizationDpop))) = &found {
-            match config.proof(&req, token) {
-                ProofCheck::Ready(Ok(verified)) => proof = Some(verified),
-                ProofCheck::Ready(Err(e)) => return self.reject(&config.decorate(e, scheme)),
-                ProofCheck::Pending(pending) => {
-                    let (token, source) = ((*token).to_owned(), (*source).clone());
-                    let ctx = RequestContext::of(config, &req, scheme, None);
-                    let check = decide_later::<T>(
-                        self.config.clone(),
-                        None,
-                        Some(pending),
-                        token,
-                        source,
-                        ctx,
-                    );
-                    return self.check_later(check, req);
-                }
-            }
-        }
+        // The token string, for the proof's `ath` (read only after the token verified, so
+        // that nobody without a valid token fills the replay store).
+        let presented = match &found {
+            Ok(Some((token, _))) => Some(*token),
+            _ => None,
+        };
         let (claims, lenient) = match decide::<T>(config, found) {
             Decision::Pass(status) => {
                 req.extensions_mut().insert(config.pass::<T>(status));
@@ -587,19 +582,35 @@ where
                 token,
                 source,
             } => {
-                let ctx = RequestContext::of(config, &req, scheme, proof);
-                let check = decide_later::<T>(
-                    self.config.clone(),
-                    Some(verification),
-                    None,
-                    token,
-                    source,
-                    ctx,
-                );
+                let ctx = RequestContext::of(config, &req, scheme);
+                let check =
+                    decide_later::<T>(self.config.clone(), verification, token, source, ctx);
                 return self.check_later(check, req);
             }
             Decision::Verified { claims, lenient } => (claims, lenient),
         };
+        let mut proof = None;
+        if scheme == Scheme::Dpop {
+            let token = presented.unwrap_or_default();
+            match config.proof(req.method(), req.uri(), req.headers(), token) {
+                ProofCheck::Ready(Ok(verified)) => proof = Some(verified),
+                ProofCheck::Ready(Err(e)) => return self.reject(&config.decorate(e, scheme)),
+                ProofCheck::Pending(pending) => {
+                    // The replay store needs I/O: finish once it has answered.
+                    let ctx = RequestContext::of(config, &req, scheme);
+                    let config = self.config.clone();
+                    let check: PendingCheck = Box::pin(async move {
+                        let finished = async {
+                            let proof = pending.await?;
+                            finish(&config, claims, lenient, Some(&proof), &ctx).await
+                        }
+                        .await;
+                        finished.map_err(|e| config.decorate(e, scheme))
+                    });
+                    return self.check_later(check, req);
+                }
+            }
+        }
         if let Err(e) =
             config.check_binding(&claims, proof.as_ref(), req.headers(), req.extensions())
         {
@@ -749,11 +760,10 @@ fn revocation_decision(
 /// as the synchronous path.
 fn decide_later<T>(
     config: Arc<Config>,
-    verification: Option<BoxFuture<'static, Result<Claims<T>, AuthError>>>,
-    proof: Option<BoxFuture<'static, Result<VerifiedProof, AuthError>>>,
+    verification: BoxFuture<'static, Result<Claims<T>, AuthError>>,
     token: String,
     source: TokenSource,
-    mut ctx: RequestContext,
+    ctx: RequestContext,
 ) -> PendingCheck
 where
     T: DeserializeOwned + Clone + Send + Sync + 'static,
@@ -761,13 +771,7 @@ where
     Box::pin(async move {
         let scheme = ctx.scheme;
         let decided = async {
-            if let Some(proof) = proof {
-                ctx.proof = Some(proof.await?);
-            }
-            let answer = match verification {
-                Some(verification) => verification.await,
-                None => config.verifier.verification::<T>(&token).wait().await,
-            };
+            let answer = verification.await;
             let (claims, lenient) = match on_verified(&config, &token, &source, answer) {
                 Decision::Pass(status) => return Ok(config.pass::<T>(status)),
                 Decision::Reject(e) => return Err(e),
@@ -777,17 +781,38 @@ where
                 }
                 Decision::Verified { claims, lenient } => (claims, lenient),
             };
-            config.check_binding(&claims, ctx.proof.as_ref(), &ctx.headers, &ctx.extensions)?;
-            let status = match config.store().check(&claims.token_ref()) {
-                RevocationCheck::Ready(status) => status,
-                RevocationCheck::Pending(f) => f.await,
+            // The proof after the token, as on the synchronous path.
+            let proof = match scheme {
+                Scheme::Dpop => Some(
+                    match config.proof(&ctx.method, &ctx.uri, &ctx.headers, &token) {
+                        ProofCheck::Ready(r) => r?,
+                        ProofCheck::Pending(f) => f.await?,
+                    },
+                ),
+                _ => None,
             };
-            let outcome = revocation_decision(status, lenient)?;
-            Ok(outcome.authentication(&config, claims))
+            finish(&config, claims, lenient, proof.as_ref(), &ctx).await
         }
         .await;
         decided.map_err(|e| config.decorate(e, scheme))
     })
+}
+
+/// The end of an asynchronous check: the binding, then revocation.
+async fn finish<T: Send + Sync + 'static>(
+    config: &Config,
+    claims: Claims<T>,
+    lenient: bool,
+    proof: Option<&VerifiedProof>,
+    ctx: &RequestContext,
+) -> Result<Authentication, AuthError> {
+    config.check_binding(&claims, proof, &ctx.headers, &ctx.extensions)?;
+    let status = match config.store().check(&claims.token_ref()) {
+        RevocationCheck::Ready(status) => status,
+        RevocationCheck::Pending(f) => f.await,
+    };
+    let outcome = revocation_decision(status, lenient)?;
+    Ok(outcome.authentication(config, claims))
 }
 
 impl<S, T> JwtAuth<S, T> {

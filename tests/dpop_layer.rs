@@ -584,3 +584,49 @@ async fn dpop_bound_tokens_from_oidc_provider_with_proofs_made_by_jose() {
         );
     }
 }
+
+#[tokio::test]
+async fn proofs_are_recorded_only_for_tokens_that_verify() {
+    use std::sync::Arc;
+    use tower_token_auth::dpop::MemoryReplayStore;
+
+    let keys = TestKeys::hs256();
+    let store = Arc::new(MemoryReplayStore::new());
+    let layer = JwtAuthLayer::new(keys.verifier()).with_dpop(config().replay_store(store.clone()));
+    let key = DpopKey::es256();
+    let token = bound_token(&keys, &key.confirmation());
+    let forged = {
+        let (rest, _) = token.rsplit_once('.').unwrap();
+        format!("{rest}.AAAA{}", &token[token.len() - 10..])
+    };
+    let url = format!("{ORIGIN}/orders");
+    // A valid proof for the forged token: refused for the token, and nothing recorded, so
+    // nobody without a valid token can fill the replay store.
+    let proof = key.proof("GET", &url, Some(&forged));
+    let seen = call(
+        &layer,
+        Method::GET,
+        "/orders",
+        &dpop_headers(&forged, &proof),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::UNAUTHORIZED, "{seen:?}");
+    assert!(
+        seen.challenges[1].starts_with("DPoP error=\"invalid_token\""),
+        "{seen:?}"
+    );
+    assert_eq!(store.len(), 0);
+    let proof = key.proof("GET", &url, Some(&token));
+    assert_eq!(
+        call(
+            &layer,
+            Method::GET,
+            "/orders",
+            &dpop_headers(&token, &proof)
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(store.len(), 1);
+}
