@@ -21,8 +21,10 @@
 //! Both accept `application/x-www-form-urlencoded` (the RFC's format) and `application/json`
 //! bodies of at most 8 KiB, refuse repeated parameters, and answer with
 //! `Cache-Control: no-store`. Errors are `{"error":…,"error_description":…}` with the RFC's
-//! codes: `invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope` (400),
-//! and `temporarily_unavailable` (503) when a store cannot answer.
+//! codes: `invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope`,
+//! `invalid_dpop_proof` (400: a refresh token bound to a DPoP key, RFC 9449 §5, which this
+//! endpoint does not take proofs for), and `temporarily_unavailable` (503) when a store cannot
+//! answer.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -357,7 +359,7 @@ impl TokenEndpoint {
             Ok(pair) => {
                 let mut body = serde_json::json!({
                     "access_token": pair.access.token,
-                    "token_type": "Bearer",
+                    "token_type": if pair.jkt.is_some() { "DPoP" } else { "Bearer" },
                     "expires_in": pair.access.expires_in,
                     "scope": pair.scope,
                 });
@@ -375,6 +377,13 @@ impl TokenEndpoint {
                 StatusCode::BAD_REQUEST,
                 "invalid_scope",
                 "requested scope exceeds the granted scope",
+            )
+            .response(),
+            // RFC 9449 §5. The refresh token is not spent: its cookies stay.
+            Err(GrantError::InvalidDpopProof) => OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_dpop_proof",
+                "the refresh token is bound to a DPoP key and the request has no proof of it",
             )
             .response(),
             Err(GrantError::Unavailable(e)) => {

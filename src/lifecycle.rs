@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
 
-use crate::claims::{Claims, NoCustomClaims};
+use crate::claims::{Claims, Confirmation, NoCustomClaims};
 use crate::issuer::{IssueError, IssuedToken, TokenIssuer};
 use crate::refresh::{
     PresentedToken, RefreshRecord, RefreshStore, RefreshStoreError, Rotation, mint, new_family,
@@ -30,6 +31,9 @@ pub struct TokenPair {
     pub refresh_expires_in: u64,
     /// The scope granted.
     pub scope: String,
+    /// The RFC 7638 thumbprint of the DPoP key the access token is bound to (its
+    /// `cnf.jkt`), if it is: answer `"token_type": "DPoP"` (RFC 9449 §5), else `Bearer`.
+    pub jkt: Option<String>,
 }
 
 impl fmt::Debug for TokenPair {
@@ -39,6 +43,7 @@ impl fmt::Debug for TokenPair {
             .field("refresh_token", &"REDACTED")
             .field("refresh_expires_in", &self.refresh_expires_in)
             .field("scope", &self.scope)
+            .field("jkt", &self.jkt)
             .finish()
     }
 }
@@ -73,6 +78,11 @@ pub enum GrantError {
     /// `invalid_scope`: more scope asked than the grant holds.
     #[error("requested scope exceeds the granted scope")]
     InvalidScope,
+    /// `invalid_dpop_proof` (RFC 9449 §5): the refresh token's family is bound to a DPoP key
+    /// and the request carried no proof made with that key. The refresh token is not spent:
+    /// the client can send the request again with the right proof.
+    #[error("the refresh token is bound to another DPoP key")]
+    InvalidDpopProof,
     /// A store failed: answer 503 and let the client retry.
     #[error(transparent)]
     Unavailable(#[from] LifecycleError),
@@ -187,15 +197,25 @@ impl TokenLifecycle {
         family: &str,
         refresh_token: String,
         refresh_expires_at: u64,
+        jkt: Option<&str>,
     ) -> Result<TokenPair, LifecycleError> {
-        let access = self
-            .issuer
-            .issue_in_session(sub, scope, Some(family), &NoCustomClaims {})?;
+        let access = match jkt {
+            Some(jkt) => self.issuer.issue_in_session(
+                sub,
+                scope,
+                Some(family),
+                &serde_json::json!({ "cnf": Confirmation::dpop(jkt) }),
+            )?,
+            None => self
+                .issuer
+                .issue_in_session(sub, scope, Some(family), &NoCustomClaims {})?,
+        };
         Ok(TokenPair {
             access,
             refresh_token,
             refresh_expires_in: refresh_expires_at.saturating_sub(now_secs()),
             scope: scope.to_owned(),
+            jkt: jkt.map(str::to_owned),
         })
     }
 
@@ -219,21 +239,66 @@ impl TokenLifecycle {
         scope: &str,
         authenticated_at: u64,
     ) -> Result<TokenPair, LifecycleError> {
+        self.start_session(sub, scope, authenticated_at, None).await
+    }
+
+    /// Starts a session for `sub` whose token request carried a valid DPoP proof (RFC 9449
+    /// §5) made with the key of thumbprint `jkt` ([`VerifiedProof::jkt`] of
+    /// [`DpopConfig::check`] with no access token): the access token carries
+    /// `"cnf": {"jkt": …}` and the refresh family is bound to the key, so every refresh needs
+    /// a proof made with it (see [`refresh_bound`](Self::refresh_bound)). Same as
+    /// [`issue_pair_bound_authenticated_at`](Self::issue_pair_bound_authenticated_at) with the
+    /// current time.
+    ///
+    /// [`VerifiedProof::jkt`]: crate::dpop::VerifiedProof::jkt
+    /// [`DpopConfig::check`]: crate::dpop::DpopConfig::check
+    pub async fn issue_pair_bound(
+        &self,
+        sub: &str,
+        scope: &str,
+        jkt: &str,
+    ) -> Result<TokenPair, LifecycleError> {
+        self.issue_pair_bound_authenticated_at(sub, scope, jkt, now_secs())
+            .await
+    }
+
+    /// [`issue_pair_bound`](Self::issue_pair_bound) for credentials checked at
+    /// `authenticated_at`, with the guarantees of
+    /// [`issue_pair_authenticated_at`](Self::issue_pair_authenticated_at).
+    pub async fn issue_pair_bound_authenticated_at(
+        &self,
+        sub: &str,
+        scope: &str,
+        jkt: &str,
+        authenticated_at: u64,
+    ) -> Result<TokenPair, LifecycleError> {
+        self.start_session(sub, scope, authenticated_at, Some(jkt))
+            .await
+    }
+
+    async fn start_session(
+        &self,
+        sub: &str,
+        scope: &str,
+        authenticated_at: u64,
+        jkt: Option<&str>,
+    ) -> Result<TokenPair, LifecycleError> {
         let family = new_family();
         let (token, hash) = mint(&family);
         let now = now_secs();
         let expires_at = now.saturating_add(self.refresh_ttl.as_secs());
-        let record = RefreshRecord {
-            sub: sub.to_owned(),
-            family: family.clone(),
-            scope: scope.to_owned(),
+        let mut record = RefreshRecord::new(
+            sub,
+            family.clone(),
+            scope,
             expires_at,
-            created_at: authenticated_at.min(now),
-        };
+            authenticated_at.min(now),
+        );
+        record.jkt = jkt.map(str::to_owned);
         self.refresh.create(hash, &record).await?;
         // Minted before the check: a user revocation made after the check has an instant at
         // or after this token's `iat`, so it covers the token.
-        let pair = self.pair(sub, scope, &family, token, expires_at)?;
+        let pair = self.pair(sub, scope, &family, token, expires_at, jkt)?;
         if self.session_revoked(&record).await? {
             if let Err(e) = self.refresh.revoke_family(&family).await {
                 tracing::warn!(target: "tower_token_auth", error = %e, "could not revoke a family started after its user's sessions were ended (it is refused anyway)");
@@ -268,22 +333,54 @@ impl TokenLifecycle {
     /// A token that was already spent revokes its whole family and every access token minted
     /// from it. A family whose user was logged out everywhere since it began refreshes
     /// nothing.
+    ///
+    /// The request carries no DPoP proof: a family bound to a DPoP key (begun with
+    /// [`issue_pair_bound`](Self::issue_pair_bound)) is refused with
+    /// [`GrantError::InvalidDpopProof`]. Same as [`refresh_bound`](Self::refresh_bound) with
+    /// no proof.
     pub async fn refresh(
         &self,
         refresh_token: &str,
         scope: Option<&str>,
     ) -> Result<TokenPair, GrantError> {
+        self.refresh_bound(refresh_token, scope, None).await
+    }
+
+    /// The refresh grant of a request that may carry a DPoP proof (RFC 9449 §5): `proof_jkt`
+    /// is the thumbprint of its key ([`VerifiedProof::jkt`] of [`DpopConfig::check`] with no
+    /// access token), `None` without a proof. Otherwise as [`refresh`](Self::refresh).
+    ///
+    /// - A family bound to a key refreshes only with a proof of that key (compared in
+    ///   constant time); anything else is [`GrantError::InvalidDpopProof`], checked before
+    ///   the token is spent, so the client can retry with the right proof. The new access
+    ///   token is bound to the same key.
+    /// - A family that is not bound stays unbound: RFC 9449 §5 binds refresh tokens at the
+    ///   grant that issues them, and a confidential client may use a new DPoP key on every
+    ///   refresh. The new access token is bound to the proof's key when there is one.
+    ///
+    /// [`VerifiedProof::jkt`]: crate::dpop::VerifiedProof::jkt
+    /// [`DpopConfig::check`]: crate::dpop::DpopConfig::check
+    pub async fn refresh_bound(
+        &self,
+        refresh_token: &str,
+        scope: Option<&str>,
+        proof_jkt: Option<&str>,
+    ) -> Result<TokenPair, GrantError> {
         let Some(presented) = PresentedToken::parse(refresh_token) else {
             return Err(GrantError::InvalidGrant);
         };
-        if let Some(asked) = scope {
-            // Checked before rotating, so a refused scope does not spend the token.
-            let granted = self
-                .refresh
-                .find(&presented, now_secs())
-                .await
-                .map_err(LifecycleError::from)?;
-            if granted.is_some_and(|f| !is_subset(asked, &f.record.scope)) {
+        // Checked before rotating, so a refused scope or proof does not spend the token. A
+        // family's binding never changes, so what is read here still holds at the rotation.
+        let current = self
+            .refresh
+            .find(&presented, now_secs())
+            .await
+            .map_err(LifecycleError::from)?;
+        if let Some(found) = &current {
+            if !proves_binding(found.record.jkt.as_deref(), proof_jkt) {
+                return Err(GrantError::InvalidDpopProof);
+            }
+            if scope.is_some_and(|asked| !is_subset(asked, &found.record.scope)) {
                 return Err(GrantError::InvalidScope);
             }
         }
@@ -302,11 +399,25 @@ impl TokenLifecycle {
             .map_err(LifecycleError::from)?;
         match rotation {
             Rotation::Rotated(record) => {
+                // Checked above, unless the token was not current then (and so not rotated
+                // now); checked again all the same, failing closed.
+                if !proves_binding(record.jkt.as_deref(), proof_jkt) {
+                    return Err(GrantError::InvalidDpopProof);
+                }
                 // Checked above; the grant cannot have changed its scope since.
                 let scope = scope
                     .filter(|asked| is_subset(asked, &record.scope))
                     .unwrap_or(record.scope.as_str());
-                let pair = self.pair(&record.sub, scope, &record.family, successor, expires_at)?;
+                // A bound family's key, which is the proof's; else the proof's key, if any.
+                let jkt = record.jkt.as_deref().or(proof_jkt);
+                let pair = self.pair(
+                    &record.sub,
+                    scope,
+                    &record.family,
+                    successor,
+                    expires_at,
+                    jkt,
+                )?;
                 // After minting, as at login: see `issue_pair_authenticated_at`.
                 if self
                     .session_revoked(&record)
@@ -474,6 +585,16 @@ impl TokenLifecycle {
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
         self.verifier.verify(token).ok()
+    }
+}
+
+/// Whether a request with a proof of `proof_jkt` (if any) may refresh a family bound to
+/// `bound` (if any). Constant time in the thumbprints' contents.
+fn proves_binding(bound: Option<&str>, proof_jkt: Option<&str>) -> bool {
+    match (bound, proof_jkt) {
+        (None, _) => true,
+        (Some(bound), Some(proof)) => bool::from(bound.as_bytes().ct_eq(proof.as_bytes())),
+        (Some(_), None) => false,
     }
 }
 

@@ -108,6 +108,10 @@ pub struct RefreshRecord {
     /// When the session began (the login's credentials were checked), Unix seconds. A user
     /// revocation ("log out everywhere") at or after this instant ends the family.
     pub created_at: u64,
+    /// The RFC 7638 thumbprint of the DPoP key the family is bound to (RFC 9449 §5), if any:
+    /// a refresh grant for a bound family needs a proof made with that key. Set at the
+    /// family's first token and carried to every successor.
+    pub jkt: Option<String>,
 }
 
 impl RefreshRecord {
@@ -126,7 +130,14 @@ impl RefreshRecord {
             scope: scope.into(),
             expires_at,
             created_at,
+            jkt: None,
         }
+    }
+
+    /// The same record, its family bound to the DPoP key with thumbprint `jkt`.
+    pub fn with_jkt(mut self, jkt: impl Into<String>) -> Self {
+        self.jkt = Some(jkt.into());
+        self
     }
 }
 

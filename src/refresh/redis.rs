@@ -22,8 +22,11 @@ use crate::revocation::BoxFuture;
 /// | key | type | fields | expiry |
 /// |---|---|---|---|
 /// | `tta:{f:<family>}:rt:<sha256 hex>` | hash | `sub`, `scope`, `exp`, `spent` (ms, once spent), `next` (successor's hash, once spent) | the token's `exp` |
-/// | `tta:{f:<family>}:fam` | hash | `sub`, `revoked` (0/1), `exp`, `created` | the family's last token's `exp` |
+/// | `tta:{f:<family>}:fam` | hash | `sub`, `revoked` (0/1), `exp`, `created`, `jkt` (only for a family bound to a DPoP key) | the family's last token's `exp` |
 /// | `tta:{u:<sub>}:fams` | set | the user's families | the latest `exp` of any family in it (extended by every rotation) |
+///
+/// The DPoP binding ([`RefreshRecord::jkt`]) is a field of the family, so every successor
+/// shares it; a family written before the field existed has none and reads as unbound.
 ///
 /// Only hashes of tokens are stored. Rotation is one script: it checks the presented token and
 /// its family, marks the token spent and writes its successor, or, for a spent token, revokes
@@ -50,19 +53,20 @@ redis.call('HSET', KEYS[1], 'sub', ARGV[1], 'scope', ARGV[2], 'exp', ARGV[3])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 redis.call('HSETNX', KEYS[2], 'revoked', '0')
 redis.call('HSET', KEYS[2], 'sub', ARGV[1], 'exp', ARGV[3], 'created', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], 'jkt', ARGV[5]) end
 redis.call('EXPIREAT', KEYS[2], ARGV[3])
 return 1
 ";
 
 // KEYS: presented token, family, successor. ARGV: now_ms, grace_ms, successor exp, now_s,
-// successor hash. Replies: {outcome, sub, scope, exp, created}.
+// successor hash. Replies: {outcome, sub, scope, exp, created, jkt ('' when unbound)}.
 const ROTATE_LUA: &str = r"
 local rt = redis.call('HMGET', KEYS[1], 'sub', 'scope', 'exp', 'spent', 'next')
 if not rt[1] then return {'invalid'} end
-local fam = redis.call('HMGET', KEYS[2], 'revoked', 'exp', 'created')
+local fam = redis.call('HMGET', KEYS[2], 'revoked', 'exp', 'created', 'jkt')
 if not fam[1] then return {'invalid'} end
 if tonumber(rt[3]) < tonumber(ARGV[4]) then return {'invalid'} end
-local record = {rt[1], rt[2], rt[3], fam[3] or '0'}
+local record = {rt[1], rt[2], rt[3], fam[3] or '0', fam[4] or ''}
 if rt[4] and rt[5] == ARGV[5] then
   return {'rotated', unpack(record)}
 end
@@ -193,6 +197,7 @@ impl RefreshStore for RedisRefreshStore {
                 record.scope.clone(),
                 record.expires_at.to_string(),
                 record.created_at.to_string(),
+                record.jkt.clone().unwrap_or_default(),
             ];
             self.script::<i64>(&CREATE, &keys, &args).await?;
             // The user index lives on the user's slot: a separate, idempotent step.
@@ -236,6 +241,7 @@ impl RefreshStore for RedisRefreshStore {
                 scope: text(reply.get(2)),
                 expires_at: text(reply.get(3)).parse().unwrap_or(0),
                 created_at: text(reply.get(4)).parse().unwrap_or(0),
+                jkt: Some(text(reply.get(5))).filter(|j| !j.is_empty()),
             };
             let rotation = match text(reply.first()).as_str() {
                 "rotated" => Rotation::Rotated(record()),
@@ -277,12 +283,16 @@ impl RefreshStore for RedisRefreshStore {
                 .run(
                     redis::cmd("HMGET")
                         .arg(self.family_key(&presented.family))
-                        .arg(&["revoked", "created"])
+                        .arg(&["revoked", "created", "jkt"])
                         .to_owned(),
                 )
                 .await?;
             let mut family = family.into_iter();
-            let (Some(Some(revoked)), created) = (family.next(), family.next().flatten()) else {
+            let (Some(Some(revoked)), created, jkt) = (
+                family.next(),
+                family.next().flatten(),
+                family.next().flatten(),
+            ) else {
                 return Ok(None);
             };
             let mut fields = token.into_iter();
@@ -302,6 +312,7 @@ impl RefreshStore for RedisRefreshStore {
                     scope,
                     expires_at: exp,
                     created_at: created.and_then(|c| c.parse().ok()).unwrap_or(0),
+                    jkt: jkt.filter(|j| !j.is_empty()),
                 },
                 // Anything but an explicit "0" counts as revoked: fail closed.
                 family_revoked: revoked != "0",
