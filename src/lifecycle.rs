@@ -377,7 +377,9 @@ impl TokenLifecycle {
             .await
             .map_err(LifecycleError::from)?;
         if let Some(found) = &current {
-            if !proves_binding(found.record.jkt.as_deref(), proof_jkt) {
+            // A revoked family is refused by the rotation, which also completes the revocation
+            // of its access tokens (and spends nothing).
+            if !found.family_revoked && !proves_binding(found.record.jkt.as_deref(), proof_jkt) {
                 return Err(GrantError::InvalidDpopProof);
             }
             if scope.is_some_and(|asked| !is_subset(asked, &found.record.scope)) {

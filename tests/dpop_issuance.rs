@@ -14,10 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use redis_server::RedisServer;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_token_auth::dpop::DpopConfig;
+use tower_token_auth::endpoint::TokenEndpoint;
 use tower_token_auth::refresh::{
     MemoryRefreshStore, PresentedToken, RedisRefreshStore, RefreshRecord, RefreshStore, TokenHash,
 };
@@ -376,5 +377,75 @@ async fn redis_record_written_before_the_binding_refreshes_unbound() {
         // Rotation wrote no `jkt` into the old family.
         let fields = redis.cli(&["HKEYS", &family_key]).unwrap();
         assert!(!fields.contains("jkt"), "{fields}");
+    }
+}
+
+/// `TokenEndpoint` takes no proofs: a bound family gets 400 `invalid_dpop_proof` and its
+/// refresh token stays current; an unbound one still gets `token_type` `Bearer`.
+#[tokio::test]
+async fn token_endpoint_refuses_bound_families() {
+    let app = app(Arc::new(MemoryRefreshStore::new()));
+    let endpoint = TokenEndpoint::new(app.lifecycle.clone());
+    let grant = |refresh_token: String| {
+        let endpoint = endpoint.clone();
+        async move {
+            let req = Request::builder()
+                .method(Method::POST)
+                .uri("/token")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Full::new(Bytes::from(format!(
+                    "grant_type=refresh_token&refresh_token={refresh_token}"
+                ))))
+                .unwrap();
+            let res = endpoint.oneshot(req).await.unwrap();
+            let status = res.status();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            (status, json)
+        }
+    };
+    let key = DpopKey::es256();
+    let bound = app
+        .lifecycle
+        .issue_pair_bound("alice", "read", key.thumbprint())
+        .await
+        .unwrap();
+    let (status, json) = grant(bound.refresh_token.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_eq!(json["error"], "invalid_dpop_proof");
+    app.lifecycle
+        .refresh_bound(&bound.refresh_token, None, Some(key.thumbprint()))
+        .await
+        .expect("not spent by the refusal");
+
+    let plain = app.lifecycle.issue_pair("bob", "read").await.unwrap();
+    let (status, json) = grant(plain.refresh_token).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["token_type"], "Bearer");
+}
+
+/// A revoked bound family presented without a proof is refused as revoked (`invalid_grant`),
+/// not for the missing proof.
+#[tokio::test]
+async fn revoked_bound_family_is_invalid_grant() {
+    let app = app(Arc::new(MemoryRefreshStore::new()));
+    let key = DpopKey::es256();
+    let pair = app
+        .lifecycle
+        .issue_pair_bound("alice", "read", key.thumbprint())
+        .await
+        .unwrap();
+    let sid = app.claims(&pair).sid.clone().unwrap();
+    app.lifecycle
+        .revoke_family(Some("alice"), &sid)
+        .await
+        .unwrap();
+    for proof in [None, Some(key.thumbprint())] {
+        assert!(matches!(
+            app.lifecycle
+                .refresh_bound(&pair.refresh_token, None, proof)
+                .await,
+            Err(GrantError::InvalidGrant)
+        ));
     }
 }
