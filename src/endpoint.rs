@@ -39,6 +39,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use tower_service::Service;
 
+use crate::dpop::DpopConfig;
 use crate::lifecycle::{GrantError, TokenLifecycle, TokenPair};
 use crate::refresh::MAX_REFRESH_TOKEN_LEN;
 use crate::revocation::BoxFuture;
@@ -293,6 +294,7 @@ impl TokenCookies {
 pub struct TokenEndpoint {
     lifecycle: TokenLifecycle,
     cookies: Option<TokenCookies>,
+    dpop: Option<std::sync::Arc<DpopConfig>>,
 }
 
 impl TokenEndpoint {
@@ -301,6 +303,53 @@ impl TokenEndpoint {
         Self {
             lifecycle,
             cookies: None,
+            dpop: None,
+        }
+    }
+
+    /// Accept DPoP proofs (RFC 9449 §5): a request with one `DPoP` header has its proof
+    /// checked by `dpop` (no `ath` at the token endpoint; `htm`/`htu` against this request,
+    /// replay refused) and refreshes with
+    /// [`TokenLifecycle::refresh_bound`]: a family bound to a key needs a proof by that key.
+    /// A bad proof, or more than one, is 400 `invalid_dpop_proof` and spends nothing.
+    /// Without this, every family bound to a key is refused here.
+    pub fn with_dpop(mut self, dpop: DpopConfig) -> Self {
+        self.dpop = Some(std::sync::Arc::new(dpop));
+        self
+    }
+
+    /// The key thumbprint of the request's DPoP proof: `Ok(None)` without a proof (or
+    /// without DPoP configured), the error response for a bad one.
+    async fn proof_jkt(
+        &self,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> Result<Option<String>, Response<Full<Bytes>>> {
+        let Some(dpop) = &self.dpop else {
+            return Ok(None);
+        };
+        let refuse = |description: &'static str| {
+            OAuthError::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", description).response()
+        };
+        let mut values = headers.get_all("dpop").iter();
+        let value = match (values.next(), values.next()) {
+            (None, _) => return Ok(None),
+            (Some(v), None) => v,
+            (Some(_), Some(_)) => return Err(refuse("more than one DPoP proof")),
+        };
+        let proof = value.to_str().map_err(|_| refuse("malformed DPoP proof"))?;
+        match dpop
+            .check(proof, method, uri, headers, None)
+            .resolve()
+            .await
+        {
+            Ok(verified) => Ok(Some(verified.jkt().to_owned())),
+            Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::warn!(target: "tower_token_auth", error = %e, "DPoP replay check failed");
+                Err(UNAVAILABLE.response())
+            }
+            Err(e) => Err(refuse(e.description())),
         }
     }
 
@@ -318,6 +367,7 @@ impl TokenEndpoint {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         let (headers, params) = match read_params(req).await {
             Ok(p) => p,
             Err(e) => return e.response(),
@@ -355,7 +405,15 @@ impl TokenEndpoint {
             }
             res
         };
-        match self.lifecycle.refresh(&token, params.get("scope")).await {
+        let jkt = match self.proof_jkt(&method, &uri, &headers).await {
+            Ok(jkt) => jkt,
+            Err(response) => return response,
+        };
+        let grant = self
+            .lifecycle
+            .refresh_bound(&token, params.get("scope"), jkt.as_deref())
+            .await;
+        match grant {
             Ok(pair) => {
                 let mut body = serde_json::json!({
                     "access_token": pair.access.token,

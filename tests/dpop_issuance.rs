@@ -380,7 +380,7 @@ async fn redis_record_written_before_the_binding_refreshes_unbound() {
     }
 }
 
-/// `TokenEndpoint` takes no proofs: a bound family gets 400 `invalid_dpop_proof` and its
+/// `TokenEndpoint` without `with_dpop` takes no proofs: a bound family gets 400 `invalid_dpop_proof` and its
 /// refresh token stays current; an unbound one still gets `token_type` `Bearer`.
 #[tokio::test]
 async fn token_endpoint_refuses_bound_families() {
@@ -448,4 +448,82 @@ async fn revoked_bound_family_is_invalid_grant() {
             Err(GrantError::InvalidGrant)
         ));
     }
+}
+
+/// `TokenEndpoint::with_dpop`: the refresh grant of a bound family with a proof by its key in
+/// the `DPoP` header gets a new bound pair (`token_type` `DPoP`) whose access token passes the
+/// layer; without a proof, with another key's, a replayed one or two of them, 400
+/// `invalid_dpop_proof` and nothing spent.
+#[tokio::test]
+async fn token_endpoint_with_dpop_checks_the_proof() {
+    let app = app(Arc::new(MemoryRefreshStore::new()));
+    let endpoint = TokenEndpoint::new(app.lifecycle.clone()).with_dpop(app.dpop.clone());
+    let grant = |refresh_token: String, proofs: Vec<String>| {
+        let endpoint = endpoint.clone();
+        async move {
+            let mut req = Request::builder()
+                .method(Method::POST)
+                .uri("/token")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            for proof in proofs {
+                req = req.header("dpop", proof);
+            }
+            let req = req
+                .body(Full::new(Bytes::from(format!(
+                    "grant_type=refresh_token&refresh_token={refresh_token}"
+                ))))
+                .unwrap();
+            let res = endpoint.oneshot(req).await.unwrap();
+            let status = res.status();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            (status, json)
+        }
+    };
+    let key = DpopKey::es256();
+    let other = DpopKey::ed25519();
+    let url = format!("{ORIGIN}/token");
+    let bound = app
+        .lifecycle
+        .issue_pair_bound("alice", "read", key.thumbprint())
+        .await
+        .unwrap();
+    let refused = |(status, json): (StatusCode, serde_json::Value), why: &str| {
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {json}");
+        assert_eq!(json["error"], "invalid_dpop_proof", "{why}: {json}");
+    };
+    refused(grant(bound.refresh_token.clone(), vec![]).await, "no proof");
+    refused(
+        grant(
+            bound.refresh_token.clone(),
+            vec![other.proof("POST", &url, None)],
+        )
+        .await,
+        "another key",
+    );
+    refused(
+        grant(
+            bound.refresh_token.clone(),
+            vec![key.proof("POST", &url, None), key.proof("POST", &url, None)],
+        )
+        .await,
+        "two proofs",
+    );
+    refused(
+        grant(
+            bound.refresh_token.clone(),
+            vec![key.proof("GET", &url, None)],
+        )
+        .await,
+        "another method",
+    );
+    let proof = key.proof("POST", &url, None);
+    let (status, json) = grant(bound.refresh_token.clone(), vec![proof.clone()]).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["token_type"], "DPoP");
+    let next = json["refresh_token"].as_str().unwrap().to_owned();
+    // The same proof again: replayed.
+    refused(grant(next.clone(), vec![proof]).await, "replayed");
+    let (status, json) = grant(next, vec![key.proof("POST", &url, None)]).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
 }
