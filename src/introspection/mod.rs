@@ -136,7 +136,7 @@ impl IntrospectionResponse {
     }
 }
 
-/// Sends introspection requests: the built-in [`HttpTransport`] (feature `http-client`), or
+/// Sends introspection requests: the built-in `HttpTransport` (feature `http-client`), or
 /// any async closure `Fn(IntrospectionRequest) -> Future<Output = Result<IntrospectionResponse,
 /// BoxError>>` over the application's own client. It must not follow redirects with the
 /// request's body (the token and the client's credentials).
@@ -188,7 +188,7 @@ pub enum ClientAuth {
         /// The key registered for the client.
         key: Arc<SigningKey>,
         /// The assertion's `aud`: the authorization server's issuer identifier (default:
-        /// the endpoint URL; [`Introspector::from_discovery`] sets the issuer).
+        /// the endpoint URL; `Introspector::from_discovery` sets the issuer).
         audience: Option<String>,
     },
 }
@@ -509,7 +509,7 @@ fn sha256(token: &str) -> [u8; 32] {
 
 impl IntrospectorBuilder {
     /// The client that sends the requests (default, with feature `http-client`: the
-    /// built-in [`HttpTransport`]).
+    /// built-in `HttpTransport`).
     pub fn transport<T: IntrospectionTransport>(mut self, transport: T) -> Self {
         self.transport = Some(Arc::new(transport));
         self
