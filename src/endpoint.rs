@@ -312,7 +312,9 @@ impl TokenEndpoint {
     /// replay refused) and refreshes with
     /// [`TokenLifecycle::refresh_bound`]: a family bound to a key needs a proof by that key.
     /// A bad proof, or more than one, is 400 `invalid_dpop_proof` and spends nothing.
-    /// Without this, every family bound to a key is refused here.
+    /// The proof is checked only when the refresh token is current, so grants with junk
+    /// tokens never fill the replay store; a spent token goes on to reuse detection as
+    /// always. Without this, every family bound to a key is refused here.
     pub fn with_dpop(mut self, dpop: DpopConfig) -> Self {
         self.dpop = Some(std::sync::Arc::new(dpop));
         self
@@ -405,9 +407,26 @@ impl TokenEndpoint {
             }
             res
         };
-        let jkt = match self.proof_jkt(&method, &uri, &headers).await {
-            Ok(jkt) => jkt,
-            Err(response) => return response,
+        // The proof is checked (and its jti recorded) only for a current refresh token: junk
+        // grants never reach the replay store. A spent or unknown token goes on without one,
+        // so reuse detection still runs and revokes a spent token's family.
+        let current = match self.dpop.is_some() && headers.contains_key("dpop") {
+            true => match self.lifecycle.is_current(&token).await {
+                Ok(current) => current,
+                Err(e) => {
+                    tracing::warn!(target: "tower_token_auth", error = %e, "refresh grant failed");
+                    return UNAVAILABLE.response();
+                }
+            },
+            false => false,
+        };
+        let jkt = if current {
+            match self.proof_jkt(&method, &uri, &headers).await {
+                Ok(jkt) => jkt,
+                Err(response) => return response,
+            }
+        } else {
+            None
         };
         let grant = self
             .lifecycle

@@ -346,6 +346,16 @@ impl TokenLifecycle {
         self.refresh_bound(refresh_token, scope, None).await
     }
 
+    /// Whether `refresh_token` is a current token (known, not spent, not expired): what the
+    /// token endpoint asks before it records a DPoP proof, so that junk grants cannot fill the
+    /// replay store.
+    pub(crate) async fn is_current(&self, refresh_token: &str) -> Result<bool, LifecycleError> {
+        let Some(presented) = PresentedToken::parse(refresh_token) else {
+            return Ok(false);
+        };
+        Ok(self.refresh.find(&presented, now_secs()).await?.is_some())
+    }
+
     /// The refresh grant of a request that may carry a DPoP proof (RFC 9449 §5): `proof_jkt`
     /// is the thumbprint of its key ([`VerifiedProof::jkt`] of [`DpopConfig::check`] with no
     /// access token), `None` without a proof. Otherwise as [`refresh`](Self::refresh).

@@ -527,3 +527,62 @@ async fn token_endpoint_with_dpop_checks_the_proof() {
     let (status, json) = grant(next, vec![key.proof("POST", &url, None)]).await;
     assert_eq!(status, StatusCode::OK, "{json}");
 }
+
+/// Junk grants never reach the replay store: the proof of a grant whose refresh token is not
+/// current is not recorded (a spent token still revokes its family, proof or not).
+#[tokio::test]
+async fn token_endpoint_records_proofs_only_for_current_tokens() {
+    use tower_token_auth::dpop::MemoryReplayStore;
+
+    let app = app(Arc::new(MemoryRefreshStore::new()));
+    let store = Arc::new(MemoryReplayStore::new());
+    let endpoint = TokenEndpoint::new(app.lifecycle.clone())
+        .with_dpop(app.dpop.clone().replay_store(store.clone()));
+    let key = DpopKey::es256();
+    let url = format!("{ORIGIN}/token");
+    let grant = |refresh_token: String| {
+        let endpoint = endpoint.clone();
+        let proof = key.proof("POST", &url, None);
+        async move {
+            let req = Request::builder()
+                .method(Method::POST)
+                .uri("/token")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header("dpop", proof)
+                .body(Full::new(Bytes::from(format!(
+                    "grant_type=refresh_token&refresh_token={refresh_token}"
+                ))))
+                .unwrap();
+            let res = endpoint.oneshot(req).await.unwrap();
+            let status = res.status();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    for junk in [
+        "not-a-token",
+        "rt1.AAAAAAAAAAAAAAAAAAAAAA.BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB",
+    ] {
+        let (status, json) = grant(junk.to_owned()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+        assert_eq!(json["error"], "invalid_grant", "{json}");
+    }
+    assert_eq!(store.len(), 0, "no proof recorded for junk grants");
+
+    let pair = app
+        .lifecycle
+        .issue_pair_bound("alice", "read", key.thumbprint())
+        .await
+        .unwrap();
+    let (status, json) = grant(pair.refresh_token.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(store.len(), 1);
+    // The spent token again, with a good proof: reuse, the family is revoked; nothing recorded.
+    let (status, json) = grant(pair.refresh_token.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_eq!(json["error"], "invalid_grant");
+    assert_eq!(store.len(), 1);
+}
