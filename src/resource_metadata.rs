@@ -59,6 +59,12 @@ pub struct ProtectedResourceMetadata {
     resource_documentation: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     jwks_uri: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dpop_signing_alg_values_supported: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    dpop_bound_access_tokens_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tls_client_certificate_bound_access_tokens: bool,
     #[serde(skip)]
     origin: String,
     #[serde(skip)]
@@ -116,6 +122,9 @@ impl ProtectedResourceMetadata {
             resource_name: None,
             resource_documentation: None,
             jwks_uri: None,
+            dpop_signing_alg_values_supported: Vec::new(),
+            dpop_bound_access_tokens_required: false,
+            tls_client_certificate_bound_access_tokens: false,
             origin,
             path,
         })
@@ -164,6 +173,24 @@ impl ProtectedResourceMetadata {
     /// The resource's own JWK Set, if it signs anything (e.g. responses).
     pub fn jwks_uri(mut self, url: impl Into<String>) -> Self {
         self.jwks_uri = Some(url.into());
+        self
+    }
+
+    /// The resource accepts DPoP (RFC 9728 §2 `dpop_signing_alg_values_supported`, from the
+    /// algorithms `dpop` accepts), and, when `required` (a layer built with
+    /// [`require_dpop`](crate::JwtAuthLayer::require_dpop)), only DPoP-bound tokens
+    /// (`dpop_bound_access_tokens_required`).
+    pub fn dpop(mut self, dpop: &crate::dpop::DpopConfig, required: bool) -> Self {
+        self.dpop_signing_alg_values_supported =
+            dpop.algs_param().split(' ').map(str::to_owned).collect();
+        self.dpop_bound_access_tokens_required = required;
+        self
+    }
+
+    /// The resource accepts certificate-bound tokens (RFC 9728 §2
+    /// `tls_client_certificate_bound_access_tokens`, RFC 8705).
+    pub fn certificate_bound_tokens(mut self) -> Self {
+        self.tls_client_certificate_bound_access_tokens = true;
         self
     }
 
@@ -309,6 +336,25 @@ mod tests {
                 "scopes_supported": ["read"],
                 "bearer_methods_supported": ["header"],
                 "resource_name": "Orders",
+            })
+        );
+    }
+
+    #[test]
+    fn dpop_and_certificate_members() {
+        let m = ProtectedResourceMetadata::new("https://api.example")
+            .unwrap()
+            .dpop(&crate::dpop::DpopConfig::new(), true)
+            .certificate_bound_tokens();
+        let doc: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(
+            doc,
+            serde_json::json!({
+                "resource": "https://api.example",
+                "bearer_methods_supported": ["header"],
+                "dpop_signing_alg_values_supported": ["ES256", "ES384", "EdDSA", "PS256", "RS256"],
+                "dpop_bound_access_tokens_required": true,
+                "tls_client_certificate_bound_access_tokens": true,
             })
         );
     }

@@ -176,7 +176,6 @@ impl DpopConfig {
 
     /// The accepted algorithms as `WWW-Authenticate: DPoP algs="…"` lists them (RFC 9449
     /// §7.1): space-separated JOSE names.
-    #[allow(dead_code)] // used by the layer's DPoP challenge
     pub(crate) fn algs_param(&self) -> String {
         // Every configured algorithm has a name (`algorithms` checks).
         let names: Vec<&str> = self
