@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::claims::{AuthStatus, ClaimSet, Claims};
+use crate::error::{AuthError, DpopChallenge, Scheme};
 use crate::logout::Logout;
 
 /// What [`JwtAuthLayer`](crate::JwtAuthLayer) (or
@@ -49,6 +50,10 @@ pub struct Authentication {
     /// `ClaimSet<T>` of the layer that decided, with claims or without.
     claims_type: TypeId,
     logout: Option<Arc<Logout>>,
+    /// The scheme the request used, and the DPoP challenge of a layer accepting DPoP: what
+    /// guards behind the layer (scope, step-up) put on their own challenges.
+    scheme: Scheme,
+    dpop: Option<Arc<DpopChallenge>>,
 }
 
 impl fmt::Debug for Authentication {
@@ -73,6 +78,8 @@ impl Authentication {
             claims: None,
             claims_type: TypeId::of::<ClaimSet<T>>(),
             logout,
+            scheme: Scheme::Bearer,
+            dpop: None,
         }
     }
 
@@ -87,7 +94,26 @@ impl Authentication {
             claims: Some(claims.into_shared()),
             claims_type: TypeId::of::<ClaimSet<T>>(),
             logout,
+            scheme: Scheme::Bearer,
+            dpop: None,
         }
+    }
+
+    /// The same, as a layer that read `scheme` and announces `dpop` in its challenges.
+    pub(crate) fn with_challenge(
+        mut self,
+        scheme: Scheme,
+        dpop: Option<&Arc<DpopChallenge>>,
+    ) -> Self {
+        self.scheme = scheme;
+        self.dpop = dpop.cloned();
+        self
+    }
+
+    /// `error` as the layer that let this request through would answer it: on the challenge
+    /// of the scheme the request used, beside a `DPoP` challenge when DPoP is accepted.
+    pub(crate) fn decorate(&self, error: AuthError) -> AuthError {
+        error.with_scheme(self.scheme).with_dpop(self.dpop.as_ref())
     }
 
     /// An authenticated request with these claims, as the layer would mark it: for tests of

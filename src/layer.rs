@@ -60,6 +60,7 @@ impl Config {
 
     fn pass<T: 'static>(&self, status: AuthStatus) -> Authentication {
         Authentication::without_claims::<T>(status, Some(self.logout.clone()))
+            .with_challenge(Scheme::Bearer, self.dpop.as_ref().map(|(_, c)| c))
     }
 
     /// `error` as this layer answers it: on the challenge of the scheme the request used,
@@ -621,7 +622,7 @@ where
             RevocationCheck::Ready(status) => match revocation_decision(status, lenient) {
                 Ok(outcome) => {
                     req.extensions_mut()
-                        .insert(outcome.authentication(config, claims));
+                        .insert(outcome.authentication(config, claims, scheme));
                     ResponseFuture::calling(self.inner.call(req))
                 }
                 Err(e) => self.reject(&config.decorate(e, scheme)),
@@ -631,7 +632,7 @@ where
                 let check: PendingCheck = Box::pin(async move {
                     let outcome = revocation_decision(check.await, lenient)
                         .map_err(|e| config.decorate(e, scheme))?;
-                    Ok(outcome.authentication(&config, claims))
+                    Ok(outcome.authentication(&config, claims, scheme))
                 });
                 self.check_later(check, req)
             }
@@ -724,13 +725,15 @@ impl Outcome {
         self,
         config: &Config,
         claims: Claims<T>,
+        scheme: Scheme,
     ) -> Authentication {
         match self {
             Self::Authenticated => Authentication::with_claims(
                 AuthStatus::Authenticated,
                 claims,
                 Some(config.logout.clone()),
-            ),
+            )
+            .with_challenge(scheme, config.dpop.as_ref().map(|(_, c)| c)),
             Self::Anonymous => config.pass::<T>(AuthStatus::Anonymous),
         }
     }
@@ -812,7 +815,7 @@ async fn finish<T: Send + Sync + 'static>(
         RevocationCheck::Pending(f) => f.await,
     };
     let outcome = revocation_decision(status, lenient)?;
-    Ok(outcome.authentication(config, claims))
+    Ok(outcome.authentication(config, claims, ctx.scheme))
 }
 
 impl<S, T> JwtAuth<S, T> {

@@ -152,6 +152,11 @@ where
         match outcome {
             Ok(()) => ResponseFuture::calling(self.inner.call(req)),
             Err(e) => {
+                // On the challenge of the scheme the request used (RFC 9449 §7.1).
+                let e = match req.extensions().get::<Authentication>() {
+                    Some(auth) => auth.decorate(e),
+                    None => e,
+                };
                 log_rejection(&e);
                 ResponseFuture::rejected(self.layer.responder.respond(&e))
             }

@@ -630,3 +630,61 @@ async fn proofs_are_recorded_only_for_tokens_that_verify() {
     );
     assert_eq!(store.len(), 1);
 }
+
+#[tokio::test]
+async fn guards_answer_on_the_scheme_the_request_used() {
+    use tower_token_auth::RequireScopeLayer;
+
+    let keys = TestKeys::hs256();
+    let key = DpopKey::es256();
+    let token = bound_token(&keys, &key.confirmation());
+    let svc = ServiceBuilder::new()
+        .layer(JwtAuthLayer::new(keys.verifier()).with_dpop(config()))
+        .layer(RequireScopeLayer::new("admin").unwrap())
+        .service(service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Full::from("admin")))
+        }));
+    let proof = key.proof("GET", &format!("{ORIGIN}/admin"), Some(&token));
+    let req = Request::builder()
+        .uri("/admin")
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", proof)
+        .body(Full::default())
+        .unwrap();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let challenges: Vec<_> = res
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(challenges[0], "Bearer", "{challenges:?}");
+    assert!(
+        challenges[1].starts_with("DPoP error=\"insufficient_scope\"")
+            && challenges[1].contains("scope=\"admin\""),
+        "{challenges:?}"
+    );
+
+    // A bearer token lacking the scope: the error on the Bearer challenge.
+    let req = Request::builder()
+        .uri("/admin")
+        .header(
+            "authorization",
+            format!("Bearer {}", keys.mint("bob", "read")),
+        )
+        .body(Full::default())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let first = res
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        first.starts_with("Bearer error=\"insufficient_scope\""),
+        "{first}"
+    );
+}
