@@ -251,7 +251,7 @@ async fn main() -> anyhow::Result<()> {
             let answer = serde_json::json!({
                 "active": true, "token_type": "Bearer", "iss": ISSUER, "aud": ISSUER,
                 "sub": "alice", "scope": SCOPE,
-                "exp": tower_token_auth_now() + TTL_SECS,
+                "exp": now_secs() + TTL_SECS,
             })
             .to_string();
             let transport = move |_request: IntrospectionRequest| {
@@ -286,7 +286,7 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tower_token_auth_now() -> u64 {
+fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -152,6 +152,26 @@ impl Authentication {
         self.claims.as_deref()?.downcast_ref::<ClaimSet<T>>()
     }
 
+    /// What a guard behind the authentication layer (scope, step-up) decides for a request
+    /// carrying `auth`: `check` on its claims of type `T`; a preflight the layer let through
+    /// (`allow_cors_preflight(true)`) carries no token by design and passes; anything else
+    /// is unauthenticated (401). A refusal goes on the challenge of the scheme the request
+    /// used (RFC 9449 §7.1).
+    pub(crate) fn guard<T: Send + Sync + 'static>(
+        auth: Option<&Self>,
+        check: impl FnOnce(&ClaimSet<T>) -> Result<(), AuthError>,
+    ) -> Result<(), AuthError> {
+        let outcome = match auth.and_then(Self::claim_set::<T>) {
+            Some(claims) => check(claims),
+            None if auth.is_some_and(|a| a.status == AuthStatus::Preflight) => Ok(()),
+            None => Err(AuthError::missing_token()),
+        };
+        outcome.map_err(|e| match auth {
+            Some(auth) => auth.decorate(e),
+            None => e,
+        })
+    }
+
     /// Whether the layer that decided decodes `T`.
     pub(crate) fn decodes<T: 'static>(&self) -> bool {
         self.claims_type == TypeId::of::<ClaimSet<T>>()

@@ -13,9 +13,9 @@ use tower_service::Service;
 
 use crate::authentication::Authentication;
 use crate::body::AuthBody;
-use crate::claims::{AuthStatus, NoCustomClaims};
+use crate::claims::NoCustomClaims;
 use crate::error::{
-    AuthError, ConfigError, ErrorResponder, Rfc6750Responder, check_quoted_param, log_rejection,
+    ConfigError, ErrorResponder, Rfc6750Responder, check_quoted_param, log_rejection,
 };
 use crate::future::ResponseFuture;
 
@@ -142,21 +142,11 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let auth = req.extensions().get::<Authentication>();
-        let outcome = match auth.and_then(Authentication::claim_set::<T>) {
-            Some(claims) => claims.require_scope(&self.layer.required),
-            // A preflight the auth layer let through (`allow_cors_preflight(true)`) carries no
-            // token by design: agree with the auth layer.
-            None if auth.is_some_and(|a| a.status() == AuthStatus::Preflight) => Ok(()),
-            None => Err(AuthError::missing_token()),
-        };
+        let outcome =
+            Authentication::guard::<T>(auth, |claims| claims.require_scope(&self.layer.required));
         match outcome {
             Ok(()) => ResponseFuture::calling(self.inner.call(req)),
             Err(e) => {
-                // On the challenge of the scheme the request used (RFC 9449 §7.1).
-                let e = match req.extensions().get::<Authentication>() {
-                    Some(auth) => auth.decorate(e),
-                    None => e,
-                };
                 log_rejection(&e);
                 ResponseFuture::rejected(self.layer.responder.respond(&e))
             }

@@ -349,30 +349,19 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let auth = req.extensions().get::<Authentication>();
-        let outcome = match auth.and_then(Authentication::claim_set::<T>) {
-            Some(claims) => self.layer.requirement.check_now(claims),
-            // As RequireScope: a preflight the auth layer let through carries no token by
-            // design.
-            None if auth.is_some_and(|a| a.status() == AuthStatus::Preflight) => Ok(()),
-            None => {
-                if auth.is_some_and(|a| !a.decodes::<T>()) {
-                    tracing::warn!(
-                        target: "tower_token_auth",
-                        "StepUpLayer looks for other claims than the authentication layer \
-                         decodes: give both the same type (`for_claims`)"
-                    );
-                }
-                Err(AuthError::missing_token())
-            }
-        };
+        // Such a request has no claims of type `T` (and is refused below).
+        if auth.is_some_and(|a| !a.decodes::<T>() && a.status() != AuthStatus::Preflight) {
+            tracing::warn!(
+                target: "tower_token_auth",
+                "StepUpLayer looks for other claims than the authentication layer \
+                 decodes: give both the same type (`for_claims`)"
+            );
+        }
+        let outcome =
+            Authentication::guard::<T>(auth, |claims| self.layer.requirement.check_now(claims));
         match outcome {
             Ok(()) => ResponseFuture::calling(self.inner.call(req)),
             Err(e) => {
-                // On the challenge of the scheme the request used (RFC 9449 §7.1).
-                let e = match req.extensions().get::<Authentication>() {
-                    Some(auth) => auth.decorate(e),
-                    None => e,
-                };
                 log_rejection(&e);
                 ResponseFuture::rejected(self.layer.responder.respond(&e))
             }
