@@ -7,7 +7,7 @@ use http::{HeaderMap, Method, Uri};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::htu::{ExternalOrigin, request_url};
-use super::proof::{Expected, alg_name, check_claims, verify_signature};
+use super::proof::{Expected, Scratch, alg_name, check_claims, verify_signature};
 use super::replay::replay_key;
 use super::{
     MemoryReplayStore, ProofCheck, ReplayCheck, ReplayError, ReplayStore, VerifiedProof,
@@ -260,10 +260,12 @@ impl DpopConfig {
         now: u64,
     ) -> ProofCheck {
         let refused = |reason| ProofCheck::Ready(Err(invalid(reason)));
-        let signed = match verify_signature(proof, &self.algorithms, self.max_proof_len) {
-            Ok(signed) => signed,
-            Err(reason) => return refused(reason),
-        };
+        let mut scratch = Scratch::default();
+        let signed =
+            match verify_signature(proof, &self.algorithms, self.max_proof_len, &mut scratch) {
+                Ok(signed) => signed,
+                Err(reason) => return refused(reason),
+            };
         let past = self.past.as_secs();
         let expected = Expected {
             method: method.as_str(),

@@ -298,6 +298,9 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(normalize_htu(input).as_deref(), Some(want), "{input}");
+            // Normalised once is normalised: the claim check takes an `htu` equal to the
+            // normalised request URL as it is.
+            assert_eq!(normalize_htu(want).as_deref(), Some(want), "{want}");
         }
     }
 

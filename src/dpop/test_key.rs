@@ -155,10 +155,15 @@ impl DpopKey {
     /// A compact JWS of `header` and `claims` exactly as given, signed with this key and its
     /// algorithm (whatever `header` says).
     pub fn sign(&self, header: &Value, claims: &Value) -> String {
+        self.sign_text(&header.to_string(), &claims.to_string())
+    }
+
+    /// A compact JWS of two JSON texts exactly as written (e.g. with a member twice).
+    pub(crate) fn sign_text(&self, header: &str, claims: &str) -> String {
         let message = format!(
             "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
         );
         let signature =
             jsonwebtoken::crypto::sign(message.as_bytes(), &self.key, self.alg).expect("signing");

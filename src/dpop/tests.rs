@@ -566,6 +566,101 @@ fn structural_defects_are_malformed() {
 }
 
 #[test]
+fn members_twice_or_null_are_refused() {
+    let key = DpopKey::es256();
+    let config = DpopConfig::new();
+    let jwk = serde_json::to_string(key.jwk()).unwrap();
+    let header = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{jwk}}}"#);
+    let claims = |extra: &str| {
+        format!(
+            r#"{{"jti":"j-{extra}","htm":"GET","htu":"{HTU}","iat":{},"ath":"{}"{extra}}}"#,
+            now_secs(),
+            access_token_hash(TOKEN)
+        )
+    };
+    // The texts as written are accepted (the cases below differ by one member only).
+    let fine = key.sign_text(&header, &claims(""));
+    assert!(check(&config, &fine).is_ok());
+    let in_jwk = jwk.replacen('{', r#"{"x":"AAAA","#, 1);
+    let cases = [
+        (
+            "typ twice",
+            key.sign_text(&header.replacen('{', r#"{"typ":"jwt","#, 1), &claims("")),
+            InvalidDpopProof::Malformed,
+        ),
+        (
+            "jwk member twice",
+            key.sign_text(
+                &format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{in_jwk}}}"#),
+                &claims(""),
+            ),
+            InvalidDpopProof::Malformed,
+        ),
+        (
+            "htu twice",
+            key.sign_text(&header, &claims(r#","htu":"https://evil.example/""#)),
+            InvalidDpopProof::Malformed,
+        ),
+        (
+            "crit null",
+            key.sign_text(&header.replacen('{', r#"{"crit":null,"#, 1), &claims("")),
+            InvalidDpopProof::Malformed,
+        ),
+        (
+            "nonce null",
+            key.sign_text(&header, &claims(r#","nonce":null"#)),
+            InvalidDpopProof::Malformed,
+        ),
+        (
+            "jwk null",
+            key.sign_text(
+                r#"{"typ":"dpop+jwt","alg":"ES256","jwk":null}"#,
+                &claims(""),
+            ),
+            InvalidDpopProof::BadKey,
+        ),
+        (
+            "jwk an array",
+            key.sign_text(
+                &format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":[{jwk}]}}"#),
+                &claims(""),
+            ),
+            InvalidDpopProof::BadKey,
+        ),
+        (
+            "private member null",
+            key.sign_text(
+                &format!(
+                    r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{}}}"#,
+                    jwk.replacen('{', r#"{"d":null,"#, 1)
+                ),
+                &claims(""),
+            ),
+            InvalidDpopProof::BadKey,
+        ),
+    ];
+    for (name, proof, want) in cases {
+        assert_eq!(reason(check(&config, &proof)), want, "{name}");
+    }
+}
+
+#[test]
+fn escaped_members_compare_by_value() {
+    // `dpop\u002bjwt` is `dpop+jwt` written with an escape: JSON-equal, so accepted.
+    let key = DpopKey::es256();
+    let jwk = serde_json::to_string(key.jwk()).unwrap();
+    let proof = key.sign_text(
+        &format!(r#"{{"typ":"dpop\u002bjwt","alg":"ES256","jwk":{jwk}}}"#),
+        &format!(
+            r#"{{"jti":"j","htm":"GET","htu":"{HTU}","iat":{},"ath":"{}"}}"#,
+            now_secs(),
+            access_token_hash(TOKEN)
+        ),
+    );
+    assert!(check(&DpopConfig::new(), &proof).is_ok());
+}
+
+#[test]
 fn tampering_breaks_the_signature() {
     let key = DpopKey::es256();
     let config = DpopConfig::new();

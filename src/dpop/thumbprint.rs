@@ -40,7 +40,16 @@ pub fn jwk_thumbprint(jwk: &Jwk) -> Result<String, ThumbprintError> {
 /// The JSON object RFC 7638 §3.2 hashes. Member values are JSON-escaped, so a member with
 /// unusual characters cannot change the object's structure.
 fn thumbprint_input(jwk: &Jwk) -> Result<String, ThumbprintError> {
-    let s = |v: &str| serde_json::Value::from(v).to_string();
+    let s = |v: &str| {
+        // Key members are base64url, which needs no escaping; anything else is escaped.
+        if v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            format!("\"{v}\"")
+        } else {
+            serde_json::Value::from(v).to_string()
+        }
+    };
     match &jwk.algorithm {
         AlgorithmParameters::EllipticCurve(ec) => {
             let crv = match ec.curve {
