@@ -19,6 +19,7 @@ SYSTEM_PACKAGES=(
     redis-server nginx libnginx-mod-http-js
     chromium
     openssl curl
+    postgresql
 )
 # The browser test drives Chromium from node (tests/browser), the identity-provider tests run
 # oidc-provider (tests/oidc, node >= 20.19); python3 runs their PyJWT helpers.
