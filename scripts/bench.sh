@@ -23,6 +23,8 @@
 #   ALG/layer-memory                   JwtAuthLayer, memory store, no cache
 #   ALG/layer-memory-cached            the same with the cache
 #   ALG/layer-redis-cached             JwtAuthLayer with the Redis store, cached
+#   ALG/layer-postgres-cached          JwtAuthLayer with the PostgreSQL store (cache fed by
+#                                      LISTEN/NOTIFY), cached
 #   ALG/layer-memory-cached-claims     cached layer; the handler takes the Claims extractor
 #   ALG/jwt-authorizer                 peer: jwt-authorizer's layer on the same router
 #   ALG/axum-jwt-auth                  peer: axum-jwt-auth's Claims extractor in the handler
@@ -73,8 +75,8 @@
 # medians, and of the paired ratios); the cached layer against bare (goal >= 0.97); the Claims
 # extractor case against bare (goal >= 0.95); the rest as information.
 #
-# Only 127.0.0.1 is used. Needs wrk, python3, and redis-server for the Redis cases (wrk and
-# redis-server are installed from apt when missing); jq is used when present.
+# Only 127.0.0.1 is used. Needs wrk, python3, redis-server for the Redis cases and postgresql for
+# the PostgreSQL ones (installed from apt when missing); jq is used when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -97,6 +99,7 @@ for alg in HS256 ES256; do
     "$alg/layer-memory layer $alg 0 default hello"
     "$alg/layer-memory-cached layer $alg 1 default hello"
     "$alg/layer-redis-cached redis $alg 1 default hello"
+    "$alg/layer-postgres-cached postgres $alg 1 default hello"
     "$alg/layer-memory-cached-claims layer $alg 1 default claims"
     "$alg/jwt-authorizer jwt-authorizer $alg 0 default hello"
     "$alg/axum-jwt-auth axum-jwt-auth $alg 0 default hello"
@@ -119,7 +122,7 @@ ALL_CASES+=(
 
 is_peer() { [ "$1" = jwt-authorizer ] || [ "$1" = axum-jwt-auth ]; }
 CASES=()
-want_peers=0 want_redis=0
+want_peers=0 want_redis=0 want_pg=0
 for c in "${ALL_CASES[@]}"; do
   read -r name mode _ <<<"$c"
   # bare is always measured: every case is paired with it.
@@ -127,12 +130,15 @@ for c in "${ALL_CASES[@]}"; do
   CASES+=("$c")
   if is_peer "$mode"; then want_peers=1; fi
   if [ "$mode" = naive ] || [ "$mode" = redis ]; then want_redis=1; fi
+  if [ "$mode" = postgres ]; then want_pg=1; fi
 done
 ((${#CASES[@]} > 1)) || { echo "ONLY matched no case" >&2; exit 1; }
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 ((want_redis == 0)) || command -v redis-server >/dev/null || need+=(redis-server)
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+((want_pg == 0)) || [ -x "$PG_BIN/postgres" ] || need+=(postgresql)
 if ((${#need[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}"
@@ -169,7 +175,9 @@ build() { # target cargo-args...: builds, prints the path of the target's execut
   echo "$bin"
 }
 
-BIN=$(build bench_server --example bench_server)
+BIN_FEATURES=()
+((want_pg == 0)) || BIN_FEATURES=(--features postgres)
+BIN=$(build bench_server --example bench_server "${BIN_FEATURES[@]}")
 PEERS_BIN=""
 if ((want_peers)); then
   # Its own target dir under the main one (wherever CARGO_TARGET_DIR or cargo's config puts it).
@@ -196,6 +204,27 @@ if ((want_redis)); then
   PIDS+=($!)
   for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
   export REDIS_URL="redis://127.0.0.1:$RPORT/"
+fi
+
+if ((want_pg)); then
+  # A throwaway cluster in $WORK, as the postgres user when we are root (PostgreSQL refuses
+  # to run as root), trust authentication on 127.0.0.1 only.
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  PGPORT=$(free_port)
+  AS_PG=()
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres:postgres "$WORK"
+    AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --reset-env)
+  fi
+  "${AS_PG[@]}" "$PG_BIN/initdb" --auth=trust --username=postgres --no-locale -D "$WORK/pg" >/dev/null
+  "${AS_PG[@]}" "$PG_BIN/postgres" -D "$WORK/pg" -p "$PGPORT" -c listen_addresses=127.0.0.1 \
+    -c unix_socket_directories="$WORK" >/dev/null 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do
+    psql -h 127.0.0.1 -p "$PGPORT" -U postgres -XAtqc 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 fi
 
 # wrk script for a rotating case: every request takes the next token of the file. The requests
