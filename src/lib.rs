@@ -128,11 +128,11 @@ pub mod remember_me;
 pub mod resource_metadata;
 pub mod revocation;
 pub mod rfc9068;
+mod scope;
+mod source;
 #[cfg(feature = "sql")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub mod sql;
-mod scope;
-mod source;
 mod step_up;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -35,7 +35,9 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 #[non_exhaustive]
 pub enum SqlError {
     /// The URL names no backend compiled into this build.
-    #[error("unsupported database URL (want postgres://… or sqlite://…, with the matching feature): {0}")]
+    #[error(
+        "unsupported database URL (want postgres://… or sqlite://…, with the matching feature): {0}"
+    )]
     UnsupportedUrl(String),
     /// The database could not be reached or refused the connection.
     #[error("database unavailable: {0}")]
