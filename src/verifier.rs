@@ -160,7 +160,8 @@ impl VerifierBuilder {
         self
     }
 
-    /// Clock skew tolerated on `exp` and `nbf` (default 30 s).
+    /// Clock skew tolerated on `exp` and `nbf` (default 30 s, at most five minutes:
+    /// [`RECORD_GRACE`](crate::revocation::RECORD_GRACE), how long revocations outlive `exp`).
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
@@ -229,8 +230,12 @@ impl VerifierBuilder {
     /// Checks the configuration and builds the verifier.
     pub fn build(self) -> Result<Verifier, ConfigError> {
         self.validate_keys()?;
-        if self.leeway > Duration::from_secs(24 * 3600) {
-            return Err(ConfigError::new("leeway above one day"));
+        // Revocation records outlive their token's `exp` by RECORD_GRACE: a longer leeway
+        // would admit revoked tokens once their record is gone.
+        if self.leeway > crate::revocation::RECORD_GRACE {
+            return Err(ConfigError::new(
+                "leeway above five minutes (revocation::RECORD_GRACE)",
+            ));
         }
         if self.max_token_len == 0 {
             return Err(ConfigError::new("max_token_len must be positive"));

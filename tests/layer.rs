@@ -433,3 +433,30 @@ async fn one_value_per_request_on_every_path() {
         format!("1 Some({:?}) None true", AuthStatus::Preflight)
     );
 }
+
+/// A revoked token stays refused for as long as the verifier's leeway still admits it after
+/// its `exp`: the store keeps the revocation past `exp` (the fixture's leeway is 5 s).
+#[tokio::test]
+async fn revoked_token_is_refused_within_the_leeway_after_exp() {
+    let f = fixture();
+    let mut c = claims("alice");
+    let exp = now() + 1;
+    c["exp"] = json!(exp);
+    c["jti"] = json!("leeway-jti");
+    let token = hs(&c);
+    check(
+        "valid",
+        &send(&f.layer, bearer(&token)).await,
+        Expect::Ok("alice"),
+    );
+    f.store.revoke_token_now("leeway-jti", exp);
+    // Past exp, within the leeway: the verifier still admits the token, the store must not.
+    while now() <= exp + 1 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check(
+        "revoked, past exp, within the leeway",
+        &send(&f.layer, bearer(&token)).await,
+        Expect::BadToken("token revoked"),
+    );
+}

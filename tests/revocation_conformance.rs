@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tower_token_auth::revocation::{
-    RevocationCheck, RevocationError, RevocationStatus, RevocationStore, TokenRef,
+    RECORD_GRACE, RevocationCheck, RevocationError, RevocationStatus, RevocationStore, TokenRef,
 };
 
 fn now() -> u64 {
@@ -107,6 +107,7 @@ async fn user_revocation_is_never_lowered(w: &dyn RevocationStore, r: &dyn Revoc
 
 async fn entries_expire_with_the_token(w: &dyn RevocationStore, r: &dyn RevocationStore) {
     let t = now();
+    let grace = RECORD_GRACE.as_secs();
     let short = TokenRef::new()
         .jti(Some("f1"))
         .sub(Some("frank"))
@@ -116,12 +117,26 @@ async fn entries_expire_with_the_token(w: &dyn RevocationStore, r: &dyn Revocati
     w.revoke_token(short).await.unwrap();
     eventually(r, short, Revoked).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Past its exp but within the longest leeway a verifier accepts: still refused.
+    assert_eq!(status(w, short).await, Revoked, "the record outlives exp");
+    assert_eq!(status(r, short).await, Revoked);
+    // A token whose exp and grace are both over: its record is gone (or never kept).
+    let dead = TokenRef::new()
+        .jti(Some("f2"))
+        .sub(Some("frank"))
+        .iat(Some(t - grace - 100))
+        .exp(Some(t - grace - 2))
+        .sid(None);
+    w.revoke_token(dead).await.unwrap();
+    w.revoke_user("frank-old", t, t - grace - 2).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        status(w, short).await,
+        status(w, dead).await,
         Active,
-        "the record ends with the token"
+        "the record ends after the grace"
     );
-    assert_eq!(status(r, short).await, Active);
+    assert_eq!(status(r, dead).await, Active);
+    assert_eq!(status(r, tok("f3", "frank-old", t - 1)).await, Active);
 }
 
 async fn tokens_without_jti_or_exp_are_not_revocable(

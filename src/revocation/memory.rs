@@ -6,13 +6,14 @@ use std::sync::{Arc, RwLock};
 
 use super::{
     BoxFuture, RevocationCheck, RevocationError, RevocationStatus, RevocationStore, TokenRef,
-    now_secs,
+    in_force, now_secs,
 };
 
 /// An in-memory [`RevocationStore`], the embedded default.
 ///
 /// Entries expire with the tokens they revoke: a revoked `jti` is kept until its `exp`, a user
-/// revocation until its `keep_until`. Expired entries are swept on writes whenever the map has
+/// revocation until its `keep_until`, each plus [`RECORD_GRACE`](super::RECORD_GRACE) (the
+/// longest verifier leeway). Expired entries are swept on writes whenever the map has
 /// doubled since the last sweep, so memory stays proportional to the live entries. Checks take
 /// a read lock and skip the maps entirely while nothing is revoked.
 ///
@@ -68,17 +69,17 @@ impl State {
         let token_revoked = token
             .jti
             .and_then(|jti| self.tokens.get(jti))
-            .is_some_and(|t| t.until >= now);
+            .is_some_and(|t| in_force(t.until, now));
         let user_revoked = token
             .sub
             .and_then(|sub| self.users.get(sub))
             .is_some_and(|u| {
-                u.keep_until >= now && token.iat.is_none_or(|iat| iat <= u.issued_before)
+                in_force(u.keep_until, now) && token.iat.is_none_or(|iat| iat <= u.issued_before)
             });
         let session_revoked = token
             .sid
             .and_then(|sid| self.sessions.get(sid))
-            .is_some_and(|t| t.until >= now);
+            .is_some_and(|t| in_force(t.until, now));
         token_revoked || user_revoked || session_revoked
     }
 
@@ -90,9 +91,9 @@ impl State {
     }
 
     fn sweep(&mut self, now: u64) {
-        self.tokens.retain(|_, t| t.until >= now);
-        self.users.retain(|_, u| u.keep_until >= now);
-        self.sessions.retain(|_, t| t.until >= now);
+        self.tokens.retain(|_, t| in_force(t.until, now));
+        self.users.retain(|_, u| in_force(u.keep_until, now));
+        self.sessions.retain(|_, t| in_force(t.until, now));
         self.sweep_at_len = 2 * (self.tokens.len() + self.users.len() + self.sessions.len());
     }
 }
@@ -189,7 +190,7 @@ impl MemoryStore {
         let state = self.read();
         let live = |m: &HashMap<Box<str>, TokenRevocation>| {
             m.iter()
-                .filter(|(_, t)| t.until >= now)
+                .filter(|(_, t)| in_force(t.until, now))
                 .map(|(id, t)| (id.to_string(), t.sub.as_deref().map(str::to_owned), t.until))
                 .collect()
         };
@@ -199,7 +200,7 @@ impl MemoryStore {
             users: state
                 .users
                 .iter()
-                .filter(|(_, u)| u.keep_until >= now)
+                .filter(|(_, u)| in_force(u.keep_until, now))
                 .map(|(sub, u)| (sub.to_string(), u.issued_before, u.keep_until))
                 .collect(),
         }
@@ -286,7 +287,7 @@ mod tests {
         let s = MemoryStore::new();
         let now = now_secs();
         for i in 0..1000 {
-            s.revoke_token_now(&format!("old{i}"), now - 10);
+            s.revoke_token_now(&format!("old{i}"), now - super::super::GRACE_SECS - 10);
         }
         assert!(!s.is_revoked(&tok("old1", "u", now)));
         assert!(

@@ -58,6 +58,19 @@ mod redis;
 pub use self::redis::{RedisRevocationStore, RedisStoreConfig};
 pub use memory::MemoryStore;
 
+/// How long past its `until` (a token's `exp`, a revocation's `keep_until`) every store of this
+/// crate still enforces a revocation and keeps its record: the longest leeway a
+/// [`Verifier`](crate::Verifier) accepts, so a revoked token stays refused for as long as a
+/// verifier would still admit it after its `exp`.
+pub const RECORD_GRACE: std::time::Duration = std::time::Duration::from_secs(GRACE_SECS);
+
+pub(crate) const GRACE_SECS: u64 = 300;
+
+/// Whether a record kept `until` (Unix seconds) is still enforced at `now`.
+pub(crate) fn in_force(until: u64, now: u64) -> bool {
+    until.saturating_add(GRACE_SECS) >= now
+}
+
 /// A boxed, `Send` future, as the store trait returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -65,8 +65,8 @@ use tokio::task::JoinHandle;
 use crate::redis_conn::{Conn, ConnError};
 
 use super::{
-    BoxFuture, MemoryStore, RevocationCheck, RevocationError, RevocationStatus, RevocationStore,
-    TokenRef, now_ms, now_secs,
+    BoxFuture, GRACE_SECS, MemoryStore, RevocationCheck, RevocationError, RevocationStatus,
+    RevocationStore, TokenRef, in_force, now_ms, now_secs,
 };
 
 /// Settings of a [`RedisRevocationStore`].
@@ -528,7 +528,8 @@ impl Shared {
 
     /// `SET key until EX (until - now)`.
     async fn write_until(&self, key: String, until: u64) -> Result<(), RevocationError> {
-        let ttl = until.saturating_sub(now_secs()).max(1);
+        // Kept past `until` for as long as a verifier's leeway may still admit the tokens.
+        let ttl = until.saturating_sub(now_secs()).max(1) + GRACE_SECS;
         let cmd = redis::cmd("SET")
             .arg(key)
             .arg(until)
@@ -539,7 +540,8 @@ impl Shared {
     }
 
     async fn write_user(&self, sub: &str, before: u64, until: u64) -> Result<(), RevocationError> {
-        let ttl = until.saturating_sub(now_secs()).max(1);
+        // Kept past `until` for as long as a verifier's leeway may still admit the tokens.
+        let ttl = until.saturating_sub(now_secs()).max(1) + GRACE_SECS;
         let mut inv = self.revoke_user_script.prepare_invoke();
         inv.key(self.user_key(sub)).arg(before).arg(until).arg(ttl);
         bounded(self.config.op_timeout, self.conn.script(&inv)).await
@@ -573,6 +575,7 @@ impl Shared {
         let values: Vec<Option<String>> =
             bounded(self.config.op_timeout, self.conn.run(&cmd)).await?;
         let mut revoked = false;
+        let now = now_secs();
         for ((kind, _), value) in wanted.iter().zip(values) {
             let Some(value) = value else { continue };
             // Unparsable values count as revoked forever: fail closed.
@@ -583,16 +586,16 @@ impl Shared {
             match kind {
                 Kind::Token(jti) => {
                     self.revoked.revoke_token_of(jti, sub, first);
-                    revoked = true;
+                    revoked |= in_force(first, now);
                 }
                 Kind::Session(sid) => {
                     self.revoked.revoke_session_now(sub, sid, first);
-                    revoked = true;
+                    revoked |= in_force(first, now);
                 }
                 Kind::User(s) => {
                     let until = numbers.next().unwrap_or(u64::MAX);
                     self.revoked.revoke_user_now(s, first, until);
-                    revoked |= token.iat.is_none_or(|iat| iat <= first);
+                    revoked |= in_force(until, now) && token.iat.is_none_or(|iat| iat <= first);
                 }
             }
         }
