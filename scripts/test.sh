@@ -129,9 +129,11 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets --all-features -- -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
 
-step "feature combinations: each crypto backend alone, no axum/redis"
+step "feature combinations: each crypto backend alone, no axum/redis; each SQL backend alone"
 cargo check --lib --no-default-features --features aws_lc_rs
 cargo check --lib --no-default-features --features rust_crypto
+cargo check --lib --no-default-features --features aws_lc_rs,postgres
+cargo check --lib --no-default-features --features aws_lc_rs,sqlite
 if cargo check --lib --no-default-features --quiet 2>/dev/null; then
     echo "error: building without a crypto backend must fail" >&2
     exit 1

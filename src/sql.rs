@@ -98,10 +98,10 @@ pub async fn connect_postgres(url: &str) -> Result<sqlx::PgPool, SqlError> {
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub async fn migrate_postgres(pool: &sqlx::PgPool) -> Result<(), SqlError> {
-    sqlx::migrate!("migrations/postgres")
-        .run(pool)
-        .await
-        .map_err(SqlError::Migrate)
+    let mut migrator = sqlx::migrate!("migrations/postgres");
+    // The application's own migrations may share the database (and sqlx's table).
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await.map_err(SqlError::Migrate)
 }
 
 /// A pool of connections to the SQLite database at `url` (the file is created if missing),
@@ -134,10 +134,10 @@ pub async fn connect_sqlite(url: &str) -> Result<sqlx::SqlitePool, SqlError> {
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub async fn migrate_sqlite(pool: &sqlx::SqlitePool) -> Result<(), SqlError> {
-    sqlx::migrate!("migrations/sqlite")
-        .run(pool)
-        .await
-        .map_err(SqlError::Migrate)
+    let mut migrator = sqlx::migrate!("migrations/sqlite");
+    // The application's own migrations may share the database (and sqlx's table).
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await.map_err(SqlError::Migrate)
 }
 
 /// A database error as the stores report it: the backend is unavailable.

@@ -1,10 +1,17 @@
-//! One suite, every store: the memory store and the Redis store (a real `redis-server`
-//! started by the harness) must behave the same. Each test gets a `writer` store and a
-//! `reader` view of the same state: for memory a clone, for Redis a second instance, as two
-//! service instances would have.
+//! One suite, every store: the memory store, the Redis store (a real `redis-server` started
+//! by the harness), the Redis store on a 3-node Redis Cluster, and the SQL store on a real
+//! PostgreSQL server and on a SQLite file must behave the same. Each test gets a `writer`
+//! store and a `reader` view of the same state: for memory a clone, for the others a second
+//! instance, as two service instances would have.
 
+#[cfg(feature = "postgres")]
+#[path = "support/postgres_server.rs"]
+mod postgres_server;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[cfg(feature = "sqlite")]
+#[path = "support/sqlite_file.rs"]
+mod sqlite_file;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -224,6 +231,67 @@ macro_rules! conformance {
                     let store = tower_token_auth::MemoryStore::new();
                     let reader = store.clone();
                     super::$test(&store, &reader).await;
+                }
+            )*
+        }
+
+        mod redis_cluster {
+            use super::redis_server::RedisCluster;
+            use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig};
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let cluster = RedisCluster::start();
+                    let urls = cluster.urls();
+                    let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+                    let config = RedisStoreConfig::default();
+                    let writer = RedisRevocationStore::connect_cluster(&nodes, config.clone()).await.unwrap();
+                    let reader = RedisRevocationStore::connect_cluster(&nodes[1..], config).await.unwrap();
+                    assert!(writer.wait_live(std::time::Duration::from_secs(5)).await);
+                    assert!(reader.wait_live(std::time::Duration::from_secs(5)).await);
+                    super::$test(&writer, &reader).await;
+                    drop(cluster);
+                }
+            )*
+        }
+
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            use super::postgres_server::PostgresServer;
+            use tower_token_auth::revocation::{SqlRevocationConfig, SqlRevocationStore};
+            use tower_token_auth::sql::Database;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let server = PostgresServer::start();
+                    let config = SqlRevocationConfig::default();
+                    let writer = SqlRevocationStore::new(Database::connect(&server.url()).await.unwrap(), config.clone());
+                    let reader = SqlRevocationStore::new(Database::connect(&server.url()).await.unwrap(), config);
+                    assert!(writer.wait_live(std::time::Duration::from_secs(5)).await);
+                    assert!(reader.wait_live(std::time::Duration::from_secs(5)).await);
+                    super::$test(&writer, &reader).await;
+                    drop(server);
+                }
+            )*
+        }
+
+        #[cfg(feature = "sqlite")]
+        mod sqlite {
+            use super::sqlite_file::SqliteFile;
+            use tower_token_auth::revocation::{SqlRevocationConfig, SqlRevocationStore};
+            use tower_token_auth::sql::Database;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let file = SqliteFile::new();
+                    let url = file.url();
+                    let config = SqlRevocationConfig::default();
+                    // Two pools on one file: two processes sharing it.
+                    let writer = SqlRevocationStore::new(Database::connect(&url).await.unwrap(), config.clone());
+                    let reader = SqlRevocationStore::new(Database::connect(&url).await.unwrap(), config);
+                    assert!(writer.wait_live(std::time::Duration::from_secs(5)).await);
+                    assert!(reader.wait_live(std::time::Duration::from_secs(5)).await);
+                    super::$test(&writer, &reader).await;
                 }
             )*
         }

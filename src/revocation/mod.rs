@@ -57,6 +57,11 @@ mod redis;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisRevocationStore, RedisStoreConfig};
 pub use memory::MemoryStore;
+#[cfg(feature = "sql")]
+mod sql;
+#[cfg(feature = "sql")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub use self::sql::{SqlRevocationConfig, SqlRevocationStore};
 
 /// How long past its `until` (a token's `exp`, a revocation's `keep_until`) every store of this
 /// crate still enforces a revocation and keeps its record: the longest leeway a
