@@ -5,7 +5,8 @@
 //! - `MODE`: `bare` (no auth), `plain` (a hand-written jsonwebtoken middleware, the usual
 //!   baseline), `naive` (that middleware plus one Redis `GET` per request), `layer`
 //!   (`JwtAuthLayer` with the memory store), `remote` (the same, its key from a JWK Set served
-//!   by an in-memory fetcher) or `redis` (`JwtAuthLayer` with the Redis store);
+//!   by an in-memory fetcher), `redis` (`JwtAuthLayer` with the Redis store) or `postgres`
+//!   (`JwtAuthLayer` with the PostgreSQL store, `DATABASE_URL`; built with `--features postgres`);
 //!   `introspect` (`JwtAuthLayer` introspecting opaque tokens, RFC 7662, through an
 //!   in-process endpoint: after the first request, the introspection cache is measured);
 //!   `noop` (a layer that does nothing) and `ext` (a layer that only inserts what the layer
@@ -158,8 +159,11 @@ async fn main() -> anyhow::Result<()> {
         "hello" => Router::new().route("/", get(|| async { "hello" })),
         "claims" => {
             anyhow::ensure!(
-                matches!(mode.as_str(), "layer" | "remote" | "redis" | "introspect"),
-                "HANDLER=claims needs a JwtAuthLayer: MODE layer, remote, redis or introspect"
+                matches!(
+                    mode.as_str(),
+                    "layer" | "remote" | "redis" | "postgres" | "introspect"
+                ),
+                "HANDLER=claims needs a JwtAuthLayer: MODE layer, remote, redis, postgres or introspect"
             );
             Router::new().route(
                 "/",
@@ -241,6 +245,19 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(
                 store.wait_live(Duration::from_secs(5)).await,
                 "Redis not live"
+            );
+            hello.layer(JwtAuthLayer::new(verifier).with_revocation_store(store))
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" => {
+            use tower_token_auth::revocation::{SqlRevocationConfig, SqlRevocationStore};
+            let url = std::env::var("DATABASE_URL")
+                .map_err(|_| anyhow::anyhow!("MODE=postgres needs DATABASE_URL"))?;
+            let db = tower_token_auth::sql::Database::connect(&url).await?;
+            let store = SqlRevocationStore::new(db, SqlRevocationConfig::default());
+            anyhow::ensure!(
+                store.wait_live(Duration::from_secs(5)).await,
+                "PostgreSQL not live"
             );
             hello.layer(JwtAuthLayer::new(verifier).with_revocation_store(store))
         }

@@ -8,9 +8,14 @@
 //!
 //! - `JWT_SECRET`: the HS256 secret, at least 32 bytes. Unset: a random one (tokens die with
 //!   the process).
+//! - `DATABASE_URL`: keep revocations and refresh tokens in a database, so they survive a
+//!   restart. `sqlite://tokens.db` (a file, created on first start; build with
+//!   `--features sqlite`) needs no server; `postgres://user:password@host/db` (build with
+//!   `--features postgres`) is shared by every instance on that database. The tables are
+//!   created (migrated) at start.
 //! - `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`): keep revocations and refresh tokens in
 //!   Redis, so every instance of the quickstart on that Redis shares sessions and refuses a
-//!   revoked token. Unset: in memory (lost on restart, not shared).
+//!   revoked token. Both unset: in memory (lost on restart, not shared).
 //! - `COOKIE_MODE=1`: browser mode. Login and refresh also deliver the tokens in HttpOnly
 //!   cookies (`access_token` on `/`, `refresh_token` on `/token` only), the refresh token is
 //!   then left out of JSON bodies, `/me` & co. accept the access cookie, and every `POST` is
@@ -222,32 +227,90 @@ fn load_secret() -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// The one place that picks the stores: Redis when `REDIS_URL` is set (revocations and
-/// refresh tokens shared by every instance on that Redis), else in process (lost on restart,
-/// not shared).
+/// The one place that picks the stores: a database when `DATABASE_URL` is set (SQLite or
+/// PostgreSQL: revocations and refresh tokens survive restarts), Redis when `REDIS_URL` is set
+/// (shared by every instance on that Redis), else in process (lost on restart, not shared).
 async fn stores() -> anyhow::Result<(Arc<dyn RevocationStore>, Arc<dyn RefreshStore>)> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => {
-            let revocation =
-                RedisRevocationStore::connect(&url, RedisStoreConfig::default()).await?;
-            if !revocation.wait_live(Duration::from_secs(3)).await {
-                tracing::warn!(
-                    "Redis at {url} is not answering yet: token checks answer 503 until it does"
-                );
-            }
-            let refresh = RedisRefreshStore::connect(&url, "tta:", Duration::from_millis(500))?;
-            tracing::info!("revocation and refresh stores: Redis at {url}");
-            Ok((Arc::new(revocation), Arc::new(refresh)))
-        }
-        _ => {
-            tracing::info!(
-                "revocation and refresh stores: in memory (set REDIS_URL to share them through Redis)"
+    let database_url = std::env::var("DATABASE_URL").unwrap_or_default();
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_default();
+    if !database_url.is_empty() && !redis_url.is_empty() {
+        bail!("set DATABASE_URL or REDIS_URL, not both");
+    }
+    if !database_url.is_empty() {
+        return database_stores(&database_url).await;
+    }
+    if !redis_url.is_empty() {
+        let shown = without_password(&redis_url);
+        let revocation =
+            RedisRevocationStore::connect(&redis_url, RedisStoreConfig::default()).await?;
+        if !revocation.wait_live(Duration::from_secs(3)).await {
+            tracing::warn!(
+                "Redis at {shown} is not answering yet: token checks answer 503 until it does"
             );
-            Ok((
-                Arc::new(MemoryStore::new()),
-                Arc::new(MemoryRefreshStore::new()),
-            ))
         }
+        let refresh = RedisRefreshStore::connect(&redis_url, "tta:", Duration::from_millis(500))?;
+        tracing::info!("revocation and refresh stores: Redis at {shown}");
+        return Ok((Arc::new(revocation), Arc::new(refresh)));
+    }
+    tracing::info!(
+        "revocation and refresh stores: in memory (set DATABASE_URL=sqlite://tokens.db to keep them across restarts)"
+    );
+    Ok((
+        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryRefreshStore::new()),
+    ))
+}
+
+/// The SQL stores on `DATABASE_URL` (connected and migrated now).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+async fn database_stores(
+    url: &str,
+) -> anyhow::Result<(Arc<dyn RevocationStore>, Arc<dyn RefreshStore>)> {
+    use tower_token_auth::refresh::SqlRefreshStore;
+    use tower_token_auth::revocation::{SqlRevocationConfig, SqlRevocationStore};
+    use tower_token_auth::sql::Database;
+
+    let shown = without_password(url);
+    let db = Database::connect(url)
+        .await
+        .with_context(|| format!("DATABASE_URL {shown}"))?;
+    let revocation = SqlRevocationStore::new(db.clone(), SqlRevocationConfig::default());
+    if !revocation.wait_live(Duration::from_secs(3)).await {
+        tracing::warn!(
+            "the database at {shown} is not answering yet: token checks answer 503 until it does"
+        );
+    }
+    let refresh = SqlRefreshStore::new(db);
+    tracing::info!("revocation and refresh stores: the database at {shown}");
+    Ok((Arc::new(revocation), Arc::new(refresh)))
+}
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+async fn database_stores(
+    url: &str,
+) -> anyhow::Result<(Arc<dyn RevocationStore>, Arc<dyn RefreshStore>)> {
+    let feature = if url.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    bail!(
+        "DATABASE_URL is set, but this build has no database support: run it with `cargo run --example quickstart --features {feature}`"
+    )
+}
+
+/// `url` with any password replaced by `***`, for logs.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
     }
 }
 

@@ -1,12 +1,19 @@
 //! Runs the real `quickstart` example binary and walks its contract over HTTP on 127.0.0.1:
 //! login, protected routes, the refresh token lifecycle (rotation, reuse detection, RFC 7009
 //! revocation, logout, logout everywhere, password change), cookie mode with its CSRF
-//! protection, and two instances sharing one Redis.
+//! protection, two instances sharing one Redis or one PostgreSQL database, and a restart on
+//! SQLite keeping sessions and revocations.
 
+#[cfg(feature = "postgres")]
+#[path = "support/postgres_server.rs"]
+mod postgres_server;
 #[path = "support/quickstart.rs"]
 mod quickstart;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[cfg(feature = "sqlite")]
+#[path = "support/sqlite_file.rs"]
+mod sqlite_file;
 mod support;
 
 use std::time::Duration;
@@ -655,5 +662,99 @@ async fn login_takes_json_or_a_form() {
             "{content_type}: {res:?}"
         );
         assert_eq!(error_code(&res), "invalid_request");
+    }
+}
+
+/// With `DATABASE_URL=sqlite://…` revocations and refresh tokens survive a restart: the
+/// restarted quickstart refuses what was revoked before it stopped (a logged-out access token,
+/// a revoked session, a spent refresh token) and honours the refresh token it handed out.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_keeps_sessions_and_revocations_across_a_restart() {
+    let file = sqlite_file::SqliteFile::new();
+    let url = file.url();
+    let qs = Quickstart::start_with(&[("DATABASE_URL", &url)]).await;
+    assert!(
+        qs.child.log().contains("the database at sqlite://"),
+        "{}",
+        qs.child.log()
+    );
+    let kept = qs.pair("alice", "alice-password").await;
+    let logged_out = qs.pair("alice", "alice-password").await;
+    let res = qs.post("/logout", Some(&logged_out.access), None).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{res:?}");
+    let revoked = qs.pair("admin", "admin-password").await;
+    assert_eq!(qs.revoke(&revoked.refresh).await.status, StatusCode::OK);
+    let spent = qs.pair("alice", "alice-password").await;
+    let res = qs.refresh(&spent.refresh).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    let successor = token_pair(&res);
+    drop(qs);
+
+    let qs = Quickstart::start_with(&[("DATABASE_URL", &url)]).await;
+    assert_eq!(qs.me(&kept.access).await, StatusCode::OK);
+    assert_eq!(qs.me(&logged_out.access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        error_code(&qs.refresh(&logged_out.refresh).await),
+        "invalid_grant"
+    );
+    assert_eq!(qs.me(&revoked.access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        error_code(&qs.refresh(&revoked.refresh).await),
+        "invalid_grant"
+    );
+    // The refresh token handed out before the restart works after it.
+    let res = qs.refresh(&kept.refresh).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    // The spent token replayed after the restart is reuse: its session ends.
+    assert_eq!(
+        error_code(&qs.refresh(&spent.refresh).await),
+        "invalid_grant"
+    );
+    qs.eventually_me(&successor.access, StatusCode::UNAUTHORIZED)
+        .await;
+}
+
+/// Two quickstarts on one PostgreSQL database share refresh tokens and revocations, as on
+/// Redis; the database URL's password never reaches the log.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn two_instances_share_sessions_through_postgres() {
+    let pg = postgres_server::PostgresServer::start();
+    // trust authentication: the password is ignored by the server, and must not be logged.
+    let url = pg
+        .url()
+        .replacen("postgres@", "postgres:hunter2-secret@", 1);
+    let a = Quickstart::start_with(&[("DATABASE_URL", &url)]).await;
+    let b = Quickstart::start_with(&[("DATABASE_URL", &url)]).await;
+    assert!(
+        a.child.log().contains("the database at postgres://"),
+        "{}",
+        a.child.log()
+    );
+
+    let first = a.pair("alice", "alice-password").await;
+    assert_eq!(b.me(&first.access).await, StatusCode::OK);
+    let res = a.refresh(&first.refresh).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    let second = token_pair(&res);
+    // The spent token replayed on B: reuse, the session ends on both instances.
+    assert_eq!(
+        error_code(&b.refresh(&first.refresh).await),
+        "invalid_grant"
+    );
+    b.eventually_me(&second.access, StatusCode::UNAUTHORIZED)
+        .await;
+    a.eventually_me(&second.access, StatusCode::UNAUTHORIZED)
+        .await;
+    // Log out everywhere on B ends alice's session on A.
+    let on_a = a.pair("alice", "alice-password").await;
+    let on_b = b.pair("alice", "alice-password").await;
+    let res = b.post("/logout-all", Some(&on_b.access), None).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{res:?}");
+    a.eventually_me(&on_a.access, StatusCode::UNAUTHORIZED)
+        .await;
+    for log in [a.child.log(), b.child.log()] {
+        assert!(!log.contains("hunter2"), "a password in the log: {log}");
     }
 }

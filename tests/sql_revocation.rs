@@ -185,7 +185,7 @@ mod postgres {
             server
                 .psql(
                     "SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) \
-                     FROM pg_stat_user_tables WHERE relname = 'token_revocations'",
+                     FROM pg_stat_user_tables WHERE relname = 'tta_revocations'",
                 )
                 .unwrap()
                 .trim()
@@ -365,7 +365,7 @@ mod postgres {
         let dead = now() - 3600;
         server
             .psql(&format!(
-                "INSERT INTO token_revocations (kind, id, until_s) \
+                "INSERT INTO tta_revocations (kind, id, until_s) \
                  SELECT 't', 'old' || g, {dead} FROM generate_series(1, 350) g"
             ))
             .unwrap();
@@ -379,7 +379,7 @@ mod postgres {
             .unwrap();
         assert_eq!(store.purge_expired().await.unwrap(), 350);
         let left = server
-            .psql("SELECT string_agg(id, ',' ORDER BY id) FROM token_revocations")
+            .psql("SELECT string_agg(id, ',' ORDER BY id) FROM tta_revocations")
             .unwrap();
         assert_eq!(left.trim(), "grace,live");
         assert_eq!(store.purge_expired().await.unwrap(), 0);

@@ -69,7 +69,7 @@ pub struct SqlRevocationConfig {
 impl Default for SqlRevocationConfig {
     fn default() -> Self {
         Self {
-            channel: "token_revocations".into(),
+            channel: "tta_revocations".into(),
             op_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(1),
             heartbeat_interval: Duration::from_millis(250),
@@ -82,7 +82,7 @@ impl Default for SqlRevocationConfig {
 }
 
 impl SqlRevocationConfig {
-    /// The PostgreSQL `LISTEN`/`NOTIFY` channel (default `token_revocations`). Instances that
+    /// The PostgreSQL `LISTEN`/`NOTIFY` channel (default `tta_revocations`). Instances that
     /// share a database and a channel share their revocations. Ignored by SQLite.
     pub fn channel(mut self, channel: impl Into<String>) -> Self {
         self.channel = channel.into();
@@ -492,12 +492,12 @@ mod postgres {
         // One statement, one transaction: the row and its notification commit together.
         let (kind, id, sub, before, until, _): (String, String, Option<String>, i64, i64, Option<String>) = sqlx::query_as(
             "WITH r AS (
-                INSERT INTO token_revocations (kind, id, sub, before_s, until_s)
+                INSERT INTO tta_revocations (kind, id, sub, before_s, until_s)
                 VALUES ($1, $2, $3, $4, $5)
                 ON CONFLICT (kind, id) DO UPDATE SET
-                    sub = COALESCE(token_revocations.sub, EXCLUDED.sub),
-                    before_s = GREATEST(token_revocations.before_s, EXCLUDED.before_s),
-                    until_s = GREATEST(token_revocations.until_s, EXCLUDED.until_s)
+                    sub = COALESCE(tta_revocations.sub, EXCLUDED.sub),
+                    before_s = GREATEST(tta_revocations.before_s, EXCLUDED.before_s),
+                    until_s = GREATEST(tta_revocations.until_s, EXCLUDED.until_s)
                 RETURNING kind::text AS kind, id, sub, before_s, until_s
              ), n AS (
                 SELECT r.*, json_build_object(
@@ -527,7 +527,7 @@ mod postgres {
         sub: Option<&str>,
     ) -> Result<Vec<RowTuple>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT kind::text, id, sub, before_s, until_s FROM token_revocations
+            "SELECT kind::text, id, sub, before_s, until_s FROM tta_revocations
              WHERE (kind = 't' AND id = $1) OR (kind = 's' AND id = $2) OR (kind = 'u' AND id = $3)",
         )
         .bind(jti)
@@ -539,7 +539,7 @@ mod postgres {
 
     pub(super) async fn load(pool: &PgPool, cutoff: i64) -> Result<Vec<RowTuple>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT kind::text, id, sub, before_s, until_s FROM token_revocations
+            "SELECT kind::text, id, sub, before_s, until_s FROM tta_revocations
              WHERE until_s >= $1",
         )
         .bind(cutoff)
@@ -549,8 +549,8 @@ mod postgres {
 
     pub(super) async fn purge(pool: &PgPool, cutoff: i64, batch: i64) -> Result<u64, sqlx::Error> {
         sqlx::query(
-            "DELETE FROM token_revocations WHERE ctid IN (
-                SELECT ctid FROM token_revocations WHERE until_s < $1 LIMIT $2
+            "DELETE FROM tta_revocations WHERE ctid IN (
+                SELECT ctid FROM tta_revocations WHERE until_s < $1 LIMIT $2
              )",
         )
         .bind(cutoff)
@@ -706,17 +706,16 @@ mod sqlite {
     ) -> Result<RowTuple, sqlx::Error> {
         // The write lock first (IMMEDIATE): the number taken follows commit order.
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let (seq,): (i64,) =
-            sqlx::query_as("UPDATE token_revocation_seq SET n = n + 1 RETURNING n")
-                .fetch_one(&mut *tx)
-                .await?;
+        let (seq,): (i64,) = sqlx::query_as("UPDATE tta_revocation_seq SET n = n + 1 RETURNING n")
+            .fetch_one(&mut *tx)
+            .await?;
         let row = sqlx::query_as(
-            "INSERT INTO token_revocations (kind, id, sub, before_s, until_s, seq)
+            "INSERT INTO tta_revocations (kind, id, sub, before_s, until_s, seq)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (kind, id) DO UPDATE SET
-                 sub = COALESCE(token_revocations.sub, excluded.sub),
-                 before_s = max(token_revocations.before_s, excluded.before_s),
-                 until_s = max(token_revocations.until_s, excluded.until_s),
+                 sub = COALESCE(tta_revocations.sub, excluded.sub),
+                 before_s = max(tta_revocations.before_s, excluded.before_s),
+                 until_s = max(tta_revocations.until_s, excluded.until_s),
                  seq = excluded.seq
              RETURNING kind, id, sub, before_s, until_s",
         )
@@ -739,7 +738,7 @@ mod sqlite {
         sub: Option<&str>,
     ) -> Result<Vec<RowTuple>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT kind, id, sub, before_s, until_s FROM token_revocations
+            "SELECT kind, id, sub, before_s, until_s FROM tta_revocations
              WHERE (kind = 't' AND id = $1) OR (kind = 's' AND id = $2) OR (kind = 'u' AND id = $3)",
         )
         .bind(jti)
@@ -755,8 +754,8 @@ mod sqlite {
         batch: i64,
     ) -> Result<u64, sqlx::Error> {
         sqlx::query(
-            "DELETE FROM token_revocations WHERE rowid IN (
-                SELECT rowid FROM token_revocations WHERE until_s < $1 LIMIT $2
+            "DELETE FROM tta_revocations WHERE rowid IN (
+                SELECT rowid FROM tta_revocations WHERE until_s < $1 LIMIT $2
              )",
         )
         .bind(cutoff)
@@ -781,14 +780,14 @@ mod sqlite {
         let limit = shared.config.op_timeout * 4;
         let (seq,): (i64,) = bounded(
             limit,
-            sqlx::query_as("SELECT n FROM token_revocation_seq").fetch_one(pool),
+            sqlx::query_as("SELECT n FROM tta_revocation_seq").fetch_one(pool),
         )
         .await?;
         let cutoff = super::now_secs().saturating_sub(super::GRACE_SECS);
         let rows: Vec<RowTuple> = bounded(
             limit,
             sqlx::query_as(
-                "SELECT kind, id, sub, before_s, until_s FROM token_revocations
+                "SELECT kind, id, sub, before_s, until_s FROM tta_revocations
                  WHERE until_s >= $1",
             )
             .bind(i64::try_from(cutoff).unwrap_or(0))
@@ -806,7 +805,7 @@ mod sqlite {
         let rows: Vec<(String, String, Option<String>, i64, i64, i64)> = bounded(
             shared.config.op_timeout,
             sqlx::query_as(
-                "SELECT kind, id, sub, before_s, until_s, seq FROM token_revocations
+                "SELECT kind, id, sub, before_s, until_s, seq FROM tta_revocations
                  WHERE seq > $1 ORDER BY seq",
             )
             .bind(seq)
