@@ -1,6 +1,9 @@
 //! The SQL refresh store (features `postgres`, `sqlite`): families and tokens in two tables,
 //! rotation in one transaction. Also the small helpers the SQL remember-me store shares.
 
+// Built with the internal `sql` feature alone there is no backend: nothing is used.
+#![cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(unused))]
+
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
@@ -450,12 +453,12 @@ impl RefreshStore for SqlRefreshStore {
                 };
                 let stored = stored_from_row!(row, presented.family);
                 Ok(
-                    (stored.spent_at_ms.is_none() && stored.record.expires_at >= now).then(|| {
+                    (stored.spent_at_ms.is_none() && stored.record.expires_at >= now).then_some(
                         FoundToken {
                             record: stored.record,
                             family_revoked: stored.revoked,
-                        }
-                    }),
+                        },
+                    ),
                 )
             })
         }))

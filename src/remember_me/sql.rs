@@ -1,6 +1,9 @@
 //! The SQL remember-me store (features `postgres`, `sqlite`): Spring Security's
 //! `persistent_logins` table, with token hashes instead of tokens.
 
+// Built with the internal `sql` feature alone there is no backend: nothing is used.
+#![cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(unused))]
+
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
