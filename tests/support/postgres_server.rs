@@ -80,11 +80,8 @@ pub struct PostgresServer {
 impl PostgresServer {
     /// `initdb` in a new temp directory, then starts the server on a free port.
     pub fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "tta-pg-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("tta-pg-{}-{}", std::process::id(), free_port()));
         let data = dir.join("data");
         std::fs::create_dir_all(&dir).expect("temp dir");
         if running_as_root() {
@@ -97,7 +94,12 @@ impl PostgresServer {
         }
         let initdb = program("initdb");
         let out = as_server_user(&initdb)
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-locale"])
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--no-locale",
+            ])
             .arg("-D")
             .arg(&data)
             .output()
@@ -193,7 +195,15 @@ impl PostgresServer {
     pub fn psql(&self, sql: &str) -> Option<String> {
         let out = Command::new("psql")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "postgres", "-d", "postgres", "-XAtq", "-v", "ON_ERROR_STOP=1"])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-XAtq",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
             .args(["-c", sql])
             .stdin(Stdio::null())
             .stderr(Stdio::null())
