@@ -1,9 +1,16 @@
-//! The access + refresh lifecycle, one suite run against the memory stores and against real
-//! Redis (refresh store and revocation store): rotation, reuse detection, revocation endpoint,
-//! logout, logout everywhere, the grace window, and 50 concurrent refreshes.
+//! The access + refresh lifecycle, one suite run against the memory stores, against real
+//! Redis (refresh store and revocation store), and with the SQL refresh store on PostgreSQL and
+//! on SQLite: rotation, reuse detection, revocation endpoint, logout, logout everywhere, the
+//! grace window, and 50 concurrent refreshes.
 
+#[cfg(feature = "postgres")]
+#[path = "support/postgres_server.rs"]
+mod postgres_server;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[cfg(feature = "sql")]
+#[path = "support/sql.rs"]
+mod sql_support;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -460,6 +467,48 @@ macro_rules! suite {
                     assert!(revocation.wait_live(Duration::from_secs(5)).await);
                     super::$test(app(Arc::new(refresh), Arc::new(revocation), ttl, grace)).await;
                     drop(server);
+                }
+            )*
+        }
+
+        // The SQL refresh store; revocations in memory (the SQL revocation store has its own
+        // suite).
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            use super::*;
+            use super::postgres_server::PostgresServer;
+            use tower_token_auth::MemoryStore;
+            use tower_token_auth::refresh::SqlRefreshStore;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    #[allow(unused_mut, unused_assignments)]
+                    let (mut ttl, mut grace) = (Duration::from_secs(600), Duration::ZERO);
+                    $( (ttl, grace) = ($ttl, $grace); )?
+                    let server = PostgresServer::start();
+                    let db = super::sql_support::connect_postgres(&server.url()).await;
+                    let refresh = SqlRefreshStore::new(db);
+                    super::$test(app(Arc::new(refresh), Arc::new(MemoryStore::new()), ttl, grace)).await;
+                    drop(server);
+                }
+            )*
+        }
+
+        #[cfg(feature = "sqlite")]
+        mod sqlite {
+            use super::*;
+            use super::sql_support::TempSqlite;
+            use tower_token_auth::MemoryStore;
+            use tower_token_auth::refresh::SqlRefreshStore;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    #[allow(unused_mut, unused_assignments)]
+                    let (mut ttl, mut grace) = (Duration::from_secs(600), Duration::ZERO);
+                    $( (ttl, grace) = ($ttl, $grace); )?
+                    let file = TempSqlite::new();
+                    let refresh = SqlRefreshStore::new(file.connect().await);
+                    super::$test(app(Arc::new(refresh), Arc::new(MemoryStore::new()), ttl, grace)).await;
                 }
             )*
         }

@@ -1,9 +1,16 @@
 //! Remember-me through the real layers (`JwtAuthLayer` optional outside, `RememberMeLayer`
-//! inside, an axum router): signed mode, and persistent mode on the memory and the Redis store
-//! with one shared suite.
+//! inside, an axum router): signed mode, and persistent mode with one shared suite on the
+//! memory store, the Redis store, and the SQL store on PostgreSQL and on SQLite files (plus
+//! the SQL store's purge, a PostgreSQL crash and a reopened SQLite file).
 
+#[cfg(feature = "postgres")]
+#[path = "support/postgres_server.rs"]
+mod postgres_server;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[cfg(feature = "sql")]
+#[path = "support/sql.rs"]
+mod sql_support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -612,6 +619,49 @@ macro_rules! persistent_suite {
                 super::store_rotation_is_retry_safe(store).await;
             }
         }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            use super::*;
+            use super::postgres_server::PostgresServer;
+            use tower_token_auth::remember_me::SqlRememberMeStore;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let server = PostgresServer::start();
+                    let db = super::sql_support::connect_postgres(&server.url()).await;
+                    super::$test(fixture(persistent(SqlRememberMeStore::new(db)))).await;
+                    drop(server);
+                }
+            )*
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn store_rotation_is_retry_safe() {
+                let server = PostgresServer::start();
+                let db = super::sql_support::connect_postgres(&server.url()).await;
+                super::store_rotation_is_retry_safe(SqlRememberMeStore::new(db)).await;
+            }
+        }
+        #[cfg(feature = "sqlite")]
+        mod sqlite {
+            use super::*;
+            use super::sql_support::TempSqlite;
+            use tower_token_auth::remember_me::SqlRememberMeStore;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let file = TempSqlite::new();
+                    let store = SqlRememberMeStore::new(file.connect().await);
+                    super::$test(fixture(persistent(store))).await;
+                }
+            )*
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn store_rotation_is_retry_safe() {
+                let file = TempSqlite::new();
+                let store = SqlRememberMeStore::new(file.connect().await);
+                super::store_rotation_is_retry_safe(store).await;
+            }
+        }
     };
 }
 
@@ -827,5 +877,170 @@ mod signed_mode {
     #[test]
     fn short_keys_are_refused() {
         assert!(RememberMe::signed(&[1u8; 31], StaticUsers::default()).is_err());
+    }
+}
+
+// ---- the SQL store on its own ---------------------------------------------------------------
+
+#[cfg(feature = "sql")]
+mod sql_store {
+    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+    use tower_token_auth::remember_me::{Device, SqlRememberMeStore};
+    use tower_token_auth::sql::Database;
+
+    use super::sql_support::{TempSqlite, count_rows};
+    use super::*;
+
+    fn now_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    fn login(user: &str, token: u8, expires_in: i64) -> SeriesRecord {
+        let now = now_ms();
+        let mut record = SeriesRecord::new(
+            user,
+            [token; 32],
+            now,
+            (now / 1000).saturating_add_signed(expires_in),
+        );
+        record.user_agent = Some("test-agent/1.0".into());
+        record
+    }
+
+    /// Devices read back as written (times, User-Agent); `delete_user` counts live series
+    /// only; expired logins go in batches smaller than their number, live ones stay.
+    async fn columns_and_purge(db: Database) {
+        let store = SqlRememberMeStore::new(db.clone());
+        let record = login("kim", 1, 600);
+        store.create("kim-laptop", record.clone()).await.unwrap();
+        let devices = store.devices("kim").await.unwrap();
+        assert_eq!(devices, vec![Device::new("kim-laptop", &record)]);
+        for i in 0..5 {
+            store
+                .create(&format!("kim-old-{i}"), login("kim", 2, -10))
+                .await
+                .unwrap();
+        }
+        store
+            .create("lee-phone", login("lee", 3, 600))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.devices("kim").await.unwrap().len(),
+            1,
+            "expired: no device"
+        );
+        assert_eq!(count_rows(&db, "persistent_logins").await, 7);
+        assert_eq!(store.purge_expired(2).await.unwrap(), 5);
+        assert_eq!(store.purge_expired(2).await.unwrap(), 0);
+        assert_eq!(count_rows(&db, "persistent_logins").await, 2);
+        let check = store
+            .check_and_rotate("kim-laptop", [1; 32], [4; 32], now_ms(), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            check,
+            SeriesCheck::Rotated {
+                username: "kim".into()
+            }
+        );
+        assert_eq!(store.delete_user("kim").await.unwrap(), 1);
+        assert_eq!(store.delete_user("kim").await.unwrap(), 0);
+        assert_eq!(
+            store.devices("lee").await.unwrap().len(),
+            1,
+            "lee untouched"
+        );
+        let shown = format!("{store:?}");
+        assert!(shown.starts_with("SqlRememberMeStore"), "{shown}");
+        assert!(
+            !shown.contains("127.0.0.1") && !shown.contains("tta-sqlite"),
+            "{shown}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_columns_and_purge() {
+        let file = TempSqlite::new();
+        columns_and_purge(file.connect().await).await;
+    }
+
+    /// Closed and opened again, the file still has the rotated login (the old token is theft).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_reopened_keeps_logins() {
+        let file = TempSqlite::new();
+        let db = file.connect().await;
+        let store = SqlRememberMeStore::new(db.clone());
+        store
+            .create("mia-laptop", login("mia", 1, 600))
+            .await
+            .unwrap();
+        let check = store
+            .check_and_rotate("mia-laptop", [1; 32], [2; 32], now_ms(), 0)
+            .await
+            .unwrap();
+        assert!(matches!(check, SeriesCheck::Rotated { .. }), "{check:?}");
+        drop(store);
+        super::sql_support::close(db).await;
+        let store = SqlRememberMeStore::new(file.connect().await);
+        assert_eq!(store.devices("mia").await.unwrap().len(), 1);
+        let check = store
+            .check_and_rotate("mia-laptop", [1; 32], [3; 32], now_ms(), 0)
+            .await
+            .unwrap();
+        assert!(matches!(check, SeriesCheck::Theft { .. }), "{check:?}");
+    }
+
+    #[cfg(feature = "postgres")]
+    mod postgres {
+        use super::super::postgres_server::PostgresServer;
+        use super::super::sql_support::connect_postgres;
+        use super::*;
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn postgres_columns_and_purge() {
+            let server = PostgresServer::start();
+            columns_and_purge(connect_postgres(&server.url()).await).await;
+        }
+
+        /// PostgreSQL killed: calls fail fast; restarted: the same store works, and the
+        /// committed rotation is there.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn postgres_killed_and_restarted() {
+            let mut server = PostgresServer::start();
+            let store = SqlRememberMeStore::new(connect_postgres(&server.url()).await)
+                .with_op_timeout(Duration::from_secs(1));
+            store
+                .create("ned-laptop", login("ned", 1, 600))
+                .await
+                .unwrap();
+            let check = store
+                .check_and_rotate("ned-laptop", [1; 32], [2; 32], now_ms(), 0)
+                .await
+                .unwrap();
+            assert!(matches!(check, SeriesCheck::Rotated { .. }), "{check:?}");
+            server.kill();
+            let started = Instant::now();
+            store
+                .check_and_rotate("ned-laptop", [2; 32], [3; 32], now_ms(), 0)
+                .await
+                .expect_err("the database is down");
+            store.devices("ned").await.expect_err("down");
+            assert!(
+                started.elapsed() < Duration::from_secs(4),
+                "{:?}",
+                started.elapsed()
+            );
+            server.restart();
+            let check = store
+                .check_and_rotate("ned-laptop", [2; 32], [3; 32], now_ms(), 0)
+                .await
+                .expect("the same store works once the database is back");
+            assert!(matches!(check, SeriesCheck::Rotated { .. }), "{check:?}");
+        }
     }
 }

@@ -20,11 +20,16 @@ use crate::revocation::BoxFuture;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "sql")]
+pub(crate) mod sql;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisRefreshStore;
 pub use memory::MemoryRefreshStore;
+#[cfg(feature = "sql")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub use sql::SqlRefreshStore;
 
 /// The longest refresh token accepted from a client, in bytes (ours are 66).
 pub const MAX_REFRESH_TOKEN_LEN: usize = 128;

@@ -57,12 +57,17 @@ use crate::source::{AccessCookie, TokenSource, extract};
 mod layer;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "sql")]
+mod sql;
 mod store;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisRememberMeStore;
 pub use layer::{RememberMeLayer, RememberMeService};
+#[cfg(feature = "sql")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub use sql::SqlRememberMeStore;
 pub use store::{
     Device, MemoryRememberMeStore, RememberMeStore, RememberMeStoreError, SeriesCheck, SeriesRecord,
 };
