@@ -281,6 +281,9 @@ async fn database_stores(
         );
     }
     let refresh = SqlRefreshStore::new(db);
+    // Expired refresh tokens and families go once an hour, 1000 rows per statement (the
+    // revocation store purges its own table). The task lives as long as the server.
+    drop(refresh.spawn_purge(Duration::from_secs(3600), 1000));
     tracing::info!("revocation and refresh stores: the database at {shown}");
     Ok((Arc::new(revocation), Arc::new(refresh)))
 }

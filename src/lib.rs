@@ -130,7 +130,7 @@ pub mod revocation;
 pub mod rfc9068;
 mod scope;
 mod source;
-#[cfg(feature = "sql")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub mod sql;
 mod step_up;

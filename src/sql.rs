@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+use std::future::Future;
 use std::time::Duration;
 
 pub use sqlx;
@@ -145,3 +146,102 @@ pub async fn migrate_sqlite(pool: &sqlx::SqlitePool) -> Result<(), SqlError> {
 pub(crate) fn unavailable(error: sqlx::Error) -> Box<dyn std::error::Error + Send + Sync> {
     Box::new(error)
 }
+
+// What the SQL stores share.
+
+/// How long a SQL store call may take by default.
+pub(crate) const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs `$body` once per backend, with `$pool` bound to that backend's pool and `$sql` to its
+/// dialect (the statements whose text differs). The body is type-checked for each backend.
+macro_rules! on_backend {
+    ($db:expr, $pg:expr, $lite:expr, |$pool:ident, $sql:ident| $body:expr) => {
+        match *$db {
+            #[cfg(feature = "postgres")]
+            crate::sql::Database::Postgres(ref $pool) => {
+                let $sql = &$pg;
+                $body
+            }
+            #[cfg(feature = "sqlite")]
+            crate::sql::Database::Sqlite(ref $pool) => {
+                let $sql = &$lite;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_backend;
+
+/// The backend's name, for `Debug`.
+pub(crate) fn backend_name(db: &Database) -> &'static str {
+    on_backend!(db, "postgres", "sqlite", |_pool, name| *name)
+}
+
+/// Unix time as stored (`BIGINT`/`INTEGER`); saturates far in the future.
+pub(crate) fn db_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A stored time read back; a negative one (never written by this crate) reads as 0.
+pub(crate) fn from_db_int(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// `fut`, failing with `timed_out()` once `limit` has passed.
+pub(crate) async fn bounded<T, E>(
+    limit: Duration,
+    timed_out: impl FnOnce() -> E,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))
+}
+
+/// Calls `purge` every `interval` until the task is aborted, logging failures.
+pub(crate) fn spawn_purge_loop<F, Fut, E>(
+    what: &'static str,
+    interval: Duration,
+    purge: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<u64, E>> + Send,
+    E: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match purge().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(rows = n, "{what}: expired rows purged"),
+                Err(e) => tracing::warn!(error = %e, "{what}: purging expired rows failed"),
+            }
+        }
+    })
+}
+
+/// Deletes rows `delete` selects (`$1`: now, `$2`: the batch size) batch after batch, until a
+/// batch comes back short.
+macro_rules! purge_batches {
+    ($pool:expr, $delete:expr, $now:expr, $batch:expr) => {
+        async {
+            let mut total = 0u64;
+            loop {
+                let n = sqlx::query($delete)
+                    .bind($now)
+                    .bind(crate::sql::db_int($batch as u64))
+                    .execute($pool)
+                    .await?
+                    .rows_affected();
+                total += n;
+                if n < $batch as u64 {
+                    break Ok::<u64, sqlx::Error>(total);
+                }
+            }
+        }
+    };
+}
+pub(crate) use purge_batches;

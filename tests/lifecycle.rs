@@ -8,7 +8,7 @@
 mod postgres_server;
 #[path = "support/redis_server.rs"]
 mod redis_server;
-#[cfg(feature = "sql")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[path = "support/sql.rs"]
 mod sql_support;
 

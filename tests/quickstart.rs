@@ -11,9 +11,9 @@ mod postgres_server;
 mod quickstart;
 #[path = "support/redis_server.rs"]
 mod redis_server;
-#[cfg(feature = "sqlite")]
-#[path = "support/sqlite_file.rs"]
-mod sqlite_file;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[path = "support/sql.rs"]
+mod sql_support;
 mod support;
 
 use std::time::Duration;
@@ -671,7 +671,7 @@ async fn login_takes_json_or_a_form() {
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn sqlite_keeps_sessions_and_revocations_across_a_restart() {
-    let file = sqlite_file::SqliteFile::new();
+    let file = sql_support::TempSqlite::new();
     let url = file.url();
     let qs = Quickstart::start_with(&[("DATABASE_URL", &url)]).await;
     assert!(

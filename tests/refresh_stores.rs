@@ -10,7 +10,7 @@
 mod postgres_server;
 #[path = "support/redis_server.rs"]
 mod redis_server;
-#[cfg(feature = "sql")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[path = "support/sql.rs"]
 mod sql_support;
 mod support;
@@ -311,7 +311,7 @@ async fn redis_store_survives_a_restart() {
 
 // ---- SQL ------------------------------------------------------------------------------------
 
-#[cfg(feature = "sql")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql {
     use std::time::Instant;
 

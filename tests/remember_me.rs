@@ -8,7 +8,7 @@
 mod postgres_server;
 #[path = "support/redis_server.rs"]
 mod redis_server;
-#[cfg(feature = "sql")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[path = "support/sql.rs"]
 mod sql_support;
 
@@ -882,7 +882,7 @@ mod signed_mode {
 
 // ---- the SQL store on its own ---------------------------------------------------------------
 
-#[cfg(feature = "sql")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql_store {
     use std::time::{Instant, SystemTime, UNIX_EPOCH};
 

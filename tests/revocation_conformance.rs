@@ -9,9 +9,9 @@
 mod postgres_server;
 #[path = "support/redis_server.rs"]
 mod redis_server;
-#[cfg(feature = "sqlite")]
-#[path = "support/sqlite_file.rs"]
-mod sqlite_file;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[path = "support/sql.rs"]
+mod sql_support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -277,13 +277,13 @@ macro_rules! conformance {
 
         #[cfg(feature = "sqlite")]
         mod sqlite {
-            use super::sqlite_file::SqliteFile;
+            use super::sql_support::TempSqlite;
             use tower_token_auth::revocation::{SqlRevocationConfig, SqlRevocationStore};
             use tower_token_auth::sql::Database;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    let file = SqliteFile::new();
+                    let file = TempSqlite::new();
                     let url = file.url();
                     let config = SqlRevocationConfig::default();
                     // Two pools on one file: two processes sharing it.

@@ -9,9 +9,9 @@
 #[cfg(feature = "postgres")]
 #[path = "support/postgres_server.rs"]
 mod postgres_server;
-#[cfg(feature = "sqlite")]
-#[path = "support/sqlite_file.rs"]
-mod sqlite_file;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[path = "support/sql.rs"]
+mod sql_support;
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -388,13 +388,13 @@ mod postgres {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    use super::sqlite_file::SqliteFile;
+    use super::sql_support::TempSqlite;
     use super::*;
 
     /// Revocations survive a restart of the app: a new pool on the same file refuses them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn revocations_survive_a_restart() {
-        let file = SqliteFile::new();
+        let file = TempSqlite::new();
         let keys = TestKeys::hs256();
         let a = instance(&keys, &file.url(), config()).await;
         let token = keys.mint("alice", "read");
@@ -414,7 +414,7 @@ mod sqlite {
     /// Two processes on one file: each sees the other's revocations by polling.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn instances_sharing_a_file_see_each_other() {
-        let file = SqliteFile::new();
+        let file = TempSqlite::new();
         let keys = TestKeys::hs256();
         let a = instance(&keys, &file.url(), config()).await;
         let b = instance(&keys, &file.url(), config()).await;

@@ -20,14 +20,14 @@ use crate::revocation::BoxFuture;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
-#[cfg(feature = "sql")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) mod sql;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisRefreshStore;
 pub use memory::MemoryRefreshStore;
-#[cfg(feature = "sql")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use sql::SqlRefreshStore;
 

@@ -57,7 +57,7 @@ use crate::source::{AccessCookie, TokenSource, extract};
 mod layer;
 #[cfg(feature = "redis")]
 mod redis;
-#[cfg(feature = "sql")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
 mod store;
 
@@ -65,7 +65,7 @@ mod store;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisRememberMeStore;
 pub use layer::{RememberMeLayer, RememberMeService};
-#[cfg(feature = "sql")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use sql::SqlRememberMeStore;
 pub use store::{

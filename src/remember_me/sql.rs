@@ -13,16 +13,15 @@ use sqlx::Row;
 use super::store::{
     Device, RememberMeStore, RememberMeStoreError, SeriesCheck, SeriesRecord, Verdict, judge,
 };
-use crate::refresh::sql::{
-    DEFAULT_OP_TIMEOUT, backend_name, bounded, db_int, from_db_int, on_backend, purge_batches,
-    spawn_purge_loop,
-};
 use crate::revocation::{BoxFuture, now_secs};
-use crate::sql::{Database, unavailable};
+use crate::sql::{
+    DEFAULT_OP_TIMEOUT, Database, backend_name, bounded, db_int, from_db_int, on_backend,
+    purge_batches, spawn_purge_loop, unavailable,
+};
 
 /// A [`RememberMeStore`] in PostgreSQL or SQLite (features `postgres`, `sqlite`).
 ///
-/// One table, `persistent_logins` (migration `0003_remember_me`, applied by
+/// One table, `persistent_logins` (migration `20261204000003_remember_me`, applied by
 /// [`Database::connect`]), indexed by `username`. It keeps the columns of Spring Security's
 /// `JdbcTokenRepositoryImpl` — `series` (the key), `username`, `token`, `last_used` — but
 /// `token` holds the SHA-256 of the cookie's token, never the token, and `last_used` is a

@@ -57,9 +57,9 @@ mod redis;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisRevocationStore, RedisStoreConfig};
 pub use memory::MemoryStore;
-#[cfg(feature = "sql")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
-#[cfg(feature = "sql")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use self::sql::{SqlRevocationConfig, SqlRevocationStore};
 
