@@ -184,8 +184,11 @@ struct Shared {
 /// A [`RevocationStore`] in a SQL database, shared by the instances that use it (features
 /// `postgres`, `sqlite`).
 ///
-/// See the [module docs](self) for how checks avoid queries, the freshness rules and the
-/// failure policy, and `docs/sql.md` for the table.
+/// Every check is answered from an in-memory mirror of the table, kept fresh by
+/// `LISTEN`/`NOTIFY` (PostgreSQL) or by polling a write counter (SQLite). While that feed is
+/// not live, checks read the table directly and fail closed (503) when the database cannot
+/// answer. A revocation is reported done once its transaction committed. `docs/sql.md` has
+/// the freshness rules, the failure policy and the table.
 ///
 /// ```no_run
 /// # #[cfg(feature = "sqlite")]
