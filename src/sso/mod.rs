@@ -5,3 +5,7 @@
 //!   session a provider's logout token names, in the revocation store every instance checks.
 //! - Authorization-server parts: the authorization-code store, exact redirect-URI matching,
 //!   the signing key ring that publishes a key before it signs with it.
+//!   - [`code`]: the authorization-code store (single use, PKCE `S256`, replay detection), in
+//!     memory or Redis.
+
+pub mod code;
