@@ -207,3 +207,151 @@ async fn redis_down_is_a_transient_error_not_a_decision() {
         .expect_err("no code without Redis");
     assert!(err.is_transient(), "{err}");
 }
+
+mod clients {
+    use tower_token_auth::sso::clients::{
+        ClientRegistry, RedirectError, RegisteredClient, check_redirect_uri,
+    };
+
+    fn registry() -> ClientRegistry {
+        ClientRegistry::new()
+            .with_client(
+                RegisteredClient::new("orders")
+                    .unwrap()
+                    .redirect_uri("https://orders.example/callback")
+                    .unwrap()
+                    .redirect_uri("http://127.0.0.1:8080/cb")
+                    .unwrap(),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn only_the_exact_uri_is_accepted() {
+        let clients = registry();
+        for ok in [
+            "https://orders.example/callback",
+            "http://127.0.0.1:8080/cb",
+        ] {
+            assert!(clients.redirect_uri("orders", ok).is_ok(), "{ok}");
+        }
+        let near_misses = [
+            "https://orders.example/callback/",
+            "https://orders.example/callbackx",
+            "https://orders.example/Callback",
+            "https://ORDERS.example/callback",
+            "https://Orders.Example/callback",
+            "HTTPS://orders.example/callback",
+            "https://orders.example./callback",
+            "https://orders.example/callback?",
+            "https://orders.example/callback?x=1",
+            "https://orders.example/callback?next=https://evil.example",
+            "https://orders.example/callback#",
+            "https://orders.example/callback#x",
+            "https://orders.example%2Fcallback",
+            "https://orders.example/callback%2F",
+            "https://orders.example/%63allback",
+            "https://orders.example%2fcallback",
+            "https://orders.example//callback",
+            "https://orders.example/./callback",
+            "https://orders.example/x/../callback",
+            "https://orders.example:443/callback",
+            "https://orders.example:8443/callback",
+            "https://user@orders.example/callback",
+            "https://orders.example@evil.example/callback",
+            "https://orders.example.evil.example/callback",
+            "https://evil.example/https://orders.example/callback",
+            "http://orders.example/callback",
+            " https://orders.example/callback",
+            "https://orders.example/callback ",
+            "https://orders.example/callback\n",
+            "http://127.0.0.1:8081/cb",
+            "http://127.0.0.1/cb",
+            "http://localhost:8080/cb",
+            "http://[::1]:8080/cb",
+            "http://127.0.0.1:8080/cb/",
+            "http://127.0.0.1:08080/cb",
+            "",
+        ];
+        for uri in near_misses {
+            assert_eq!(
+                clients.redirect_uri("orders", uri).err(),
+                Some(RedirectError::UnregisteredRedirectUri),
+                "{uri:?} must be refused"
+            );
+        }
+        assert_eq!(
+            clients
+                .redirect_uri("Orders", "https://orders.example/callback")
+                .err(),
+            Some(RedirectError::UnknownClient)
+        );
+    }
+
+    #[test]
+    fn unsafe_uris_cannot_be_registered() {
+        let refused = [
+            "https://orders.example/callback#",
+            "https://orders.example/callback#frag",
+            "https://user@orders.example/callback",
+            "https://user:pass@orders.example/callback",
+            "http://orders.example/callback",
+            "http://10.0.0.1/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "http://localhost.evil.example/cb",
+            "HTTPS://orders.example/callback",
+            "https:///callback",
+            "https://",
+            "//orders.example/callback",
+            "/callback",
+            "javascript:alert(1)",
+            "com.example.app:/callback",
+            "https://orders.example/call back",
+            "https://orders.example/caf\u{e9}",
+            "",
+        ];
+        for uri in refused {
+            assert!(check_redirect_uri(uri).is_err(), "{uri:?} must be refused");
+            assert!(
+                RegisteredClient::new("c")
+                    .unwrap()
+                    .redirect_uri(uri)
+                    .is_err(),
+                "{uri:?}"
+            );
+        }
+        for ok in [
+            "https://orders.example/callback?tenant=a",
+            "https://orders.example:8443/cb",
+            "http://127.0.0.1/cb",
+            "http://[::1]:9000/cb",
+            "http://localhost:3000/cb",
+        ] {
+            check_redirect_uri(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        assert!(RegisteredClient::new("").is_err());
+        assert!(RegisteredClient::new("a b").is_err());
+        // A client without redirect URI, or twice, is refused.
+        assert!(
+            ClientRegistry::new()
+                .with_client(RegisteredClient::new("c").unwrap())
+                .is_err()
+        );
+        assert!(
+            registry()
+                .with_client(
+                    RegisteredClient::new("orders")
+                        .unwrap()
+                        .redirect_uri("https://x.example/cb")
+                        .unwrap()
+                )
+                .is_err()
+        );
+        assert!(
+            RegisteredClient::new("c")
+                .unwrap()
+                .backchannel_logout_uri("https://c.example/bcl#x")
+                .is_err()
+        );
+    }
+}

@@ -7,5 +7,7 @@
 //!   the signing key ring that publishes a key before it signs with it.
 //!   - [`code`]: the authorization-code store (single use, PKCE `S256`, replay detection), in
 //!     memory or Redis.
+//!   - [`clients`]: registered clients, redirect URIs matched byte for byte.
 
+pub mod clients;
 pub mod code;
