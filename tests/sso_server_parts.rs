@@ -355,3 +355,204 @@ mod clients {
         );
     }
 }
+
+mod key_ring {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use http::{Request, header};
+    use serde_json::json;
+    use tower::ServiceExt as _;
+    use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
+    use tower_token_auth::{KeySet, TokenIssuer, Verifier};
+
+    use crate::oidc_provider::run_helper;
+
+    const ES256_PEM: &[u8] = include_bytes!("../src/testing/es256-private.pem");
+    const ED25519_PEM: &[u8] = include_bytes!("keys/ed25519-private.pem");
+
+    struct FakeClock(Arc<AtomicU64>);
+    impl FakeClock {
+        fn set(&self, t: u64) {
+            self.0.store(t, Ordering::SeqCst);
+        }
+    }
+
+    fn ring(ahead: u64) -> (SigningKeyRing, FakeClock, u64) {
+        let t0 = crate::support::now_secs();
+        let now = Arc::new(AtomicU64::new(t0));
+        let clock = now.clone();
+        let ring = SigningKeyRing::new(RingKey::from_pem(ES256_PEM).unwrap())
+            .publish_ahead(Duration::from_secs(ahead))
+            .max_token_lifetime(Duration::from_secs(600))
+            .leeway(Duration::from_secs(60))
+            .with_clock(move || clock.load(Ordering::SeqCst));
+        (ring, FakeClock(now), t0)
+    }
+
+    fn verifier(jwks_json: &str) -> Verifier {
+        Verifier::builder(KeySet::from_jwks_json(jwks_json).unwrap())
+            .issuer("https://auth.example")
+            .audience("orders")
+            .build()
+            .unwrap()
+    }
+
+    fn mint(ring: &SigningKeyRing) -> String {
+        TokenIssuer::new(ring.signing_key())
+            .issuer("https://auth.example")
+            .audience("orders")
+            .ttl(Duration::from_secs(600))
+            .issue("alice", "orders")
+            .unwrap()
+            .token
+    }
+
+    fn kid_of(token: &str) -> String {
+        jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+    }
+
+    #[test]
+    fn a_cached_jwk_set_never_meets_an_unknown_kid() {
+        let (ring, clock, t0) = ring(300);
+        let first = ring.current_kid();
+        let old_token = mint(&ring);
+
+        // A verifier that cached the set just before the rotation: its cache (max-age =
+        // publish_ahead) runs out before the new key signs.
+        clock.set(t0 + 5);
+        let before = ring.jwks_json();
+        let cached_until = t0 + 5 + ring.cache_max_age().as_secs();
+
+        clock.set(t0 + 10);
+        let next = RingKey::generate_ed25519().unwrap();
+        let next_kid = next.kid().to_owned();
+        let signs_from = ring.rotate(next).unwrap();
+        assert_eq!(signs_from, t0 + 310);
+        assert!(
+            cached_until <= signs_from,
+            "a cache outlives the publication lead"
+        );
+        assert!(
+            !verifier(&before)
+                .verify::<serde_json::Value>(&old_token)
+                .is_err()
+        );
+
+        // Every set fetched after the rotation, before the switch, verifies the new key's
+        // tokens once it signs.
+        let during: Vec<String> = [t0 + 10, t0 + 200, t0 + 309]
+            .iter()
+            .map(|&t| {
+                clock.set(t);
+                assert_eq!(ring.current_kid(), first, "not signing before {signs_from}");
+                assert_eq!(ring.published_kids(), [first.clone(), next_kid.clone()]);
+                ring.jwks_json()
+            })
+            .collect();
+        for t in [signs_from, signs_from + 1, signs_from + 299] {
+            clock.set(t);
+            assert_eq!(ring.current_kid(), next_kid);
+            let token = mint(&ring);
+            assert_eq!(kid_of(&token), next_kid);
+            for set in &during {
+                verifier(set)
+                    .verify::<serde_json::Value>(&token)
+                    .expect("a cached set knows the new kid");
+                verifier(set)
+                    .verify::<serde_json::Value>(&old_token)
+                    .expect("and still the old one");
+            }
+        }
+
+        // The retired key stays published until its last token expired (600 s + 60 s leeway
+        // after it stopped signing), then disappears.
+        clock.set(signs_from + 660);
+        assert_eq!(ring.published_kids(), [first.clone(), next_kid.clone()]);
+        verifier(&ring.jwks_json())
+            .verify::<serde_json::Value>(&old_token)
+            .expect("retired key still published");
+        clock.set(signs_from + 661);
+        assert_eq!(ring.published_kids(), [next_kid.clone()]);
+        // A rotation purges it for good, and a kid cannot come back.
+        ring.rotate(RingKey::generate_ed25519().unwrap()).unwrap();
+        assert_eq!(ring.published_kids().len(), 2);
+        assert!(ring.rotate(RingKey::from_pem(ES256_PEM).unwrap()).is_ok());
+        let dup = RingKey::from_pem(ES256_PEM).unwrap();
+        assert!(ring.rotate(dup).is_err(), "duplicate kid");
+    }
+
+    #[test]
+    fn publish_ahead_zero_signs_at_once() {
+        let (ring, _clock, _t0) = ring(0);
+        let next = RingKey::from_pem(ED25519_PEM).unwrap();
+        let kid = next.kid().to_owned();
+        ring.rotate(next).unwrap();
+        assert_eq!(ring.current_kid(), kid);
+        assert_eq!(
+            ring.algorithms(),
+            [
+                tower_token_auth::Algorithm::ES256,
+                tower_token_auth::Algorithm::EdDSA
+            ]
+        );
+    }
+
+    #[test]
+    fn the_published_jwks_members() {
+        let (ring, _clock, _t0) = ring(300);
+        ring.rotate(RingKey::from_pem(ED25519_PEM).unwrap())
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&ring.jwks_json()).unwrap();
+        let keys = doc["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 2);
+        for (key, alg) in keys.iter().zip(["ES256", "EdDSA"]) {
+            assert_eq!(key["alg"], alg);
+            assert_eq!(key["use"], "sig");
+            assert!(key["kid"].as_str().is_some_and(|k| k.len() == 43));
+            assert!(key.get("d").is_none(), "no private member: {key}");
+        }
+        assert!(RingKey::from_pem(b"not a key").is_err());
+        let rsa = include_bytes!("keys/rs256-private.pem");
+        assert!(RingKey::from_pem(rsa).is_err(), "RSA is not offered");
+    }
+
+    #[tokio::test]
+    async fn the_jwks_service() {
+        let (ring, _clock, _t0) = ring(120);
+        let res = ring
+            .jwks_service()
+            .oneshot(Request::get("/jwks").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "public, max-age=120");
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap();
+        assert_eq!(body.to_bytes(), ring.jwks_json().as_bytes());
+        let res = ring
+            .jwks_service()
+            .oneshot(Request::post("/jwks").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405);
+    }
+
+    #[test]
+    fn jose_verifies_the_rings_tokens() {
+        for pem in [ES256_PEM, ED25519_PEM] {
+            let ring = SigningKeyRing::new(RingKey::from_pem(pem).unwrap());
+            let token = mint(&ring);
+            let jwks: serde_json::Value = serde_json::from_str(&ring.jwks_json()).unwrap();
+            let out = run_helper(
+                "verify.mjs",
+                &json!({"token": token, "jwks": jwks, "issuer": "https://auth.example", "audience": "orders"}),
+            )
+            .unwrap_or_else(|e| panic!("jose refused the ring's token: {e}"));
+            assert_eq!(out["payload"]["sub"], "alice");
+            assert_eq!(out["header"]["kid"], ring.current_kid());
+        }
+    }
+}

@@ -8,6 +8,8 @@
 //!   - [`code`]: the authorization-code store (single use, PKCE `S256`, replay detection), in
 //!     memory or Redis.
 //!   - [`clients`]: registered clients, redirect URIs matched byte for byte.
+//!   - [`key_ring`]: signing keys published before they sign, kept until their tokens expired.
 
 pub mod clients;
 pub mod code;
+pub mod key_ring;
