@@ -435,9 +435,9 @@ mod key_ring {
             "a cache outlives the publication lead"
         );
         assert!(
-            !verifier(&before)
+            verifier(&before)
                 .verify::<serde_json::Value>(&old_token)
-                .is_err()
+                .is_ok()
         );
 
         // Every set fetched after the rotation, before the switch, verifies the new key's
@@ -554,5 +554,144 @@ mod key_ring {
             assert_eq!(out["payload"]["sub"], "alice");
             assert_eq!(out["header"]["kid"], ring.current_kid());
         }
+    }
+}
+
+mod discovery_document {
+    use std::time::Duration;
+
+    use axum::Router;
+    use http::Request;
+    use tower::ServiceExt as _;
+    use tower_token_auth::keys::{Discovery, DiscoveryError};
+    use tower_token_auth::sso::discovery_document::ProviderMetadata;
+    use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
+    use tower_token_auth::{Algorithm, KeySet, TokenIssuer, Verifier};
+
+    fn ring() -> SigningKeyRing {
+        SigningKeyRing::new(
+            RingKey::from_pem(include_bytes!("../src/testing/es256-private.pem")).unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_document_parses_as_metadata() {
+        let ring = ring();
+        ring.rotate(RingKey::generate_ed25519().unwrap()).unwrap();
+        let issuer = "https://auth.example/tenant-a";
+        let metadata = ProviderMetadata::new(issuer)
+            .unwrap()
+            .signing_algorithms_of(&ring);
+        let json = metadata.to_json();
+        let found = Discovery::from_json(issuer, json.as_bytes()).expect("the crate's parser");
+        assert_eq!(found.issuer(), issuer);
+        assert_eq!(
+            found.jwks_uri(),
+            "https://auth.example/tenant-a/.well-known/jwks.json"
+        );
+        assert_eq!(
+            found.signing_algorithms(),
+            [Algorithm::ES256, Algorithm::EdDSA]
+        );
+        // No trailing-slash mismatch: the document names the issuer exactly.
+        assert!(matches!(
+            Discovery::from_json(&format!("{issuer}/"), json.as_bytes()),
+            Err(DiscoveryError::IssuerMismatch { .. })
+        ));
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for (member, value) in [
+            (
+                "authorization_endpoint",
+                "https://auth.example/tenant-a/authorize",
+            ),
+            ("token_endpoint", "https://auth.example/tenant-a/token"),
+            (
+                "end_session_endpoint",
+                "https://auth.example/tenant-a/logout",
+            ),
+            (
+                "revocation_endpoint",
+                "https://auth.example/tenant-a/revoke",
+            ),
+        ] {
+            assert_eq!(doc[member], value, "{member}");
+        }
+        assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+        assert_eq!(
+            doc["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        assert_eq!(
+            doc["subject_types_supported"],
+            serde_json::json!(["public"])
+        );
+        assert_eq!(doc["backchannel_logout_supported"], true);
+        assert_eq!(doc["backchannel_logout_session_supported"], true);
+        assert!(
+            doc["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&"authorization_code".into())
+        );
+        assert!(doc["token_endpoint_auth_methods_supported"].is_array());
+
+        for bad in [
+            "https://auth.example/",
+            "http://auth.example",
+            "https://auth.example?x=1",
+            "https://auth.example#x",
+            "auth.example",
+        ] {
+            assert!(ProviderMetadata::new(bad).is_err(), "{bad}");
+        }
+        assert!(ProviderMetadata::new("http://127.0.0.1:8080").is_ok());
+        assert!(metadata.clone().member("issuer", "x".into()).is_err());
+        assert!(
+            metadata
+                .member("ui_locales_supported", serde_json::json!(["en"]))
+                .is_ok()
+        );
+    }
+
+    /// Served over HTTP beside the ring's JWK Set, the metadata is all the crate's verifier
+    /// needs (`Verifier::discover`), and the ring's tokens verify.
+    #[tokio::test]
+    async fn served_and_discovered() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let ring = ring();
+        let metadata = ProviderMetadata::new(&issuer)
+            .unwrap()
+            .signing_algorithms_of(&ring);
+        let res = metadata
+            .service()
+            .oneshot(Request::get("/").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "application/json");
+        let app = Router::new()
+            .route_service(ProviderMetadata::WELL_KNOWN_PATH, metadata.service())
+            .route_service("/.well-known/jwks.json", ring.jwks_service());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let verifier = Verifier::builder(KeySet::new())
+            .issuer(&issuer)
+            .audience("orders")
+            .discover(&issuer)
+            .await
+            .expect("discovery");
+        let token = TokenIssuer::new(ring.signing_key())
+            .issuer(&issuer)
+            .audience("orders")
+            .ttl(Duration::from_secs(60))
+            .issue("alice", "")
+            .unwrap()
+            .token;
+        let claims = verifier
+            .verify::<serde_json::Value>(&token)
+            .expect("verified");
+        assert_eq!(claims.sub.as_deref(), Some("alice"));
+        server.abort();
     }
 }

@@ -9,7 +9,10 @@
 //!     memory or Redis.
 //!   - [`clients`]: registered clients, redirect URIs matched byte for byte.
 //!   - [`key_ring`]: signing keys published before they sign, kept until their tokens expired.
+//!   - [`discovery_document`]: the OpenID Provider Metadata at
+//!     `/.well-known/openid-configuration`.
 
 pub mod clients;
 pub mod code;
+pub mod discovery_document;
 pub mod key_ring;
