@@ -695,3 +695,110 @@ mod discovery_document {
         server.abort();
     }
 }
+
+mod logout_sender {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::extract::{Form, State};
+    use axum::routing::post;
+    use http::StatusCode;
+    use tower_token_auth::Verifier;
+    use tower_token_auth::sso::clients::RegisteredClient;
+    use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
+    use tower_token_auth::sso::logout_sender::{BACKCHANNEL_LOGOUT_EVENT, BackchannelLogoutSender};
+
+    #[derive(Clone)]
+    struct Rp {
+        verifier: Arc<Verifier>,
+        hits: Arc<AtomicUsize>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct LogoutForm {
+        logout_token: String,
+    }
+
+    async fn receive(State(rp): State<Rp>, Form(f): Form<LogoutForm>) -> StatusCode {
+        let n = rp.hits.fetch_add(1, Ordering::SeqCst);
+        let claims = rp
+            .verifier
+            .verify::<serde_json::Value>(&f.logout_token)
+            .expect("a valid logout token");
+        let extra = &claims.custom;
+        assert_eq!(
+            extra["events"][BACKCHANNEL_LOGOUT_EVENT],
+            serde_json::json!({})
+        );
+        assert!(extra.get("nonce").is_none());
+        assert_eq!(claims.sub.as_deref(), Some("alice"));
+        assert_eq!(claims.sid.as_deref(), Some("sid-1"));
+        // The first two attempts meet an outage.
+        if n < 2 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        }
+    }
+
+    #[tokio::test]
+    async fn every_client_is_told_with_retries() {
+        let ring = SigningKeyRing::new(RingKey::generate_ed25519().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let issuer = "https://auth.example";
+        let verifier = Verifier::builder(ring.key_set().unwrap())
+            .issuer(issuer)
+            .audience("orders")
+            .require_typ("logout+jwt")
+            .build()
+            .unwrap();
+        let rp = Rp {
+            verifier: Arc::new(verifier),
+            hits: Arc::new(AtomicUsize::new(0)),
+        };
+        let app = Router::new()
+            .route("/orders/bcl", post(receive))
+            .route("/members/bcl", post(|| async { StatusCode::BAD_REQUEST }))
+            .with_state(rp.clone());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let client = |id: &str, path: Option<&str>| {
+            let c = RegisteredClient::new(id)
+                .unwrap()
+                .redirect_uri(format!("{base}/{id}/cb").replace("http://", "https://"))
+                .unwrap();
+            match path {
+                Some(p) => c.backchannel_logout_uri(format!("{base}{p}")).unwrap(),
+                None => c,
+            }
+        };
+        let clients = [
+            client("orders", Some("/orders/bcl")),
+            client("members", Some("/members/bcl")),
+            client("static", None),
+            // Nobody listens there: connection refused, retried, reported.
+            client("gone", Some("/gone"))
+                .backchannel_logout_uri(format!(
+                    "http://127.0.0.1:{}/bcl",
+                    crate::support::free_port()
+                ))
+                .unwrap(),
+        ];
+        let sender = BackchannelLogoutSender::new(issuer, ring)
+            .unwrap()
+            .timeout(Duration::from_secs(2))
+            .retries(2, Duration::from_millis(20));
+        let report = sender.send_logout(clients.iter(), "alice", "sid-1").await;
+        assert_eq!(report.delivered, ["orders"]);
+        assert_eq!(rp.hits.load(Ordering::SeqCst), 3, "two retries after 503");
+        let failed: Vec<&str> = report.failed.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(failed, ["gone", "members"], "{:?}", report.failed);
+        assert!(report.failed[1].1.contains("400"), "{:?}", report.failed);
+        assert_eq!(report.skipped, ["static"]);
+        assert!(!report.all_delivered());
+        server.abort();
+    }
+}

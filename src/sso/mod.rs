@@ -11,8 +11,13 @@
 //!   - [`key_ring`]: signing keys published before they sign, kept until their tokens expired.
 //!   - [`discovery_document`]: the OpenID Provider Metadata at
 //!     `/.well-known/openid-configuration`.
+//!   - `logout_sender` (feature `http-client`): back-channel logout tokens minted with the key
+//!     ring and POSTed to every client of an ended session, with a timeout and bounded retries.
 
 pub mod clients;
 pub mod code;
 pub mod discovery_document;
 pub mod key_ring;
+#[cfg(feature = "http-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
+pub mod logout_sender;
