@@ -1,6 +1,10 @@
 //! The authorization-server parts of `sso`: the code store (memory and a real redis-server),
 //! the client registry, the signing key ring (checked by this crate's verifier and by node
-//! `jose`) and the discovery document.
+//! `jose`), the discovery document and the back-channel logout sender.
+//!
+//! Needs the `redis` and `http-client` features (`cargo test --features testing,redis,http-client
+//! --test sso_server_parts`); without them it compiles to nothing.
+#![cfg(all(feature = "redis", feature = "http-client"))]
 
 #[path = "support/oidc_provider.rs"]
 mod oidc_provider;
@@ -474,7 +478,7 @@ mod key_ring {
             .verify::<serde_json::Value>(&old_token)
             .expect("retired key still published");
         clock.set(signs_from + 661);
-        assert_eq!(ring.published_kids(), [next_kid.clone()]);
+        assert_eq!(ring.published_kids(), [next_kid.as_str()]);
         // A rotation purges it for good, and a kid cannot come back.
         ring.rotate(RingKey::generate_ed25519().unwrap()).unwrap();
         assert_eq!(ring.published_kids().len(), 2);
