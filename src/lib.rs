@@ -133,6 +133,7 @@ mod source;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub mod sql;
+pub mod sso;
 mod step_up;
 #[cfg(feature = "testing")]
 pub mod testing;

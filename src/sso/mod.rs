@@ -1,0 +1,23 @@
+//! Single sign-on as library parts: the service side (relying party), back-channel logout,
+//! and the building blocks of an authorization server.
+//!
+//! - Back-channel logout (OpenID Connect Back-Channel Logout 1.0): a receiver that ends the
+//!   session a provider's logout token names, in the revocation store every instance checks.
+//! - Authorization-server parts: the authorization-code store, exact redirect-URI matching,
+//!   the signing key ring that publishes a key before it signs with it.
+//!   - [`code`]: the authorization-code store (single use, PKCE `S256`, replay detection), in
+//!     memory or Redis.
+//!   - [`clients`]: registered clients, redirect URIs matched byte for byte.
+//!   - [`key_ring`]: signing keys published before they sign, kept until their tokens expired.
+//!   - [`discovery_document`]: the OpenID Provider Metadata at
+//!     `/.well-known/openid-configuration`.
+//!   - `logout_sender` (feature `http-client`): back-channel logout tokens minted with the key
+//!     ring and POSTed to every client of an ended session, with a timeout and bounded retries.
+
+pub mod clients;
+pub mod code;
+pub mod discovery_document;
+pub mod key_ring;
+#[cfg(feature = "http-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
+pub mod logout_sender;

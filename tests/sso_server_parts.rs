@@ -1,0 +1,808 @@
+//! The authorization-server parts of `sso`: the code store (memory and a real redis-server),
+//! the client registry, the signing key ring (checked by this crate's verifier and by node
+//! `jose`), the discovery document and the back-channel logout sender.
+//!
+//! Needs the `redis` and `http-client` features (`cargo test --features testing,redis,http-client
+//! --test sso_server_parts`); without them it compiles to nothing.
+#![cfg(all(feature = "redis", feature = "http-client"))]
+
+#[path = "support/oidc_provider.rs"]
+mod oidc_provider;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_token_auth::sso::code::{
+    AuthorizationCodeStore, CodeGrant, CodeHash, IssuedRef, MarkIssued, MemoryCodeStore,
+    Redemption, RedisCodeStore, Refusal, s256_challenge,
+};
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CLIENT: &str = "orders";
+const REDIRECT: &str = "https://orders.example/callback";
+
+fn grant() -> CodeGrant {
+    CodeGrant::new(CLIENT, REDIRECT, s256_challenge(VERIFIER), "alice", "sid-1")
+        .expect("valid grant")
+        .scope("orders")
+        .nonce("n-1")
+        .auth_time(1_700_000_000)
+}
+
+async fn redeem(store: &dyn AuthorizationCodeStore, code: &str) -> Redemption {
+    store
+        .redeem(code, CLIENT, REDIRECT, VERIFIER)
+        .await
+        .expect("store answers")
+}
+
+/// The conformance suite, run once per store.
+macro_rules! code_store_tests {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn single_use_and_replay_names_what_was_issued() {
+                let (store, _guard) = $make(Duration::from_secs(60));
+                let code = store.issue(&grant()).await.unwrap();
+                let Redemption::Redeemed(got) = redeem(&*store, &code).await else {
+                    panic!("first redemption must win");
+                };
+                assert_eq!(got, grant());
+                let issued = IssuedRef::new().family("fam-1").jti("at-1").expires_at(99);
+                assert_eq!(
+                    store
+                        .mark_issued(CodeHash::of(&code), &issued)
+                        .await
+                        .unwrap(),
+                    MarkIssued::Recorded
+                );
+                for _ in 0..2 {
+                    match redeem(&*store, &code).await {
+                        Redemption::Replayed {
+                            session,
+                            sub,
+                            client_id,
+                            issued: Some(i),
+                        } => {
+                            assert_eq!((session.as_str(), sub.as_str()), ("sid-1", "alice"));
+                            assert_eq!(client_id, CLIENT);
+                            assert_eq!(i, issued);
+                        }
+                        other => panic!("replay: {other:?}"),
+                    }
+                }
+                assert_eq!(redeem(&*store, "no-such-code").await, Redemption::Unknown);
+                assert_eq!(redeem(&*store, "").await, Redemption::Unknown);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn a_mismatch_refuses_and_burns_the_code() {
+                let (store, _guard) = $make(Duration::from_secs(60));
+                let wrong_verifier = "x".repeat(43);
+                let cases: [(&str, &str, &str, Refusal); 5] = [
+                    ("members", REDIRECT, VERIFIER, Refusal::ClientMismatch),
+                    (
+                        CLIENT,
+                        "https://orders.example/callback/",
+                        VERIFIER,
+                        Refusal::RedirectUriMismatch,
+                    ),
+                    (CLIENT, REDIRECT, &wrong_verifier, Refusal::PkceFailed),
+                    // Too short for RFC 7636, though its hash might match a challenge.
+                    (CLIENT, REDIRECT, "short", Refusal::PkceFailed),
+                    (CLIENT, REDIRECT, &VERIFIER[..42], Refusal::PkceFailed),
+                ];
+                for (client, redirect, verifier, reason) in cases {
+                    let code = store.issue(&grant()).await.unwrap();
+                    let got = store
+                        .redeem(&code, client, redirect, verifier)
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        got,
+                        Redemption::Refused { reason },
+                        "{client} {redirect} {verifier}"
+                    );
+                    // Burned: the right parameters come too late.
+                    match redeem(&*store, &code).await {
+                        Redemption::Replayed { issued: None, .. } => {}
+                        other => panic!("after a refusal: {other:?}"),
+                    }
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn fifty_concurrent_redemptions_one_winner() {
+                let (store, _guard) = $make(Duration::from_secs(60));
+                for _round in 0..3 {
+                    let code = store.issue(&grant()).await.unwrap();
+                    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+                    let tasks: Vec<_> = (0..50)
+                        .map(|_| {
+                            let store = store.clone();
+                            let code = code.clone();
+                            let barrier = barrier.clone();
+                            tokio::spawn(async move {
+                                barrier.wait().await;
+                                store.redeem(&code, CLIENT, REDIRECT, VERIFIER).await
+                            })
+                        })
+                        .collect();
+                    let (mut won, mut replayed) = (0, 0);
+                    for t in tasks {
+                        match t.await.unwrap().unwrap() {
+                            Redemption::Redeemed(_) => won += 1,
+                            Redemption::Replayed { .. } => replayed += 1,
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    assert_eq!((won, replayed), (1, 49));
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn a_replay_before_mark_issued_is_reported_to_the_issuer() {
+                let (store, _guard) = $make(Duration::from_secs(60));
+                let code = store.issue(&grant()).await.unwrap();
+                assert!(matches!(
+                    redeem(&*store, &code).await,
+                    Redemption::Redeemed(_)
+                ));
+                assert!(matches!(
+                    redeem(&*store, &code).await,
+                    Redemption::Replayed { issued: None, .. }
+                ));
+                let issued = IssuedRef::new().sid("sid-1").jti("at-1");
+                assert_eq!(
+                    store
+                        .mark_issued(CodeHash::of(&code), &issued)
+                        .await
+                        .unwrap(),
+                    MarkIssued::Replayed
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn an_expired_code_is_unknown() {
+                let (store, _guard) = $make(Duration::from_millis(150));
+                let code = store.issue(&grant()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                assert_eq!(redeem(&*store, &code).await, Redemption::Unknown);
+            }
+        }
+    };
+}
+
+fn memory(ttl: Duration) -> (Arc<dyn AuthorizationCodeStore>, ()) {
+    (Arc::new(MemoryCodeStore::new().with_code_ttl(ttl)), ())
+}
+
+fn redis(ttl: Duration) -> (Arc<dyn AuthorizationCodeStore>, redis_server::RedisServer) {
+    let server = redis_server::RedisServer::start();
+    let store = RedisCodeStore::connect(&server.url(), "tta-test:", Duration::from_secs(2))
+        .expect("client")
+        .with_code_ttl(ttl);
+    (Arc::new(store), server)
+}
+
+code_store_tests!(memory_store, memory);
+code_store_tests!(redis_store, redis);
+
+#[tokio::test]
+async fn redis_down_is_a_transient_error_not_a_decision() {
+    let mut server = redis_server::RedisServer::start();
+    let store = RedisCodeStore::connect(&server.url(), "tta-test:", Duration::from_millis(300))
+        .expect("client");
+    let code = store.issue(&grant()).await.unwrap();
+    server.kill();
+    let err = store
+        .redeem(&code, CLIENT, REDIRECT, VERIFIER)
+        .await
+        .expect_err("no answer without Redis");
+    assert!(err.is_transient(), "{err}");
+    let err = store
+        .issue(&grant())
+        .await
+        .expect_err("no code without Redis");
+    assert!(err.is_transient(), "{err}");
+}
+
+mod clients {
+    use tower_token_auth::sso::clients::{
+        ClientRegistry, RedirectError, RegisteredClient, check_redirect_uri,
+    };
+
+    fn registry() -> ClientRegistry {
+        ClientRegistry::new()
+            .with_client(
+                RegisteredClient::new("orders")
+                    .unwrap()
+                    .redirect_uri("https://orders.example/callback")
+                    .unwrap()
+                    .redirect_uri("http://127.0.0.1:8080/cb")
+                    .unwrap(),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn only_the_exact_uri_is_accepted() {
+        let clients = registry();
+        for ok in [
+            "https://orders.example/callback",
+            "http://127.0.0.1:8080/cb",
+        ] {
+            assert!(clients.redirect_uri("orders", ok).is_ok(), "{ok}");
+        }
+        let near_misses = [
+            "https://orders.example/callback/",
+            "https://orders.example/callbackx",
+            "https://orders.example/Callback",
+            "https://ORDERS.example/callback",
+            "https://Orders.Example/callback",
+            "HTTPS://orders.example/callback",
+            "https://orders.example./callback",
+            "https://orders.example/callback?",
+            "https://orders.example/callback?x=1",
+            "https://orders.example/callback?next=https://evil.example",
+            "https://orders.example/callback#",
+            "https://orders.example/callback#x",
+            "https://orders.example%2Fcallback",
+            "https://orders.example/callback%2F",
+            "https://orders.example/%63allback",
+            "https://orders.example%2fcallback",
+            "https://orders.example//callback",
+            "https://orders.example/./callback",
+            "https://orders.example/x/../callback",
+            "https://orders.example:443/callback",
+            "https://orders.example:8443/callback",
+            "https://user@orders.example/callback",
+            "https://orders.example@evil.example/callback",
+            "https://orders.example.evil.example/callback",
+            "https://evil.example/https://orders.example/callback",
+            "http://orders.example/callback",
+            " https://orders.example/callback",
+            "https://orders.example/callback ",
+            "https://orders.example/callback\n",
+            "http://127.0.0.1:8081/cb",
+            "http://127.0.0.1/cb",
+            "http://localhost:8080/cb",
+            "http://[::1]:8080/cb",
+            "http://127.0.0.1:8080/cb/",
+            "http://127.0.0.1:08080/cb",
+            "",
+        ];
+        for uri in near_misses {
+            assert_eq!(
+                clients.redirect_uri("orders", uri).err(),
+                Some(RedirectError::UnregisteredRedirectUri),
+                "{uri:?} must be refused"
+            );
+        }
+        assert_eq!(
+            clients
+                .redirect_uri("Orders", "https://orders.example/callback")
+                .err(),
+            Some(RedirectError::UnknownClient)
+        );
+    }
+
+    #[test]
+    fn unsafe_uris_cannot_be_registered() {
+        let refused = [
+            "https://orders.example/callback#",
+            "https://orders.example/callback#frag",
+            "https://user@orders.example/callback",
+            "https://user:pass@orders.example/callback",
+            "http://orders.example/callback",
+            "http://10.0.0.1/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "http://localhost.evil.example/cb",
+            "HTTPS://orders.example/callback",
+            "https:///callback",
+            "https://",
+            "//orders.example/callback",
+            "/callback",
+            "javascript:alert(1)",
+            "com.example.app:/callback",
+            "https://orders.example/call back",
+            "https://orders.example/caf\u{e9}",
+            "",
+        ];
+        for uri in refused {
+            assert!(check_redirect_uri(uri).is_err(), "{uri:?} must be refused");
+            assert!(
+                RegisteredClient::new("c")
+                    .unwrap()
+                    .redirect_uri(uri)
+                    .is_err(),
+                "{uri:?}"
+            );
+        }
+        for ok in [
+            "https://orders.example/callback?tenant=a",
+            "https://orders.example:8443/cb",
+            "http://127.0.0.1/cb",
+            "http://[::1]:9000/cb",
+            "http://localhost:3000/cb",
+        ] {
+            check_redirect_uri(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        assert!(RegisteredClient::new("").is_err());
+        assert!(RegisteredClient::new("a b").is_err());
+        // A client without redirect URI, or twice, is refused.
+        assert!(
+            ClientRegistry::new()
+                .with_client(RegisteredClient::new("c").unwrap())
+                .is_err()
+        );
+        assert!(
+            registry()
+                .with_client(
+                    RegisteredClient::new("orders")
+                        .unwrap()
+                        .redirect_uri("https://x.example/cb")
+                        .unwrap()
+                )
+                .is_err()
+        );
+        assert!(
+            RegisteredClient::new("c")
+                .unwrap()
+                .backchannel_logout_uri("https://c.example/bcl#x")
+                .is_err()
+        );
+    }
+}
+
+mod key_ring {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use http::{Request, header};
+    use serde_json::json;
+    use tower::ServiceExt as _;
+    use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
+    use tower_token_auth::{KeySet, TokenIssuer, Verifier};
+
+    use crate::oidc_provider::run_helper;
+
+    const ES256_PEM: &[u8] = include_bytes!("../src/testing/es256-private.pem");
+    const ED25519_PEM: &[u8] = include_bytes!("keys/ed25519-private.pem");
+
+    struct FakeClock(Arc<AtomicU64>);
+    impl FakeClock {
+        fn set(&self, t: u64) {
+            self.0.store(t, Ordering::SeqCst);
+        }
+    }
+
+    fn ring(ahead: u64) -> (SigningKeyRing, FakeClock, u64) {
+        let t0 = crate::support::now_secs();
+        let now = Arc::new(AtomicU64::new(t0));
+        let clock = now.clone();
+        let ring = SigningKeyRing::new(RingKey::from_pem(ES256_PEM).unwrap())
+            .publish_ahead(Duration::from_secs(ahead))
+            .max_token_lifetime(Duration::from_secs(600))
+            .leeway(Duration::from_secs(60))
+            .with_clock(move || clock.load(Ordering::SeqCst));
+        (ring, FakeClock(now), t0)
+    }
+
+    fn verifier(jwks_json: &str) -> Verifier {
+        Verifier::builder(KeySet::from_jwks_json(jwks_json).unwrap())
+            .issuer("https://auth.example")
+            .audience("orders")
+            .build()
+            .unwrap()
+    }
+
+    fn mint(ring: &SigningKeyRing) -> String {
+        TokenIssuer::new(ring.signing_key())
+            .issuer("https://auth.example")
+            .audience("orders")
+            .ttl(Duration::from_secs(600))
+            .issue("alice", "orders")
+            .unwrap()
+            .token
+    }
+
+    fn kid_of(token: &str) -> String {
+        jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+    }
+
+    #[test]
+    fn a_cached_jwk_set_never_meets_an_unknown_kid() {
+        let (ring, clock, t0) = ring(300);
+        let first = ring.current_kid();
+        let old_token = mint(&ring);
+
+        // A verifier that cached the set just before the rotation: its cache (max-age =
+        // publish_ahead) runs out before the new key signs.
+        clock.set(t0 + 5);
+        let before = ring.jwks_json();
+        let cached_until = t0 + 5 + ring.cache_max_age().as_secs();
+
+        clock.set(t0 + 10);
+        let next = RingKey::generate_ed25519().unwrap();
+        let next_kid = next.kid().to_owned();
+        let signs_from = ring.rotate(next).unwrap();
+        assert_eq!(signs_from, t0 + 310);
+        assert!(
+            cached_until <= signs_from,
+            "a cache outlives the publication lead"
+        );
+        assert!(
+            verifier(&before)
+                .verify::<serde_json::Value>(&old_token)
+                .is_ok()
+        );
+
+        // Every set fetched after the rotation, before the switch, verifies the new key's
+        // tokens once it signs.
+        let during: Vec<String> = [t0 + 10, t0 + 200, t0 + 309]
+            .iter()
+            .map(|&t| {
+                clock.set(t);
+                assert_eq!(ring.current_kid(), first, "not signing before {signs_from}");
+                assert_eq!(ring.published_kids(), [first.clone(), next_kid.clone()]);
+                ring.jwks_json()
+            })
+            .collect();
+        for t in [signs_from, signs_from + 1, signs_from + 299] {
+            clock.set(t);
+            assert_eq!(ring.current_kid(), next_kid);
+            let token = mint(&ring);
+            assert_eq!(kid_of(&token), next_kid);
+            for set in &during {
+                verifier(set)
+                    .verify::<serde_json::Value>(&token)
+                    .expect("a cached set knows the new kid");
+                verifier(set)
+                    .verify::<serde_json::Value>(&old_token)
+                    .expect("and still the old one");
+            }
+        }
+
+        // The retired key stays published until its last token expired (600 s + 60 s leeway
+        // after it stopped signing), then disappears.
+        clock.set(signs_from + 660);
+        assert_eq!(ring.published_kids(), [first.clone(), next_kid.clone()]);
+        verifier(&ring.jwks_json())
+            .verify::<serde_json::Value>(&old_token)
+            .expect("retired key still published");
+        clock.set(signs_from + 661);
+        assert_eq!(ring.published_kids(), [next_kid.as_str()]);
+        // A rotation purges it for good, and a kid cannot come back.
+        ring.rotate(RingKey::generate_ed25519().unwrap()).unwrap();
+        assert_eq!(ring.published_kids().len(), 2);
+        assert!(ring.rotate(RingKey::from_pem(ES256_PEM).unwrap()).is_ok());
+        let dup = RingKey::from_pem(ES256_PEM).unwrap();
+        assert!(ring.rotate(dup).is_err(), "duplicate kid");
+    }
+
+    #[test]
+    fn publish_ahead_zero_signs_at_once() {
+        let (ring, _clock, _t0) = ring(0);
+        let next = RingKey::from_pem(ED25519_PEM).unwrap();
+        let kid = next.kid().to_owned();
+        ring.rotate(next).unwrap();
+        assert_eq!(ring.current_kid(), kid);
+        assert_eq!(
+            ring.algorithms(),
+            [
+                tower_token_auth::Algorithm::ES256,
+                tower_token_auth::Algorithm::EdDSA
+            ]
+        );
+    }
+
+    #[test]
+    fn the_published_jwks_members() {
+        let (ring, _clock, _t0) = ring(300);
+        ring.rotate(RingKey::from_pem(ED25519_PEM).unwrap())
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&ring.jwks_json()).unwrap();
+        let keys = doc["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 2);
+        for (key, alg) in keys.iter().zip(["ES256", "EdDSA"]) {
+            assert_eq!(key["alg"], alg);
+            assert_eq!(key["use"], "sig");
+            assert!(key["kid"].as_str().is_some_and(|k| k.len() == 43));
+            assert!(key.get("d").is_none(), "no private member: {key}");
+        }
+        assert!(RingKey::from_pem(b"not a key").is_err());
+        let rsa = include_bytes!("keys/rs256-private.pem");
+        assert!(RingKey::from_pem(rsa).is_err(), "RSA is not offered");
+    }
+
+    #[tokio::test]
+    async fn the_jwks_service() {
+        let (ring, _clock, _t0) = ring(120);
+        let res = ring
+            .jwks_service()
+            .oneshot(Request::get("/jwks").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "public, max-age=120");
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap();
+        assert_eq!(body.to_bytes(), ring.jwks_json().as_bytes());
+        let res = ring
+            .jwks_service()
+            .oneshot(Request::post("/jwks").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405);
+    }
+
+    #[test]
+    fn jose_verifies_the_rings_tokens() {
+        for pem in [ES256_PEM, ED25519_PEM] {
+            let ring = SigningKeyRing::new(RingKey::from_pem(pem).unwrap());
+            let token = mint(&ring);
+            let jwks: serde_json::Value = serde_json::from_str(&ring.jwks_json()).unwrap();
+            let out = run_helper(
+                "verify.mjs",
+                &json!({"token": token, "jwks": jwks, "issuer": "https://auth.example", "audience": "orders"}),
+            )
+            .unwrap_or_else(|e| panic!("jose refused the ring's token: {e}"));
+            assert_eq!(out["payload"]["sub"], "alice");
+            assert_eq!(out["header"]["kid"], ring.current_kid());
+        }
+    }
+}
+
+mod discovery_document {
+    use std::time::Duration;
+
+    use axum::Router;
+    use http::Request;
+    use tower::ServiceExt as _;
+    use tower_token_auth::keys::{Discovery, DiscoveryError};
+    use tower_token_auth::sso::discovery_document::ProviderMetadata;
+    use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
+    use tower_token_auth::{Algorithm, KeySet, TokenIssuer, Verifier};
+
+    fn ring() -> SigningKeyRing {
+        SigningKeyRing::new(
+            RingKey::from_pem(include_bytes!("../src/testing/es256-private.pem")).unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_document_parses_as_metadata() {
+        let ring = ring();
+        ring.rotate(RingKey::generate_ed25519().unwrap()).unwrap();
+        let issuer = "https://auth.example/tenant-a";
+        let metadata = ProviderMetadata::new(issuer)
+            .unwrap()
+            .signing_algorithms_of(&ring);
+        let json = metadata.to_json();
+        let found = Discovery::from_json(issuer, json.as_bytes()).expect("the crate's parser");
+        assert_eq!(found.issuer(), issuer);
+        assert_eq!(
+            found.jwks_uri(),
+            "https://auth.example/tenant-a/.well-known/jwks.json"
+        );
+        assert_eq!(
+            found.signing_algorithms(),
+            [Algorithm::ES256, Algorithm::EdDSA]
+        );
+        // No trailing-slash mismatch: the document names the issuer exactly.
+        assert!(matches!(
+            Discovery::from_json(&format!("{issuer}/"), json.as_bytes()),
+            Err(DiscoveryError::IssuerMismatch { .. })
+        ));
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for (member, value) in [
+            (
+                "authorization_endpoint",
+                "https://auth.example/tenant-a/authorize",
+            ),
+            ("token_endpoint", "https://auth.example/tenant-a/token"),
+            (
+                "end_session_endpoint",
+                "https://auth.example/tenant-a/logout",
+            ),
+            (
+                "revocation_endpoint",
+                "https://auth.example/tenant-a/revoke",
+            ),
+        ] {
+            assert_eq!(doc[member], value, "{member}");
+        }
+        assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+        assert_eq!(
+            doc["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        assert_eq!(
+            doc["subject_types_supported"],
+            serde_json::json!(["public"])
+        );
+        assert_eq!(doc["backchannel_logout_supported"], true);
+        assert_eq!(doc["backchannel_logout_session_supported"], true);
+        assert!(
+            doc["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&"authorization_code".into())
+        );
+        assert!(doc["token_endpoint_auth_methods_supported"].is_array());
+
+        for bad in [
+            "https://auth.example/",
+            "http://auth.example",
+            "https://auth.example?x=1",
+            "https://auth.example#x",
+            "auth.example",
+        ] {
+            assert!(ProviderMetadata::new(bad).is_err(), "{bad}");
+        }
+        assert!(ProviderMetadata::new("http://127.0.0.1:8080").is_ok());
+        assert!(metadata.clone().member("issuer", "x".into()).is_err());
+        assert!(
+            metadata
+                .member("ui_locales_supported", serde_json::json!(["en"]))
+                .is_ok()
+        );
+    }
+
+    /// Served over HTTP beside the ring's JWK Set, the metadata is all the crate's verifier
+    /// needs (`Verifier::discover`), and the ring's tokens verify.
+    #[tokio::test]
+    async fn served_and_discovered() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let ring = ring();
+        let metadata = ProviderMetadata::new(&issuer)
+            .unwrap()
+            .signing_algorithms_of(&ring);
+        let res = metadata
+            .service()
+            .oneshot(Request::get("/").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "application/json");
+        let app = Router::new()
+            .route_service(ProviderMetadata::WELL_KNOWN_PATH, metadata.service())
+            .route_service("/.well-known/jwks.json", ring.jwks_service());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let verifier = Verifier::builder(KeySet::new())
+            .issuer(&issuer)
+            .audience("orders")
+            .discover(&issuer)
+            .await
+            .expect("discovery");
+        let token = TokenIssuer::new(ring.signing_key())
+            .issuer(&issuer)
+            .audience("orders")
+            .ttl(Duration::from_secs(60))
+            .issue("alice", "")
+            .unwrap()
+            .token;
+        let claims = verifier
+            .verify::<serde_json::Value>(&token)
+            .expect("verified");
+        assert_eq!(claims.sub.as_deref(), Some("alice"));
+        server.abort();
+    }
+}
+
+mod logout_sender {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::extract::{Form, State};
+    use axum::routing::post;
+    use http::StatusCode;
+    use tower_token_auth::Verifier;
+    use tower_token_auth::sso::clients::RegisteredClient;
+    use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
+    use tower_token_auth::sso::logout_sender::{BACKCHANNEL_LOGOUT_EVENT, BackchannelLogoutSender};
+
+    #[derive(Clone)]
+    struct Rp {
+        verifier: Arc<Verifier>,
+        hits: Arc<AtomicUsize>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct LogoutForm {
+        logout_token: String,
+    }
+
+    async fn receive(State(rp): State<Rp>, Form(f): Form<LogoutForm>) -> StatusCode {
+        let n = rp.hits.fetch_add(1, Ordering::SeqCst);
+        let claims = rp
+            .verifier
+            .verify::<serde_json::Value>(&f.logout_token)
+            .expect("a valid logout token");
+        let extra = &claims.custom;
+        assert_eq!(
+            extra["events"][BACKCHANNEL_LOGOUT_EVENT],
+            serde_json::json!({})
+        );
+        assert!(extra.get("nonce").is_none());
+        assert_eq!(claims.sub.as_deref(), Some("alice"));
+        assert_eq!(claims.sid.as_deref(), Some("sid-1"));
+        // The first two attempts meet an outage.
+        if n < 2 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        }
+    }
+
+    #[tokio::test]
+    async fn every_client_is_told_with_retries() {
+        let ring = SigningKeyRing::new(RingKey::generate_ed25519().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let issuer = "https://auth.example";
+        let verifier = Verifier::builder(ring.key_set().unwrap())
+            .issuer(issuer)
+            .audience("orders")
+            .require_typ("logout+jwt")
+            .build()
+            .unwrap();
+        let rp = Rp {
+            verifier: Arc::new(verifier),
+            hits: Arc::new(AtomicUsize::new(0)),
+        };
+        let app = Router::new()
+            .route("/orders/bcl", post(receive))
+            .route("/members/bcl", post(|| async { StatusCode::BAD_REQUEST }))
+            .with_state(rp.clone());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let client = |id: &str, path: Option<&str>| {
+            let c = RegisteredClient::new(id)
+                .unwrap()
+                .redirect_uri(format!("{base}/{id}/cb").replace("http://", "https://"))
+                .unwrap();
+            match path {
+                Some(p) => c.backchannel_logout_uri(format!("{base}{p}")).unwrap(),
+                None => c,
+            }
+        };
+        let clients = [
+            client("orders", Some("/orders/bcl")),
+            client("members", Some("/members/bcl")),
+            client("static", None),
+            // Nobody listens there: connection refused, retried, reported.
+            client("gone", Some("/gone"))
+                .backchannel_logout_uri(format!(
+                    "http://127.0.0.1:{}/bcl",
+                    crate::support::free_port()
+                ))
+                .unwrap(),
+        ];
+        let sender = BackchannelLogoutSender::new(issuer, ring)
+            .unwrap()
+            .timeout(Duration::from_secs(2))
+            .retries(2, Duration::from_millis(20));
+        let report = sender.send_logout(clients.iter(), "alice", "sid-1").await;
+        assert_eq!(report.delivered, ["orders"]);
+        assert_eq!(rp.hits.load(Ordering::SeqCst), 3, "two retries after 503");
+        let failed: Vec<&str> = report.failed.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(failed, ["gone", "members"], "{:?}", report.failed);
+        assert!(report.failed[1].1.contains("400"), "{:?}", report.failed);
+        assert_eq!(report.skipped, ["static"]);
+        assert!(!report.all_delivered());
+        server.abort();
+    }
+}
