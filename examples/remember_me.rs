@@ -65,7 +65,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use shared::{env_flag, esc, hash_password, local_path, verify_password};
+use shared::{env_flag, esc, hash_password, verify_password};
 use tower_http::csrf::{CsrfLayer, ProtectionError};
 use tower_token_auth::remember_me::{
     MemoryRememberMeStore, RedisRememberMeStore, RememberMe, StaticUsers, UserRecord,
@@ -74,6 +74,7 @@ use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig};
 use tower_token_auth::{
     AccessCookie, Algorithm, AuthError, AuthStatus, Claims, JwtAuthLayer, KeySet, Logout,
     MemoryStore, RevocationStore, SigningKey, TokenIssuer, Verifier, VerifyingKey,
+    local_return_path,
 };
 
 /// `iss` and `aud` of the access tokens.
@@ -383,7 +384,7 @@ struct LoginQuery {
 
 /// `GET /login`: the form, or on to `next` for a browser that is logged in already.
 async fn login_page(claims: Option<Claims>, Query(q): Query<LoginQuery>) -> Response {
-    let next = local_path(q.next.as_deref()).unwrap_or("/");
+    let next = q.next.as_deref().and_then(local_return_path).unwrap_or("/");
     if claims.is_some() {
         return see_other(next);
     }
@@ -407,7 +408,7 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let next = local_path(form.next.as_deref()).unwrap_or("/");
+    let next = form.next.as_deref().and_then(local_return_path).unwrap_or("/");
     let Some(user) = state.check_password(&form.username, &form.password).await else {
         // `?`: the name is the client's, escaped so a newline in it cannot forge a log line.
         tracing::info!(username = ?form.username, "login refused");

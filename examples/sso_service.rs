@@ -64,13 +64,14 @@ use tower_token_auth::keys::{BoxError, RemoteJwks};
 use tower_token_auth::revocation::{
     RedisRevocationStore, RedisStoreConfig, RevocationStore, TokenRef,
 };
-use tower_token_auth::{AccessCookie, Claims, JwtAuthLayer, KeySet, RequireScopeLayer, Verifier};
+use tower_token_auth::{
+    AccessCookie, Claims, JwtAuthLayer, KeySet, RequireScopeLayer, Verifier, local_return_path,
+};
 
 use common::{
     bearer, cookie_value, csrf_layer, env_or, env_u64, esc, now_secs, page, random_id, redirect,
     sha256_b64, with_query,
 };
-use shared::local_path;
 
 const DEFAULT_AUTH_URL: &str = "http://127.0.0.1:4000";
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
@@ -438,7 +439,7 @@ async fn callback(
             );
         }
     };
-    let target = local_path(q.state.as_deref()).unwrap_or_else(|| {
+    let target = q.state.as_deref().and_then(local_return_path).unwrap_or_else(|| {
         if q.state.is_some() {
             tracing::info!("state is not a local path; redirecting to /");
         }

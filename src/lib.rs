@@ -128,6 +128,7 @@ pub mod remember_me;
 pub mod resource_metadata;
 pub mod revocation;
 pub mod rfc9068;
+mod return_path;
 mod scope;
 mod source;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -159,6 +160,7 @@ pub use layer::{JwtAuth, JwtAuthLayer};
 pub use lifecycle::{GrantError, LifecycleError, TokenLifecycle, TokenPair};
 pub use logout::Logout;
 pub use revocation::{MemoryStore, RevocationError, RevocationStore};
+pub use return_path::{MAX_RETURN_PATH_LEN, local_return_path};
 pub use scope::{RequireScope, RequireScopeLayer};
 pub use source::{AccessCookie, TokenSource};
 pub use step_up::{StepUp, StepUpLayer, StepUpRequirement};

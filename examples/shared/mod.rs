@@ -82,18 +82,3 @@ pub(crate) fn esc(text: &str) -> String {
     out
 }
 
-/// `target` when it is a plain path on this site, else `None`: a redirect target taken from
-/// the request (a `next` parameter, an OAuth `state`) must not send the browser elsewhere.
-///
-/// It must start with exactly one `/` (`//host` is another site), hold no backslash (browsers
-/// read `/\host` as `//host`) and only visible ASCII: browsers drop tabs and newlines from
-/// URLs, so `/\t/host` would become `//host`. No scheme can come before a leading `/`.
-pub(crate) fn local_path(target: Option<&str>) -> Option<&str> {
-    let s = target?;
-    let b = s.as_bytes();
-    let ok = b.first() == Some(&b'/')
-        && b.get(1) != Some(&b'/')
-        && s.len() <= 2048
-        && b.iter().all(|&c| c.is_ascii_graphic() && c != b'\\');
-    ok.then_some(s)
-}

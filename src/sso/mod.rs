@@ -21,3 +21,9 @@ pub mod key_ring;
 #[cfg(feature = "http-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
 pub mod logout_sender;
+
+mod backchannel;
+pub use backchannel::{
+    BACKCHANNEL_LOGOUT_EVENT, BackChannelLogout, DEFAULT_MAX_TOKEN_AGE, DEFAULT_SESSION_TTL,
+    MAX_LOGOUT_BODY,
+};
