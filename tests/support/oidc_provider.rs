@@ -436,7 +436,12 @@ impl<'p> OpSession<'p> {
     }
 
     /// GET (or POST a form to) `url` with the session's cookies, keeping the ones set.
-    async fn request(&mut self, method: Method, url: &str, form: Option<String>) -> crate::support::Resp {
+    async fn request(
+        &mut self,
+        method: Method,
+        url: &str,
+        form: Option<String>,
+    ) -> crate::support::Resp {
         let cookie = self.cookie_header();
         let headers: Vec<(&str, &str)> = if cookie.is_empty() {
             vec![]
@@ -451,7 +456,11 @@ impl<'p> OpSession<'p> {
 
     /// Logs in as `login` (when the provider asks), consents, and exchanges the code: the
     /// ID token's claims (`sub`, and `sid` for a client that requires sessions).
-    pub async fn authorize(&mut self, (client_id, secret): (&str, &str), login: &str) -> serde_json::Value {
+    pub async fn authorize(
+        &mut self,
+        (client_id, secret): (&str, &str),
+        login: &str,
+    ) -> serde_json::Value {
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("client_id", client_id)
             .append_pair("response_type", "code")
@@ -463,7 +472,11 @@ impl<'p> OpSession<'p> {
             .append_pair("code_challenge_method", "S256")
             .finish();
         let mut res = self
-            .request(Method::GET, &self.provider.url(&format!("/auth?{query}")), None)
+            .request(
+                Method::GET,
+                &self.provider.url(&format!("/auth?{query}")),
+                None,
+            )
             .await;
         let mut code = None;
         for _ in 0..10 {
@@ -477,8 +490,15 @@ impl<'p> OpSession<'p> {
             let location = self.absolute(res.header("location"));
             if let Some(query) = location.strip_prefix(&format!("{RP_REDIRECT_URI}?")) {
                 let params: std::collections::HashMap<_, _> =
-                    form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-                code = Some(params.get("code").unwrap_or_else(|| panic!("no code: {location}")).clone());
+                    form_urlencoded::parse(query.as_bytes())
+                        .into_owned()
+                        .collect();
+                code = Some(
+                    params
+                        .get("code")
+                        .unwrap_or_else(|| panic!("no code: {location}"))
+                        .clone(),
+                );
                 break;
             }
             if location.contains("/interaction/") {
@@ -525,7 +545,10 @@ impl<'p> OpSession<'p> {
             "code exchange: {}",
             String::from_utf8_lossy(&res.body)
         );
-        let id_token = res.json()["id_token"].as_str().expect("id_token").to_owned();
+        let id_token = res.json()["id_token"]
+            .as_str()
+            .expect("id_token")
+            .to_owned();
         let payload = id_token.split('.').nth(1).expect("a JWS");
         use base64::Engine as _;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -552,7 +575,11 @@ impl<'p> OpSession<'p> {
             .append_pair("logout", "yes")
             .finish();
         let res = self
-            .request(Method::POST, &self.provider.url("/session/end/confirm"), Some(form))
+            .request(
+                Method::POST,
+                &self.provider.url("/session/end/confirm"),
+                Some(form),
+            )
             .await;
         assert!(
             res.status.is_redirection(),
