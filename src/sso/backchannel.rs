@@ -281,7 +281,12 @@ impl BackChannelLogout {
 
     /// Verifies the token and checks what a logout token needs beyond a verified JWT.
     async fn validate(&self, token: &str) -> Result<ClaimSet<LogoutClaims>, Refusal> {
-        let claims = match self.verifier.verification::<LogoutClaims>(token).wait().await {
+        let claims = match self
+            .verifier
+            .verification::<LogoutClaims>(token)
+            .wait()
+            .await
+        {
             Ok(claims) => claims,
             Err(e) => {
                 return Err(match e.kind() {
@@ -425,7 +430,10 @@ where
     if declared.is_some_and(|n| n > MAX_LOGOUT_BODY as u64) {
         return Err(Refusal::TOO_LARGE);
     }
-    let body = match Limited::new(req.into_body(), MAX_LOGOUT_BODY).collect().await {
+    let body = match Limited::new(req.into_body(), MAX_LOGOUT_BODY)
+        .collect()
+        .await
+    {
         Ok(body) => body.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return Err(Refusal::TOO_LARGE),
         Err(_) => return Err(Refusal::invalid("request body unreadable")),

@@ -25,6 +25,16 @@
 // tta-rs-secret) or tta-rs-jwt (private_key_jwt with tests/keys/es256-public.jwk.json's key).
 // DPoP (RFC 9449) is on: a token request with a DPoP proof gets a DPoP-bound token.
 //
+// Back-channel logout (tests/backchannel_logout.rs), only when BCL_URI is set:
+//   BCL_URI         the relying party's backchannel_logout_uri; turns on
+//                   features.backchannelLogout and devInteractions (any login, any password),
+//                   and registers two authorization-code clients posting logout tokens there:
+//                   tta-rp (secret tta-rp-secret, backchannel_logout_session_required: the
+//                   token carries sid) and tta-rp-sub (secret tta-rp-sub-secret, sub only, posting to BCL_URI/sub),
+//                   client_secret_post;
+//                   both with redirect_uri http://127.0.0.1/cb. Outgoing requests skip
+//                   oidc-provider's SSRF guard, which refuses loopback addresses.
+//
 // Besides the provider's own routes (/.well-known/openid-configuration, /jwks, /token, …):
 //   GET /test/jwks?extra=KIND[,KIND]  the provider's JWK Set plus unusable keys (keys.mjs
 //                                     UNUSABLE_KINDS), as some providers publish them
@@ -56,6 +66,7 @@ const audience = env('AUDIENCE', 'api');
 const clientId = env('CLIENT_ID', 'tta-client');
 const clientSecret = env('CLIENT_SECRET', 'tta-secret');
 const scopes = 'read write';
+const bclUri = env('BCL_URI', '');
 
 // Newest generation first: oidc-provider signs ID tokens etc. with the first fitting key.
 const privateKeys = generations
@@ -92,8 +103,34 @@ function parseResource(resource) {
   return { alg, shape, kid: kid ?? `g${signingGen}-${alg.toLowerCase()}` };
 }
 
+const rpClients = bclUri
+  ? [
+    ['tta-rp', 'tta-rp-secret', true],
+    ['tta-rp-sub', 'tta-rp-sub-secret', false],
+  ].map(([id, secret, sessionRequired]) => ({
+    client_id: id,
+    client_secret: secret,
+    token_endpoint_auth_method: 'client_secret_post',
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/cb'],
+    backchannel_logout_uri: sessionRequired ? bclUri : `${bclUri}/sub`,
+    backchannel_logout_session_required: sessionRequired,
+  }))
+  : [];
+
 const provider = new Provider(issuer, {
+  ...(bclUri
+    ? {
+      // The RP listens on 127.0.0.1, which oidc-provider's SSRF guard (its dispatcher) refuses.
+      fetch: (url, options) => {
+        const { dispatcher, ...rest } = options;
+        return globalThis.fetch(url, rest);
+      },
+    }
+    : {}),
   clients: [
+    ...rpClients,
     {
       client_id: clientId,
       client_secret: clientSecret,
@@ -127,7 +164,8 @@ const provider = new Provider(issuer, {
   // The resource server's accessTokenTTL (urn:tta:opaque:TTL), else 600 s.
   ttl: { ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? 600 },
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: Boolean(bclUri) },
+    backchannelLogout: { enabled: Boolean(bclUri) },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     dPoP: { enabled: true },
@@ -188,6 +226,8 @@ const provider = new Provider(issuer, {
 // Keep the test's log readable: one line per server error.
 provider.on('server_error', (_ctx, err) => console.error('server_error', err));
 provider.on('grant.error', (_ctx, err) => console.error('grant.error', err.message, err.error_description ?? ''));
+provider.on('backchannel.error', (_ctx, err, client) => console.error('backchannel.error', client.clientId, err.message));
+provider.on('backchannel.success', (_ctx, client) => console.log('backchannel.success', client.clientId));
 
 const providerCallback = provider.callback();
 const publicKeys = privateKeys.map(publicJwk);

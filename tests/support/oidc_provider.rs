@@ -27,6 +27,14 @@ pub const CLIENT_SECRET: &str = "tta-secret";
 /// The audience of the provider's access tokens.
 pub const AUDIENCE: &str = "api";
 
+/// The authorization-code client whose logout tokens carry `sid`, and its secret (provider.mjs,
+/// with [`Options::backchannel_logout_uri`]).
+pub const RP_CLIENT: (&str, &str) = ("tta-rp", "tta-rp-secret");
+/// The authorization-code client whose logout tokens carry `sub` only, and its secret.
+pub const RP_SUB_CLIENT: (&str, &str) = ("tta-rp-sub", "tta-rp-sub-secret");
+/// The redirect URI both are registered with (never followed).
+pub const RP_REDIRECT_URI: &str = "http://127.0.0.1/cb";
+
 /// The one line a test without node fails with.
 const NODE_NOT_FOUND: &str = "node not found: install the `nodejs` package, node >= 20.19 \
                               (scripts/test.sh does), needed for oidc-provider in tests/oidc";
@@ -93,6 +101,10 @@ pub struct Options {
     pub generations: Vec<u32>,
     /// RSA keys published without `alg`, as Entra ID, Cognito and Ping publish them.
     pub rsa_no_alg: bool,
+    /// The relying party's `backchannel_logout_uri`: turns on back-channel logout and dev
+    /// interactions, and registers the clients [`RP_CLIENT`] (logout tokens with `sid`) and
+    /// [`RP_SUB_CLIENT`] (`sub` only, posting to this URI + `/sub`). See [`OpSession`].
+    pub backchannel_logout_uri: Option<String>,
 }
 
 impl Default for Options {
@@ -100,6 +112,7 @@ impl Default for Options {
         Self {
             generations: vec![1],
             rsa_no_alg: false,
+            backchannel_logout_uri: None,
         }
     }
 }
@@ -195,6 +208,10 @@ impl OidcProvider {
             .env("AUDIENCE", AUDIENCE)
             .env("CLIENT_ID", CLIENT_ID)
             .env("CLIENT_SECRET", CLIENT_SECRET)
+            .env(
+                "BCL_URI",
+                self.options.backchannel_logout_uri.as_deref().unwrap_or(""),
+            )
             .env_remove("DEBUG")
             .stdin(Stdio::null())
             .stdout(out)
@@ -359,5 +376,217 @@ pub fn mint(script: &str, spec: &serde_json::Value) -> Minted {
     Minted {
         token: out["token"].as_str().expect("token").to_owned(),
         jwks: out["jwks"].clone(),
+    }
+}
+
+/// A browser's session at the provider, scripted over HTTP with a cookie jar: log in through
+/// the dev interactions (any login, any password), authorize a client (code flow with PKCE),
+/// and log out at the end-session endpoint (RP-initiated logout, confirming the form), which
+/// makes the provider post logout tokens to the clients of the session.
+pub struct OpSession<'p> {
+    provider: &'p OidcProvider,
+    http: Http,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+/// RFC 7636 appendix B's verifier and its S256 challenge.
+const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+impl<'p> OpSession<'p> {
+    /// A session with no cookies yet.
+    pub fn new(provider: &'p OidcProvider) -> Self {
+        Self {
+            provider,
+            http: Http::new(),
+            cookies: Default::default(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn absorb(&mut self, res: &crate::support::Resp) {
+        for c in res.set_cookies() {
+            let pair = c.split(';').next().unwrap_or_default();
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let expired = c.to_ascii_lowercase().contains("expires=thu, 01 jan 1970");
+            if value.is_empty() || expired {
+                self.cookies.remove(name.trim());
+            } else {
+                self.cookies
+                    .insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+    }
+
+    fn absolute(&self, location: &str) -> String {
+        if location.starts_with('/') {
+            self.provider.url(location)
+        } else {
+            location.to_owned()
+        }
+    }
+
+    /// GET (or POST a form to) `url` with the session's cookies, keeping the ones set.
+    async fn request(
+        &mut self,
+        method: Method,
+        url: &str,
+        form: Option<String>,
+    ) -> crate::support::Resp {
+        let cookie = self.cookie_header();
+        let headers: Vec<(&str, &str)> = if cookie.is_empty() {
+            vec![]
+        } else {
+            vec![("cookie", cookie.as_str())]
+        };
+        let body = form.map(|f| ("application/x-www-form-urlencoded", f));
+        let res = self.http.send_with(method, url, &headers, body).await;
+        self.absorb(&res);
+        res
+    }
+
+    /// Logs in as `login` (when the provider asks), consents, and exchanges the code: the
+    /// ID token's claims (`sub`, and `sid` for a client that requires sessions).
+    pub async fn authorize(
+        &mut self,
+        (client_id, secret): (&str, &str),
+        login: &str,
+    ) -> serde_json::Value {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", client_id)
+            .append_pair("response_type", "code")
+            .append_pair("scope", "openid")
+            .append_pair("redirect_uri", RP_REDIRECT_URI)
+            .append_pair("state", "st")
+            .append_pair("nonce", "nn")
+            .append_pair("code_challenge", PKCE_CHALLENGE)
+            .append_pair("code_challenge_method", "S256")
+            .finish();
+        let mut res = self
+            .request(
+                Method::GET,
+                &self.provider.url(&format!("/auth?{query}")),
+                None,
+            )
+            .await;
+        let mut code = None;
+        for _ in 0..10 {
+            assert!(
+                res.status.is_redirection(),
+                "expected a redirect, got {}: {}; log:\n{}",
+                res.status,
+                String::from_utf8_lossy(&res.body),
+                self.provider.log()
+            );
+            let location = self.absolute(res.header("location"));
+            if let Some(query) = location.strip_prefix(&format!("{RP_REDIRECT_URI}?")) {
+                let params: std::collections::HashMap<_, _> =
+                    form_urlencoded::parse(query.as_bytes())
+                        .into_owned()
+                        .collect();
+                code = Some(
+                    params
+                        .get("code")
+                        .unwrap_or_else(|| panic!("no code: {location}"))
+                        .clone(),
+                );
+                break;
+            }
+            if location.contains("/interaction/") {
+                let page = self.request(Method::GET, &location, None).await;
+                assert_eq!(page.status, StatusCode::OK, "interaction page {location}");
+                let html = String::from_utf8_lossy(&page.body);
+                let form = if html.contains(r#"name="prompt" value="login""#) {
+                    form_urlencoded::Serializer::new(String::new())
+                        .append_pair("prompt", "login")
+                        .append_pair("login", login)
+                        .append_pair("password", "any")
+                        .finish()
+                } else if html.contains(r#"name="prompt" value="consent""#) {
+                    "prompt=consent".to_owned()
+                } else {
+                    panic!("unknown interaction page: {html}");
+                };
+                res = self.request(Method::POST, &location, Some(form)).await;
+            } else {
+                res = self.request(Method::GET, &location, None).await;
+            }
+        }
+        let code = code.expect("the authorization ended at the redirect URI with a code");
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "authorization_code")
+            .append_pair("code", &code)
+            .append_pair("redirect_uri", RP_REDIRECT_URI)
+            .append_pair("code_verifier", PKCE_VERIFIER)
+            .append_pair("client_id", client_id)
+            .append_pair("client_secret", secret)
+            .finish();
+        let res = self
+            .http
+            .send_raw(
+                Method::POST,
+                &self.provider.url("/token"),
+                "application/x-www-form-urlencoded",
+                &form,
+            )
+            .await;
+        assert_eq!(
+            res.status,
+            StatusCode::OK,
+            "code exchange: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        let id_token = res.json()["id_token"]
+            .as_str()
+            .expect("id_token")
+            .to_owned();
+        let payload = id_token.split('.').nth(1).expect("a JWS");
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url payload");
+        serde_json::from_slice(&bytes).expect("JSON claims")
+    }
+
+    /// RP-initiated logout of the whole session at the end-session endpoint: the logout page,
+    /// then its form confirmed with `logout=yes`. The provider posts the logout tokens before
+    /// it answers the confirmation (303).
+    pub async fn logout(&mut self, client_id: &str) {
+        let url = self
+            .provider
+            .url(&format!("/session/end?client_id={client_id}"));
+        let page = self.request(Method::GET, &url, None).await;
+        assert_eq!(page.status, StatusCode::OK, "end-session page");
+        let html = String::from_utf8_lossy(&page.body).into_owned();
+        let marker = r#"name="xsrf" value=""#;
+        let start = html.find(marker).expect("xsrf in the logout form") + marker.len();
+        let xsrf = &html[start..start + html[start..].find('"').expect("closing quote")];
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("xsrf", xsrf)
+            .append_pair("logout", "yes")
+            .finish();
+        let res = self
+            .request(
+                Method::POST,
+                &self.provider.url("/session/end/confirm"),
+                Some(form),
+            )
+            .await;
+        assert!(
+            res.status.is_redirection(),
+            "logout confirmation answered {}: {}; log:\n{}",
+            res.status,
+            String::from_utf8_lossy(&res.body),
+            self.provider.log()
+        );
     }
 }
