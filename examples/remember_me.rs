@@ -408,7 +408,11 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let next = form.next.as_deref().and_then(local_return_path).unwrap_or("/");
+    let next = form
+        .next
+        .as_deref()
+        .and_then(local_return_path)
+        .unwrap_or("/");
     let Some(user) = state.check_password(&form.username, &form.password).await else {
         // `?`: the name is the client's, escaped so a newline in it cannot forge a log line.
         tracing::info!(username = ?form.username, "login refused");

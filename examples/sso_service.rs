@@ -439,12 +439,16 @@ async fn callback(
             );
         }
     };
-    let target = q.state.as_deref().and_then(local_return_path).unwrap_or_else(|| {
-        if q.state.is_some() {
-            tracing::info!("state is not a local path; redirecting to /");
-        }
-        "/"
-    });
+    let target = q
+        .state
+        .as_deref()
+        .and_then(local_return_path)
+        .unwrap_or_else(|| {
+            if q.state.is_some() {
+                tracing::info!("state is not a local path; redirecting to /");
+            }
+            "/"
+        });
     let mut res = redirect(StatusCode::SEE_OTHER, target);
     let headers = res.headers_mut();
     headers.append(

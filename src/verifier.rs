@@ -697,6 +697,29 @@ impl Verifier {
         }
     }
 
+    /// Whether every token must name a configured issuer and audience (an issuer router pins
+    /// them per issuer).
+    pub(crate) fn pins_issuer_and_audience(&self) -> bool {
+        match &self.inner.route {
+            Some(route) => route.values().all(Verifier::pins_issuer_and_audience),
+            None => {
+                !self.inner.params.issuers.is_empty() && !self.inner.params.audiences.is_empty()
+            }
+        }
+    }
+
+    /// The clock skew tolerated on `exp`, `nbf` and `iat` (the largest of an issuer router's).
+    pub(crate) fn leeway(&self) -> Duration {
+        match &self.inner.route {
+            Some(route) => route
+                .values()
+                .map(Verifier::leeway)
+                .max()
+                .unwrap_or(self.inner.params.leeway),
+            None => self.inner.params.leeway,
+        }
+    }
+
     /// Whether the keys come (also) from a remote JWK Set.
     pub(crate) fn has_remote_keys(&self) -> bool {
         match &self.inner.route {

@@ -156,7 +156,7 @@ fn why(case: &str) -> &'static str {
 
 /// The receiver over `store`, verifying with `jwks`.
 fn receiver(jwks: &Value, store: &Arc<MemoryStore>) -> BackChannelLogout {
-    BackChannelLogout::with_shared_store(verifier(jwks), store.clone())
+    BackChannelLogout::with_shared_store(verifier(jwks), store.clone()).unwrap()
 }
 
 /// 1. The real OP: a browser session logged in at oidc-provider (dev interactions) to two
@@ -180,7 +180,7 @@ async fn real_op_logout_revokes_the_session() {
             .build_with_jwks(provider.jwks_source("/jwks"))
             .await
             .expect("the provider's JWK Set");
-        BackChannelLogout::with_shared_store(verifier, store.clone())
+        BackChannelLogout::with_shared_store(verifier, store.clone()).unwrap()
     };
     let statuses = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = |svc: BackChannelLogout| {
@@ -436,7 +436,7 @@ impl RevocationStore for Flaky {
 async fn store_down_is_503_and_the_retry_succeeds() {
     let (token, jwks) = mint_logout(&good_claims("j-down"), Some("logout+jwt"));
     let store = Arc::new(Flaky::default());
-    let svc = BackChannelLogout::with_shared_store(verifier(&jwks), store.clone());
+    let svc = BackChannelLogout::with_shared_store(verifier(&jwks), store.clone()).unwrap();
     store.down.store(true, Ordering::SeqCst);
     let answer = deliver(&svc, &token).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -470,7 +470,9 @@ async fn two_instances_on_redis() {
         let store = RedisRevocationStore::connect(&url, config()).await.unwrap();
         assert!(store.wait_live(Duration::from_secs(10)).await, "live");
         let replay = RedisReplayStore::connect(&url, "tta:", Duration::from_secs(2)).unwrap();
-        let svc = BackChannelLogout::new(verifier(&jwks), store.clone()).replay_store(replay);
+        let svc = BackChannelLogout::new(verifier(&jwks), store.clone())
+            .unwrap()
+            .replay_store(replay);
         instances.push((svc, store));
     }
     let session = TokenRef::new().sid("sid-j-redis").sub("alice");
@@ -497,4 +499,32 @@ async fn two_instances_on_redis() {
         status_of(&instances[1].1, &other).await,
         RevocationStatus::Active
     );
+}
+
+/// A verifier that does not pin the provider's issuer and the client_id would take logout
+/// tokens of any provider, or meant for any client: the receiver refuses to be built on it.
+#[test]
+fn a_verifier_without_issuer_or_audience_is_refused() {
+    let keys = || {
+        KeySet::new()
+            .with_key(
+                tower_token_auth::VerifyingKey::hmac(
+                    jsonwebtoken::Algorithm::HS256,
+                    b"0123456789abcdef0123456789abcdef",
+                )
+                .unwrap(),
+            )
+            .unwrap()
+    };
+    let no_issuer = Verifier::builder(keys()).audience(CLIENT).build().unwrap();
+    let no_audience = Verifier::builder(keys()).issuer(ISS).build().unwrap();
+    for v in [no_issuer, no_audience] {
+        assert!(BackChannelLogout::new(v, tower_token_auth::MemoryStore::new()).is_err());
+    }
+    let pinned = Verifier::builder(keys())
+        .issuer(ISS)
+        .audience(CLIENT)
+        .build()
+        .unwrap();
+    assert!(BackChannelLogout::new(pinned, tower_token_auth::MemoryStore::new()).is_ok());
 }

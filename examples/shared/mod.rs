@@ -81,4 +81,3 @@ pub(crate) fn esc(text: &str) -> String {
     }
     out
 }
-

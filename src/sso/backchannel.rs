@@ -21,7 +21,7 @@ use tower_service::Service;
 use crate::dpop::{MemoryReplayStore, ReplayStore};
 use crate::error::{AuthErrorKind, InvalidToken};
 use crate::revocation::{BoxFuture, RevocationError, RevocationStore, now_secs};
-use crate::{ClaimSet, Verifier};
+use crate::{ClaimSet, ConfigError, Verifier};
 
 /// The member of the `events` claim that makes a JWT a logout token (§2.4).
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -112,7 +112,7 @@ const RETRY_AFTER_SECS: &str = "1";
 ///     .await?;
 /// let store = RedisRevocationStore::connect("redis://127.0.0.1/", RedisStoreConfig::default()).await?;
 /// let replay = RedisReplayStore::connect("redis://127.0.0.1/", "orders:", std::time::Duration::from_secs(1))?;
-/// let logout = BackChannelLogout::new(verifier, store)
+/// let logout = BackChannelLogout::new(verifier, store)?
 ///     .replay_store(replay)
 ///     .session_ttl(std::time::Duration::from_secs(12 * 60 * 60));
 /// let app: Router = Router::new().route_service("/oidc/backchannel-logout", logout);
@@ -145,25 +145,37 @@ impl fmt::Debug for BackChannelLogout {
 impl BackChannelLogout {
     /// A receiver verifying logout tokens with `verifier` (built for the provider: its
     /// issuer, this service's client_id as audience, its keys) and revoking in `store`, with
-    /// an in-memory replay store, a one-day [`session_ttl`](Self::session_ttl) and a ten-minute
-    /// [`max_token_age`](Self::max_token_age).
-    pub fn new<S: RevocationStore>(verifier: Verifier, store: S) -> Self {
+    /// an in-memory replay store, a one-day [`session_ttl`](Self::session_ttl), a ten-minute
+    /// [`max_token_age`](Self::max_token_age) and the verifier's leeway.
+    ///
+    /// Fails when `verifier` does not pin an issuer and an audience: it would accept logout
+    /// tokens of any provider, or meant for any client.
+    pub fn new<S: RevocationStore>(verifier: Verifier, store: S) -> Result<Self, ConfigError> {
         Self::with_shared_store(verifier, Arc::new(store))
     }
 
     /// [`new`](Self::new) with a store shared with other parts (e.g. the one
     /// [`JwtAuthLayer::revocation_store`](crate::JwtAuthLayer::revocation_store) checks).
-    pub fn with_shared_store(verifier: Verifier, store: Arc<dyn RevocationStore>) -> Self {
-        Self {
+    pub fn with_shared_store(
+        verifier: Verifier,
+        store: Arc<dyn RevocationStore>,
+    ) -> Result<Self, ConfigError> {
+        if !verifier.pins_issuer_and_audience() {
+            return Err(ConfigError::new(
+                "a back-channel logout verifier needs the provider's issuer and the client_id as audience",
+            ));
+        }
+        let leeway = verifier.leeway();
+        Ok(Self {
             verifier,
             store,
             replay: Arc::new(MemoryReplayStore::new()),
             session_ttl: DEFAULT_SESSION_TTL,
             max_token_age: DEFAULT_MAX_TOKEN_AGE,
             require_typ: false,
-            // The verifier's default; the replay record outlives `exp` by it.
-            leeway: Duration::from_secs(30),
-        }
+            // The replay record outlives `exp` by it.
+            leeway,
+        })
     }
 
     /// Where accepted `jti`s are remembered; share one store between every instance
@@ -194,14 +206,6 @@ impl BackChannelLogout {
     /// `typ` is present). Off by default: §2.4 says logout tokens SHOULD be typed.
     pub fn require_typ(mut self, require: bool) -> Self {
         self.require_typ = require;
-        self
-    }
-
-    /// The leeway the verifier was built with (default 30 s), used to keep `jti` records past
-    /// `exp` and to judge [`max_token_age`](Self::max_token_age). Set it when the verifier
-    /// has another one.
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
         self
     }
 

@@ -1,8 +1,10 @@
 //! Single sign-on as library parts: the service side (relying party), back-channel logout,
 //! and the building blocks of an authorization server.
 //!
-//! - Back-channel logout (OpenID Connect Back-Channel Logout 1.0): a receiver that ends the
+//! - [`BackChannelLogout`] (OpenID Connect Back-Channel Logout 1.0): a receiver that ends the
 //!   session a provider's logout token names, in the revocation store every instance checks.
+//! - [`local_return_path`](crate::local_return_path): where a login or logout may send the
+//!   browser back to.
 //! - Authorization-server parts: the authorization-code store, exact redirect-URI matching,
 //!   the signing key ring that publishes a key before it signs with it.
 //!   - [`code`]: the authorization-code store (single use, PKCE `S256`, replay detection), in
