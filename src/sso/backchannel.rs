@@ -45,7 +45,7 @@ const RETRY_AFTER_SECS: &str = "1";
 /// The logout token is verified by the given [`Verifier`], which must be built for the
 /// provider: its issuer ([`issuer`](crate::VerifierBuilder::issuer)), the service's client_id
 /// as audience ([`audience`](crate::VerifierBuilder::audience)) and the provider's JWK Set
-/// (e.g. [`discover`](crate::VerifierBuilder::discover) with feature `http-client`). The
+/// (e.g. `VerifierBuilder::discover` with feature `http-client`). The
 /// verifier checks the signature with the provider's keys (each key pinned to its algorithm;
 /// `alg: none` never verifies), `iss`, `aud`, `exp` and an `iat` not in the future, with its
 /// leeway. The receiver then checks what §2.6 adds:
