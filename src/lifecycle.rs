@@ -66,6 +66,11 @@ pub enum LifecycleError {
     /// password (401); the user logs in again.
     #[error("the user's sessions were ended while this login was in progress")]
     SessionsEnded,
+    /// A family id given to
+    /// [`issue_pair_in_session`](TokenLifecycle::issue_pair_in_session) does not have the
+    /// syntax of a family id (22 base64url characters).
+    #[error("invalid refresh family id")]
+    InvalidFamily,
 }
 
 /// A refresh grant was refused (RFC 6749 §5.2), or the server could not decide.
@@ -239,7 +244,29 @@ impl TokenLifecycle {
         scope: &str,
         authenticated_at: u64,
     ) -> Result<TokenPair, LifecycleError> {
-        self.start_session(sub, scope, authenticated_at, None).await
+        self.start_session(sub, scope, authenticated_at, None, None)
+            .await
+    }
+
+    /// [`issue_pair_authenticated_at`](Self::issue_pair_authenticated_at) in the refresh
+    /// family `family` chosen by the caller instead of a random one: a session another party
+    /// can name later, such as [`sso::local_session_id`](crate::sso::local_session_id) of a
+    /// provider's session, which its back-channel logout ends. The family must have the
+    /// syntax of the families this crate makes (22 base64url characters, 128 bits), else
+    /// [`LifecycleError::InvalidFamily`]. A family that was revoked stays revoked: a session
+    /// started in it is refused ([`LifecycleError::SessionsEnded`]).
+    pub async fn issue_pair_in_session(
+        &self,
+        sub: &str,
+        scope: &str,
+        authenticated_at: u64,
+        family: &str,
+    ) -> Result<TokenPair, LifecycleError> {
+        if !is_family_id(family) {
+            return Err(LifecycleError::InvalidFamily);
+        }
+        self.start_session(sub, scope, authenticated_at, None, Some(family))
+            .await
     }
 
     /// Starts a session for `sub` whose token request carried a valid DPoP proof (RFC 9449
@@ -272,7 +299,7 @@ impl TokenLifecycle {
         jkt: &str,
         authenticated_at: u64,
     ) -> Result<TokenPair, LifecycleError> {
-        self.start_session(sub, scope, authenticated_at, Some(jkt))
+        self.start_session(sub, scope, authenticated_at, Some(jkt), None)
             .await
     }
 
@@ -282,8 +309,9 @@ impl TokenLifecycle {
         scope: &str,
         authenticated_at: u64,
         jkt: Option<&str>,
+        family: Option<&str>,
     ) -> Result<TokenPair, LifecycleError> {
-        let family = new_family();
+        let family = family.map_or_else(new_family, str::to_owned);
         let (token, hash) = mint(&family);
         let now = now_secs();
         let expires_at = now.saturating_add(self.refresh_ttl.as_secs());
@@ -608,6 +636,15 @@ fn proves_binding(bound: Option<&str>, proof_jkt: Option<&str>) -> bool {
         (Some(bound), Some(proof)) => bool::from(bound.as_bytes().ct_eq(proof.as_bytes())),
         (Some(_), None) => false,
     }
+}
+
+/// Whether `family` has the syntax of the family ids `new_family` makes (and
+/// `PresentedToken::parse` accepts): 22 base64url characters, 128 bits.
+fn is_family_id(family: &str) -> bool {
+    family.len() == 22
+        && family
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Whether every scope in `asked` is in `granted`.
