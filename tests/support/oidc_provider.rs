@@ -575,13 +575,10 @@ impl<'p> OpSession<'p> {
         let params: std::collections::HashMap<_, _> = form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
-        let code = Some(
-            params
-                .get("code")
-                .unwrap_or_else(|| panic!("no code: {location}"))
-                .clone(),
-        );
-        let code = code.expect("the authorization ended at the redirect URI with a code");
+        let code = params
+            .get("code")
+            .unwrap_or_else(|| panic!("no code: {location}"))
+            .clone();
         let form = form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "authorization_code")
             .append_pair("code", &code)
