@@ -653,3 +653,58 @@ fn is_subset(asked: &str, granted: &str) -> bool {
         .split_ascii_whitespace()
         .all(|a| granted.split_ascii_whitespace().any(|g| g == a))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refresh::MemoryRefreshStore;
+    use crate::{Algorithm, KeySet, SigningKey, VerifyingKey};
+
+    #[tokio::test]
+    async fn sessions_in_a_given_family() {
+        let secret = [9u8; 32];
+        let keys = KeySet::new()
+            .with_key(VerifyingKey::hmac(Algorithm::HS256, &secret).unwrap())
+            .unwrap();
+        let verifier = Verifier::builder(keys).build().unwrap();
+        let issuer = TokenIssuer::new(SigningKey::hmac(Algorithm::HS256, &secret).unwrap());
+        let layer = crate::JwtAuthLayer::new(verifier);
+        let lifecycle = TokenLifecycle::for_layer(&layer, issuer, MemoryRefreshStore::new());
+        for bad in [
+            "",
+            "short",
+            "a.b",
+            &"a".repeat(23),
+            "aaaaaaaaaaaaaaaaaaaaa+",
+        ] {
+            assert!(matches!(
+                lifecycle
+                    .issue_pair_in_session("alice", "", now_secs(), bad)
+                    .await,
+                Err(LifecycleError::InvalidFamily)
+            ));
+        }
+        let family = crate::sso::local_session_id("https://op.example", "sid-1");
+        let pair = lifecycle
+            .issue_pair_in_session("alice", "read", now_secs(), &family)
+            .await
+            .unwrap();
+        assert!(pair.refresh_token.starts_with(&format!("{family}.")));
+        let claims = lifecycle
+            .verify_access::<NoCustomClaims>(&pair.access.token)
+            .unwrap();
+        assert_eq!(claims.sid.as_deref(), Some(family.as_str()));
+        // Ended, the family stays ended: a new session in it is refused.
+        lifecycle
+            .revoke_family(Some("alice"), &family)
+            .await
+            .unwrap();
+        assert!(lifecycle.refresh(&pair.refresh_token, None).await.is_err());
+        assert!(matches!(
+            lifecycle
+                .issue_pair_in_session("alice", "read", now_secs(), &family)
+                .await,
+            Err(LifecycleError::SessionsEnded)
+        ));
+    }
+}

@@ -6,6 +6,8 @@
 //! Needs node (>= 20.19); tests/support/oidc_provider.rs installs the npm packages when
 //! missing.
 
+#![cfg(all(feature = "http-client", feature = "axum"))]
+
 mod support;
 
 #[path = "support/oidc_provider.rs"]
