@@ -273,7 +273,7 @@ impl TokenCookies {
         [self.access.removal_cookie(), self.refresh.removal_cookie()]
     }
 
-    fn refresh_from(&self, headers: &HeaderMap) -> Option<String> {
+    pub(crate) fn refresh_from(&self, headers: &HeaderMap) -> Option<String> {
         crate::source::extract(
             headers,
             &[crate::source::TokenSource::Cookie(

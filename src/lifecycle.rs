@@ -66,6 +66,11 @@ pub enum LifecycleError {
     /// password (401); the user logs in again.
     #[error("the user's sessions were ended while this login was in progress")]
     SessionsEnded,
+    /// A family id given to
+    /// [`issue_pair_in_session`](TokenLifecycle::issue_pair_in_session) does not have the
+    /// syntax of a family id (22 base64url characters).
+    #[error("invalid refresh family id")]
+    InvalidFamily,
 }
 
 /// A refresh grant was refused (RFC 6749 §5.2), or the server could not decide.
@@ -239,7 +244,29 @@ impl TokenLifecycle {
         scope: &str,
         authenticated_at: u64,
     ) -> Result<TokenPair, LifecycleError> {
-        self.start_session(sub, scope, authenticated_at, None).await
+        self.start_session(sub, scope, authenticated_at, None, None)
+            .await
+    }
+
+    /// [`issue_pair_authenticated_at`](Self::issue_pair_authenticated_at) in the refresh
+    /// family `family` chosen by the caller instead of a random one: a session another party
+    /// can name later, such as [`sso::local_session_id`](crate::sso::local_session_id) of a
+    /// provider's session, which its back-channel logout ends. The family must have the
+    /// syntax of the families this crate makes (22 base64url characters, 128 bits), else
+    /// [`LifecycleError::InvalidFamily`]. A family that was revoked stays revoked: a session
+    /// started in it is refused ([`LifecycleError::SessionsEnded`]).
+    pub async fn issue_pair_in_session(
+        &self,
+        sub: &str,
+        scope: &str,
+        authenticated_at: u64,
+        family: &str,
+    ) -> Result<TokenPair, LifecycleError> {
+        if !is_family_id(family) {
+            return Err(LifecycleError::InvalidFamily);
+        }
+        self.start_session(sub, scope, authenticated_at, None, Some(family))
+            .await
     }
 
     /// Starts a session for `sub` whose token request carried a valid DPoP proof (RFC 9449
@@ -272,7 +299,7 @@ impl TokenLifecycle {
         jkt: &str,
         authenticated_at: u64,
     ) -> Result<TokenPair, LifecycleError> {
-        self.start_session(sub, scope, authenticated_at, Some(jkt))
+        self.start_session(sub, scope, authenticated_at, Some(jkt), None)
             .await
     }
 
@@ -282,8 +309,9 @@ impl TokenLifecycle {
         scope: &str,
         authenticated_at: u64,
         jkt: Option<&str>,
+        family: Option<&str>,
     ) -> Result<TokenPair, LifecycleError> {
-        let family = new_family();
+        let family = family.map_or_else(new_family, str::to_owned);
         let (token, hash) = mint(&family);
         let now = now_secs();
         let expires_at = now.saturating_add(self.refresh_ttl.as_secs());
@@ -610,9 +638,73 @@ fn proves_binding(bound: Option<&str>, proof_jkt: Option<&str>) -> bool {
     }
 }
 
+/// Whether `family` has the syntax of the family ids `new_family` makes (and
+/// `PresentedToken::parse` accepts): 22 base64url characters, 128 bits.
+fn is_family_id(family: &str) -> bool {
+    family.len() == 22
+        && family
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Whether every scope in `asked` is in `granted`.
 fn is_subset(asked: &str, granted: &str) -> bool {
     asked
         .split_ascii_whitespace()
         .all(|a| granted.split_ascii_whitespace().any(|g| g == a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refresh::MemoryRefreshStore;
+    use crate::{Algorithm, KeySet, SigningKey, VerifyingKey};
+
+    #[tokio::test]
+    async fn sessions_in_a_given_family() {
+        let secret = [9u8; 32];
+        let keys = KeySet::new()
+            .with_key(VerifyingKey::hmac(Algorithm::HS256, &secret).unwrap())
+            .unwrap();
+        let verifier = Verifier::builder(keys).build().unwrap();
+        let issuer = TokenIssuer::new(SigningKey::hmac(Algorithm::HS256, &secret).unwrap());
+        let layer = crate::JwtAuthLayer::new(verifier);
+        let lifecycle = TokenLifecycle::for_layer(&layer, issuer, MemoryRefreshStore::new());
+        for bad in [
+            "",
+            "short",
+            "a.b",
+            &"a".repeat(23),
+            "aaaaaaaaaaaaaaaaaaaaa+",
+        ] {
+            assert!(matches!(
+                lifecycle
+                    .issue_pair_in_session("alice", "", now_secs(), bad)
+                    .await,
+                Err(LifecycleError::InvalidFamily)
+            ));
+        }
+        let family = crate::sso::local_session_id("https://op.example", "sid-1");
+        let pair = lifecycle
+            .issue_pair_in_session("alice", "read", now_secs(), &family)
+            .await
+            .unwrap();
+        assert!(pair.refresh_token.starts_with(&format!("{family}.")));
+        let claims = lifecycle
+            .verify_access::<NoCustomClaims>(&pair.access.token)
+            .unwrap();
+        assert_eq!(claims.sid.as_deref(), Some(family.as_str()));
+        // Ended, the family stays ended: a new session in it is refused.
+        lifecycle
+            .revoke_family(Some("alice"), &family)
+            .await
+            .unwrap();
+        assert!(lifecycle.refresh(&pair.refresh_token, None).await.is_err());
+        assert!(matches!(
+            lifecycle
+                .issue_pair_in_session("alice", "read", now_secs(), &family)
+                .await,
+            Err(LifecycleError::SessionsEnded)
+        ));
+    }
 }

@@ -148,6 +148,9 @@ pub struct Discovery {
     jwks_uri: Uri,
     signing_algorithms: Vec<Algorithm>,
     introspection_endpoint: Option<Uri>,
+    authorization_endpoint: Option<Uri>,
+    token_endpoint: Option<Uri>,
+    end_session_endpoint: Option<Uri>,
     client: Option<HttpClient>,
 }
 
@@ -249,13 +252,40 @@ impl Discovery {
             .map(check_url)
             .transpose()
             .map_err(|e| DiscoveryError::Invalid(format!("introspection_endpoint: {e}")))?;
+        // The endpoints a relying party sends browsers to (or posts codes to): optional in
+        // the document, checked like jwks_uri when present.
+        let endpoint = |name: &str| {
+            member(name)
+                .map(check_url)
+                .transpose()
+                .map_err(|e| DiscoveryError::Invalid(format!("{name}: {e}")))
+        };
         Ok(Self {
             issuer: found.to_owned(),
             jwks_uri,
             signing_algorithms,
             introspection_endpoint,
+            authorization_endpoint: endpoint("authorization_endpoint")?,
+            token_endpoint: endpoint("token_endpoint")?,
+            end_session_endpoint: endpoint("end_session_endpoint")?,
             client: None,
         })
+    }
+
+    /// The authorization endpoint (RFC 6749 §3.1), when the metadata names one.
+    pub fn authorization_endpoint(&self) -> Option<&Uri> {
+        self.authorization_endpoint.as_ref()
+    }
+
+    /// The token endpoint (RFC 6749 §3.2), when the metadata names one.
+    pub fn token_endpoint(&self) -> Option<&Uri> {
+        self.token_endpoint.as_ref()
+    }
+
+    /// The end-session endpoint (OpenID Connect RP-Initiated Logout 1.0 §2.1), when the
+    /// metadata names one.
+    pub fn end_session_endpoint(&self) -> Option<&Uri> {
+        self.end_session_endpoint.as_ref()
     }
 
     /// The token introspection endpoint (RFC 7662), when the metadata names one.

@@ -20,7 +20,9 @@ use tower_service::Service;
 
 use crate::dpop::{MemoryReplayStore, ReplayStore};
 use crate::error::{AuthErrorKind, InvalidToken};
+use crate::lifecycle::TokenLifecycle;
 use crate::revocation::{BoxFuture, RevocationError, RevocationStore, now_secs};
+use crate::sso::local_session_id;
 use crate::{ClaimSet, ConfigError, Verifier};
 
 /// The member of the `events` claim that makes a JWT a logout token (§2.4).
@@ -127,6 +129,7 @@ pub struct BackChannelLogout {
     max_token_age: Duration,
     require_typ: bool,
     leeway: Duration,
+    local_sessions: Option<TokenLifecycle>,
 }
 
 impl fmt::Debug for BackChannelLogout {
@@ -138,6 +141,7 @@ impl fmt::Debug for BackChannelLogout {
             .field("session_ttl", &self.session_ttl)
             .field("max_token_age", &self.max_token_age)
             .field("require_typ", &self.require_typ)
+            .field("local_sessions", &self.local_sessions)
             .finish()
     }
 }
@@ -175,6 +179,7 @@ impl BackChannelLogout {
             require_typ: false,
             // The replay record outlives `exp` by it.
             leeway,
+            local_sessions: None,
         })
     }
 
@@ -206,6 +211,18 @@ impl BackChannelLogout {
     /// `typ` is present). Off by default: §2.4 says logout tokens SHOULD be typed.
     pub fn require_typ(mut self, require: bool) -> Self {
         self.require_typ = require;
+        self
+    }
+
+    /// Also end the local sessions [`OidcCallback`](crate::sso::OidcCallback) started with
+    /// `lifecycle`: a logout token with `sid` revokes the refresh family
+    /// [`local_session_id`]`(iss, sid)` and its access tokens
+    /// ([`TokenLifecycle::revoke_family`]), one with `sub` only every session of that user
+    /// ([`TokenLifecycle::logout_everywhere`]). Refresh then stops working too. Done after
+    /// the revocation in the store and before the `jti` is recorded; a failure answers 503,
+    /// so the provider's retry finishes it.
+    pub fn end_local_sessions(mut self, lifecycle: TokenLifecycle) -> Self {
+        self.local_sessions = Some(lifecycle);
         self
     }
 
@@ -256,6 +273,23 @@ impl BackChannelLogout {
                     Refusal::UNAVAILABLE
                 }
             });
+        }
+        if let Some(lifecycle) = &self.local_sessions {
+            let iss = claims.iss.as_deref().unwrap_or_default();
+            let ended = match (claims.sid.as_deref(), claims.sub.as_deref()) {
+                (Some(sid), sub) => {
+                    lifecycle
+                        .revoke_family(sub, &local_session_id(iss, sid))
+                        .await
+                }
+                (None, Some(sub)) => lifecycle.logout_everywhere(sub).await,
+                (None, None) => Ok(()),
+            };
+            if let Err(e) = ended {
+                tracing::warn!(target: "tower_token_auth", error = %e,
+                    "back-channel logout: ending the local sessions failed");
+                return Err(Refusal::UNAVAILABLE);
+            }
         }
         // After the revocation: a delivery answered 503 leaves its jti unspent for the retry.
         let (iss, jti, iat, exp) = (

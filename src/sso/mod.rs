@@ -3,6 +3,10 @@
 //!
 //! - [`BackChannelLogout`] (OpenID Connect Back-Channel Logout 1.0): a receiver that ends the
 //!   session a provider's logout token names, in the revocation store every instance checks.
+//! - The relying party ([`login`] module docs): [`OidcClient`], [`OidcLoginLayer`] (a page
+//!   request without a session goes to the provider; silent refresh), [`OidcCallback`] (code
+//!   exchange, ID-token validation, the local session), [`OidcLogout`] (RP-initiated logout)
+//!   and [`local_session_id`], which back-channel logout ends (feature `http-client`).
 //! - [`local_return_path`](crate::local_return_path): where a login or logout may send the
 //!   browser back to.
 //! - Authorization-server parts: the authorization-code store, exact redirect-URI matching,
@@ -23,6 +27,15 @@ pub mod key_ring;
 #[cfg(feature = "http-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
 pub mod logout_sender;
+
+pub mod login;
+pub use login::local_session_id;
+#[cfg(feature = "http-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
+pub use login::{
+    DEFAULT_STATE_COOKIE, MIN_STATE_SECRET_LEN, OidcCallback, OidcClient, OidcLogin,
+    OidcLoginFuture, OidcLoginLayer, OidcLogout,
+};
 
 mod backchannel;
 pub use backchannel::{

@@ -35,6 +35,13 @@
 //                   both with redirect_uri http://127.0.0.1/cb. Outgoing requests skip
 //                   oidc-provider's SSRF guard, which refuses loopback addresses.
 //
+// Relying parties logging users in (tests/sso_login.rs), only when LOGIN_CLIENTS is set:
+//   LOGIN_CLIENTS   a JSON array of {client_id, client_secret, redirect_uri,
+//                   post_logout_redirect_uri, backchannel_logout_uri}: authorization-code
+//                   clients (client_secret_basic) with back-channel logout carrying sid; turns
+//                   on devInteractions and backchannelLogout as BCL_URI does, and logs one line
+//                   "authorization-request CLIENT_ID" per authorization request.
+//
 // Besides the provider's own routes (/.well-known/openid-configuration, /jwks, /token, …):
 //   GET /test/jwks?extra=KIND[,KIND]  the provider's JWK Set plus unusable keys (keys.mjs
 //                                     UNUSABLE_KINDS), as some providers publish them
@@ -67,6 +74,8 @@ const clientId = env('CLIENT_ID', 'tta-client');
 const clientSecret = env('CLIENT_SECRET', 'tta-secret');
 const scopes = 'read write';
 const bclUri = env('BCL_URI', '');
+const loginClients = JSON.parse(env('LOGIN_CLIENTS', '[]'));
+const interactive = Boolean(bclUri) || loginClients.length > 0;
 
 // Newest generation first: oidc-provider signs ID tokens etc. with the first fitting key.
 const privateKeys = generations
@@ -119,8 +128,20 @@ const rpClients = bclUri
   }))
   : [];
 
+const loginClientMetadata = loginClients.map((c) => ({
+  client_id: c.client_id,
+  client_secret: c.client_secret,
+  token_endpoint_auth_method: 'client_secret_basic',
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+  redirect_uris: [c.redirect_uri],
+  post_logout_redirect_uris: [c.post_logout_redirect_uri],
+  backchannel_logout_uri: c.backchannel_logout_uri,
+  backchannel_logout_session_required: true,
+}));
+
 const provider = new Provider(issuer, {
-  ...(bclUri
+  ...(interactive
     ? {
       // The RP listens on 127.0.0.1, which oidc-provider's SSRF guard (its dispatcher) refuses.
       fetch: (url, options) => {
@@ -131,6 +152,7 @@ const provider = new Provider(issuer, {
     : {}),
   clients: [
     ...rpClients,
+    ...loginClientMetadata,
     {
       client_id: clientId,
       client_secret: clientSecret,
@@ -164,8 +186,8 @@ const provider = new Provider(issuer, {
   // The resource server's accessTokenTTL (urn:tta:opaque:TTL), else 600 s.
   ttl: { ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? 600 },
   features: {
-    devInteractions: { enabled: Boolean(bclUri) },
-    backchannelLogout: { enabled: Boolean(bclUri) },
+    devInteractions: { enabled: interactive },
+    backchannelLogout: { enabled: interactive },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     dPoP: { enabled: true },
@@ -228,6 +250,13 @@ provider.on('server_error', (_ctx, err) => console.error('server_error', err));
 provider.on('grant.error', (_ctx, err) => console.error('grant.error', err.message, err.error_description ?? ''));
 provider.on('backchannel.error', (_ctx, err, client) => console.error('backchannel.error', client.clientId, err.message));
 provider.on('backchannel.success', (_ctx, client) => console.log('backchannel.success', client.clientId));
+
+if (loginClients.length > 0) {
+  provider.use(async (ctx, next) => {
+    if (ctx.path === '/auth') console.log('authorization-request', ctx.query.client_id);
+    await next();
+  });
+}
 
 const providerCallback = provider.callback();
 const publicKeys = privateKeys.map(publicJwk);

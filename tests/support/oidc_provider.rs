@@ -105,6 +105,22 @@ pub struct Options {
     /// interactions, and registers the clients [`RP_CLIENT`] (logout tokens with `sid`) and
     /// [`RP_SUB_CLIENT`] (`sub` only, posting to this URI + `/sub`). See [`OpSession`].
     pub backchannel_logout_uri: Option<String>,
+    /// Relying parties logging users in (tests/sso_login.rs): turns on back-channel logout
+    /// and dev interactions like [`backchannel_logout_uri`](Self::backchannel_logout_uri).
+    pub login_clients: Vec<LoginClient>,
+}
+
+/// An authorization-code client registered for a relying party under test:
+/// `client_secret_basic`, its callback as the one redirect URI, a post-logout redirect URI,
+/// and a back-channel logout URI with `backchannel_logout_session_required` (logout tokens
+/// carry `sid`).
+#[derive(Clone, Debug)]
+pub struct LoginClient {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    pub post_logout_redirect_uri: String,
+    pub backchannel_logout_uri: String,
 }
 
 impl Default for Options {
@@ -113,6 +129,7 @@ impl Default for Options {
             generations: vec![1],
             rsa_no_alg: false,
             backchannel_logout_uri: None,
+            login_clients: Vec::new(),
         }
     }
 }
@@ -212,6 +229,10 @@ impl OidcProvider {
                 "BCL_URI",
                 self.options.backchannel_logout_uri.as_deref().unwrap_or(""),
             )
+            .env(
+                "LOGIN_CLIENTS",
+                login_clients_json(&self.options.login_clients),
+            )
             .env_remove("DEBUG")
             .stdin(Stdio::null())
             .stdout(out)
@@ -298,6 +319,31 @@ impl OidcProvider {
     pub fn jwks_source(&self, path: &str) -> RemoteJwks {
         http_jwks_source(self.url(path))
     }
+}
+
+/// The `LOGIN_CLIENTS` environment variable of provider.mjs.
+fn login_clients_json(clients: &[LoginClient]) -> String {
+    let all: Vec<serde_json::Value> = clients
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "client_id": c.client_id,
+                "client_secret": c.client_secret,
+                "redirect_uri": c.redirect_uri,
+                "post_logout_redirect_uri": c.post_logout_redirect_uri,
+                "backchannel_logout_uri": c.backchannel_logout_uri,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(all).to_string()
+}
+
+/// How many authorization requests the provider received (provider.mjs logs each one when
+/// it has [`Options::login_clients`]).
+pub fn authorization_requests(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.starts_with("authorization-request "))
+        .count()
 }
 
 /// A JWK Set source reading `GET url` with a small hyper-util client, on a new connection each
@@ -454,31 +500,16 @@ impl<'p> OpSession<'p> {
         res
     }
 
-    /// Logs in as `login` (when the provider asks), consents, and exchanges the code: the
-    /// ID token's claims (`sub`, and `sid` for a client that requires sessions).
-    pub async fn authorize(
+    /// Follows an authorization request at `start_url` through the provider (logging in as
+    /// `login` and consenting when asked) until the provider redirects to `redirect_uri`:
+    /// that redirect's whole location (with `code` and `state`, or `error`).
+    pub async fn follow_login(
         &mut self,
-        (client_id, secret): (&str, &str),
+        start_url: &str,
+        redirect_uri: &str,
         login: &str,
-    ) -> serde_json::Value {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("client_id", client_id)
-            .append_pair("response_type", "code")
-            .append_pair("scope", "openid")
-            .append_pair("redirect_uri", RP_REDIRECT_URI)
-            .append_pair("state", "st")
-            .append_pair("nonce", "nn")
-            .append_pair("code_challenge", PKCE_CHALLENGE)
-            .append_pair("code_challenge_method", "S256")
-            .finish();
-        let mut res = self
-            .request(
-                Method::GET,
-                &self.provider.url(&format!("/auth?{query}")),
-                None,
-            )
-            .await;
-        let mut code = None;
+    ) -> String {
+        let mut res = self.request(Method::GET, start_url, None).await;
         for _ in 0..10 {
             assert!(
                 res.status.is_redirection(),
@@ -488,18 +519,8 @@ impl<'p> OpSession<'p> {
                 self.provider.log()
             );
             let location = self.absolute(res.header("location"));
-            if let Some(query) = location.strip_prefix(&format!("{RP_REDIRECT_URI}?")) {
-                let params: std::collections::HashMap<_, _> =
-                    form_urlencoded::parse(query.as_bytes())
-                        .into_owned()
-                        .collect();
-                code = Some(
-                    params
-                        .get("code")
-                        .unwrap_or_else(|| panic!("no code: {location}"))
-                        .clone(),
-                );
-                break;
+            if location.starts_with(&format!("{redirect_uri}?")) {
+                return location;
             }
             if location.contains("/interaction/") {
                 let page = self.request(Method::GET, &location, None).await;
@@ -521,7 +542,43 @@ impl<'p> OpSession<'p> {
                 res = self.request(Method::GET, &location, None).await;
             }
         }
-        let code = code.expect("the authorization ended at the redirect URI with a code");
+        panic!("the authorization did not reach {redirect_uri} in 10 redirects");
+    }
+
+    /// Logs in as `login` (when the provider asks), consents, and exchanges the code: the
+    /// ID token's claims (`sub`, and `sid` for a client that requires sessions).
+    pub async fn authorize(
+        &mut self,
+        (client_id, secret): (&str, &str),
+        login: &str,
+    ) -> serde_json::Value {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", client_id)
+            .append_pair("response_type", "code")
+            .append_pair("scope", "openid")
+            .append_pair("redirect_uri", RP_REDIRECT_URI)
+            .append_pair("state", "st")
+            .append_pair("nonce", "nn")
+            .append_pair("code_challenge", PKCE_CHALLENGE)
+            .append_pair("code_challenge_method", "S256")
+            .finish();
+        let location = self
+            .follow_login(
+                &self.provider.url(&format!("/auth?{query}")),
+                RP_REDIRECT_URI,
+                login,
+            )
+            .await;
+        let query = location
+            .strip_prefix(&format!("{RP_REDIRECT_URI}?"))
+            .expect("the redirect URI with a query");
+        let params: std::collections::HashMap<_, _> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let code = params
+            .get("code")
+            .unwrap_or_else(|| panic!("no code: {location}"))
+            .clone();
         let form = form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "authorization_code")
             .append_pair("code", &code)
