@@ -27,9 +27,7 @@
 //! answer.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::fmt;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,12 +35,10 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
 use serde::de::{Deserializer, MapAccess, Visitor};
-use tower_service::Service;
 
 use crate::dpop::DpopConfig;
 use crate::lifecycle::{GrantError, TokenLifecycle, TokenPair};
 use crate::refresh::MAX_REFRESH_TOKEN_LEN;
-use crate::revocation::BoxFuture;
 use crate::source::AccessCookie;
 
 /// The largest request body the endpoints read.
@@ -538,32 +534,8 @@ impl RevocationEndpoint {
     }
 }
 
-macro_rules! endpoint_service {
-    ($ty:ty) => {
-        impl<B> Service<Request<B>> for $ty
-        where
-            B: Body + Send + 'static,
-            B::Data: Send,
-            B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-        {
-            type Response = Response<Full<Bytes>>;
-            type Error = Infallible;
-            type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-            fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-                Poll::Ready(Ok(()))
-            }
-
-            fn call(&mut self, req: Request<B>) -> Self::Future {
-                let this = self.clone();
-                Box::pin(async move { Ok(this.handle(req).await) })
-            }
-        }
-    };
-}
-
-endpoint_service!(TokenEndpoint);
-endpoint_service!(RevocationEndpoint);
+crate::handler_service::handler_service!(TokenEndpoint, read_body);
+crate::handler_service::handler_service!(RevocationEndpoint, read_body);
 
 #[cfg(test)]
 mod tests {

@@ -114,6 +114,7 @@ mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
+mod handler_service;
 pub mod introspection;
 mod issuer;
 pub mod keys;

@@ -4,10 +4,8 @@
 //!
 //! See [`BackChannelLogout`].
 
-use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,12 +14,11 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
-use tower_service::Service;
 
 use crate::dpop::{MemoryReplayStore, ReplayStore};
 use crate::error::{AuthErrorKind, InvalidToken};
 use crate::lifecycle::TokenLifecycle;
-use crate::revocation::{BoxFuture, RevocationError, RevocationStore, now_secs};
+use crate::revocation::{RevocationError, RevocationStore, now_secs};
 use crate::sso::local_session_id;
 use crate::{ClaimSet, ConfigError, Verifier};
 
@@ -214,7 +211,7 @@ impl BackChannelLogout {
         self
     }
 
-    /// Also end the local sessions [`OidcCallback`](crate::sso::OidcCallback) started with
+    /// Also end the local sessions `OidcCallback` (feature `http-client`) started with
     /// `lifecycle`: a logout token with `sid` revokes the refresh family
     /// [`local_session_id`]`(iss, sid)` and its access tokens
     /// ([`TokenLifecycle::revoke_family`]), one with `sub` only every session of that user
@@ -226,7 +223,7 @@ impl BackChannelLogout {
         self
     }
 
-    /// Handles one request: what the [`Service`] implementation runs.
+    /// Handles one request: what the [`Service`](tower_service::Service) implementation runs.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body + Send + 'static,
@@ -552,25 +549,7 @@ impl Refusal {
     }
 }
 
-impl<B> Service<Request<B>> for BackChannelLogout
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
-    }
-}
+crate::handler_service::handler_service!(BackChannelLogout, read_body);
 
 #[cfg(test)]
 mod tests {

@@ -3,10 +3,10 @@
 //!
 //! - [`BackChannelLogout`] (OpenID Connect Back-Channel Logout 1.0): a receiver that ends the
 //!   session a provider's logout token names, in the revocation store every instance checks.
-//! - The relying party ([`login`] module docs): [`OidcClient`], [`OidcLoginLayer`] (a page
-//!   request without a session goes to the provider; silent refresh), [`OidcCallback`] (code
-//!   exchange, ID-token validation, the local session), [`OidcLogout`] (RP-initiated logout)
-//!   and [`local_session_id`], which back-channel logout ends (feature `http-client`).
+//! - The relying party ([`login`] module docs, feature `http-client`): `OidcClient`,
+//!   `OidcLoginLayer` (a page request without a session goes to the provider; silent refresh),
+//!   `OidcCallback` (code exchange, ID-token validation, the local session), `OidcLogout`
+//!   (RP-initiated logout) and [`local_session_id`], the sessions back-channel logout ends.
 //! - [`local_return_path`](crate::local_return_path): where a login or logout may send the
 //!   browser back to.
 //! - Authorization-server parts: the authorization-code store, exact redirect-URI matching,

@@ -1,15 +1,11 @@
 //! [`OidcCallback`]: the redirect URI, where the provider sends the browser with a code.
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use serde::Deserialize;
-use tower_service::Service;
 
 use super::client::OidcClient;
 use super::id_token::{self, Expected, IdTokenClaims};
@@ -18,7 +14,7 @@ use super::page::{page, redirect};
 use super::state::{LoginState, MAX_STATE_COOKIE_LEN};
 use crate::endpoint::TokenCookies;
 use crate::lifecycle::{LifecycleError, TokenLifecycle, TokenPair};
-use crate::revocation::{BoxFuture, now_secs};
+use crate::revocation::now_secs;
 use crate::source::TokenSource;
 
 /// The redirect URI of the login (a tower service; in axum mount it with `route_service` at
@@ -82,7 +78,7 @@ impl OidcCallback {
         }
     }
 
-    /// Handles one request: what the [`Service`] implementation runs.
+    /// Handles one request: what the [`Service`](tower_service::Service) implementation runs.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
         // The body is not read: a callback has none.
         let (parts, _body) = req.into_parts();
@@ -334,20 +330,4 @@ fn token_request(
     Ok((headers, form.finish()))
 }
 
-impl<B> Service<Request<B>> for OidcCallback
-where
-    B: Send + 'static,
-{
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
-    }
-}
+crate::handler_service::handler_service!(OidcCallback, any_body);

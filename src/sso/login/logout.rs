@@ -1,19 +1,14 @@
 //! [`OidcLogout`]: RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0).
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use tower_service::Service;
 
 use super::client::OidcClient;
 use super::page::{page, redirect, with_query};
 use crate::claims::NoCustomClaims;
 use crate::endpoint::TokenCookies;
 use crate::lifecycle::TokenLifecycle;
-use crate::revocation::BoxFuture;
 use crate::source::TokenSource;
 
 /// `POST /logout`: ends the local session and sends the browser to the provider to end the
@@ -61,7 +56,7 @@ impl OidcLogout {
         }
     }
 
-    /// Handles one request: what the [`Service`] implementation runs.
+    /// Handles one request: what the [`Service`](tower_service::Service) implementation runs.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
         let (parts, _body) = req.into_parts();
         if parts.method != Method::POST {
@@ -132,20 +127,4 @@ impl OidcLogout {
     }
 }
 
-impl<B> Service<Request<B>> for OidcLogout
-where
-    B: Send + 'static,
-{
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
-    }
-}
+crate::handler_service::handler_service!(OidcLogout, any_body);

@@ -65,6 +65,9 @@
 //! # let _ = app; Ok(()) }
 //! ```
 
+// Most items here need feature `http-client`; without it their links have no target.
+#![cfg_attr(not(feature = "http-client"), allow(rustdoc::broken_intra_doc_links))]
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
