@@ -293,6 +293,31 @@ mod clients {
     }
 
     #[test]
+    fn post_logout_redirect_uris_match_exactly() {
+        let client = RegisteredClient::new("rp")
+            .unwrap()
+            .post_logout_redirect_uri("https://rp.example/signed-out")
+            .unwrap();
+        assert!(client.allows_post_logout_redirect_uri("https://rp.example/signed-out"));
+        for no in ["https://rp.example/signed-out/", "https://rp.example/", ""] {
+            assert!(!client.allows_post_logout_redirect_uri(no), "{no}");
+        }
+        for bad in [
+            "https://rp.example/x#f",
+            "http://rp.example/x",
+            "https://u@rp.example/",
+        ] {
+            assert!(
+                RegisteredClient::new("rp")
+                    .unwrap()
+                    .post_logout_redirect_uri(bad)
+                    .is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn unsafe_uris_cannot_be_registered() {
         let refused = [
             "https://orders.example/callback#",
