@@ -627,7 +627,10 @@ async fn key_rotation_without_restart() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let (mut fresh, mut new_key_seen) = (0, BTreeMap::new());
     while new_key_seen.len() < 2 {
-        assert!(Instant::now() < deadline, "no token with the new key after 15 s");
+        assert!(
+            Instant::now() < deadline,
+            "no token with the new key after 15 s"
+        );
         for service in ["orders", "members"] {
             let cookie = format!("{service}_session");
             alice.forget(stack.service(service), &cookie);
@@ -640,7 +643,10 @@ async fn key_rotation_without_restart() {
             fresh += 1;
             let kid = jwt_header(&token)["kid"].as_str().unwrap().to_owned();
             if kid == new_kid {
-                assert!(now_secs() >= signs_from, "the new key signed before its time");
+                assert!(
+                    now_secs() >= signs_from,
+                    "the new key signed before its time"
+                );
                 new_key_seen.insert(service, ());
             } else {
                 assert_eq!(kid, old_kid);
