@@ -1,7 +1,7 @@
 //! Single sign-on, the auth server: an OpenID Provider for the `sso_service` example (run once
 //! per service) and for any OpenID Connect relying party. The protocol is the crate's
-//! `tower_token_auth::sso` parts (codes, clients, key ring, discovery document, back-channel
-//! logout) and `TokenLifecycle`; this file is the pages and the policy. See `docs/sso.md`.
+//! `tower_token_auth::sso` parts and `TokenLifecycle`; this file is the app's pages and
+//! policy. `docs/sso.md` explains the design and lists the settings (environment variables).
 //!
 //! ```sh
 //! redis-server &   # or any Redis on REDIS_URL
@@ -12,22 +12,6 @@
 //!
 //! Open <http://127.0.0.1:4001/>, sign in (`alice` / `alice-password`, or `bob` /
 //! `bob-password`), then open <http://127.0.0.1:4002/>: no password asked.
-//!
-//! Routes: `GET /authorize` (code flow, PKCE `S256`, redirect URIs compared byte for byte),
-//! `POST /login`, `POST /token` (`authorization_code`; `refresh_token`, rotated, for grants
-//! that asked `offline_access`), `POST /revoke`, `GET /.well-known/openid-configuration`,
-//! `GET /.well-known/jwks.json`, `GET /logout` (the `end_session_endpoint`), `POST /logout`
-//! (a service with the user's access token, or the browser), `POST /admin/permissions`
-//! `{"user","scope"}` and `POST /admin/rotate-key` (bearer `ADMIN_TOKEN`), `GET /`, `/health`.
-//!
-//! Environment: `BIND` (`127.0.0.1:4000`); `PUBLIC_URL`, the issuer (`http://<BIND>`; cookies
-//! are `Secure` when it is https); `CLIENTS`, comma-separated
-//! `id=redirect_uri[;backchannel_logout_uri=URI][;post_logout_redirect_uri=URI]` (default
-//! `orders=http://127.0.0.1:4001/callback,members=http://127.0.0.1:4002/callback`);
-//! `REDIS_URL`; `SIGNING_KEY`, a PKCS#8 PEM P-256 or Ed25519 key (unset: a fresh Ed25519 key);
-//! `ACCESS_TTL_SECS` (300), `SSO_SESSION_TTL_SECS` (28800), `CLOCK_SKEW_SECS` (30);
-//! `KEY_PUBLISH_AHEAD_SECS` (120: a rotated-in key is published that long before it signs, at
-//! least the services' `JWKS_REFRESH_SECS`); `ADMIN_TOKEN` (unset: no `/admin` routes).
 
 #[path = "sso/common.rs"]
 mod common;
@@ -44,18 +28,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, body::Bytes};
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tower_token_auth::endpoint::RevocationEndpoint;
-use tower_token_auth::refresh::{PresentedToken, RedisRefreshStore};
+use tower_token_auth::refresh::RedisRefreshStore;
 use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig, TokenRef};
 use tower_token_auth::sso::clients::{ClientRegistry, RegisteredClient};
-use tower_token_auth::sso::code::{self, AuthorizationCodeStore, CodeGrant, CodeHash, IssuedRef};
-use tower_token_auth::sso::code::{MarkIssued, Redemption, RedisCodeStore};
+use tower_token_auth::sso::code::{AuthorizationCodeStore, AuthorizationRequest, AuthorizeError};
+use tower_token_auth::sso::code::{CodeHash, IssuedRef, MarkIssued, Redemption, RedisCodeStore};
 use tower_token_auth::sso::discovery_document::ProviderMetadata;
 use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
 use tower_token_auth::sso::logout_sender::BackchannelLogoutSender;
@@ -68,19 +50,13 @@ use shared::{hash_password, verify_password};
 
 const DEFAULT_CLIENTS: &str =
     "orders=http://127.0.0.1:4001/callback,members=http://127.0.0.1:4002/callback";
-const LOGIN_PAGE: &str = include_str!("sso/login.html");
 const SSO_COOKIE: &str = "sso_session";
 const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
-/// The longest `state`, `nonce` or `scope` accepted.
-const MAX_PARAM: usize = 2048;
 /// Demo users: name, password (hashed at start-up), scope (the services they may use).
 const DEMO_USERS: &[(&str, &str, &str)] = &[
     ("alice", "alice-password", "orders members"),
     ("bob", "bob-password", "orders"),
 ];
-/// Adds a field to a session only if it still exists (a logout may just have deleted it).
-const HSET_IF_EXISTS: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then \
-    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end return 0";
 
 struct App {
     issuer: String,
@@ -95,9 +71,8 @@ struct App {
     codes: RedisCodeStore,
     refresh: Arc<RedisRefreshStore>,
     ring: SigningKeyRing,
-    /// Access tokens (`at+jwt`) and ID tokens (`JWT`, for `id_token_hint`) of this server.
-    access_verifier: Verifier,
-    id_verifier: Verifier,
+    /// This server's access tokens (`at+jwt`) and ID tokens (`JWT`: the `id_token_hint`).
+    verifiers: [Verifier; 2],
     logout_sender: BackchannelLogoutSender,
     users: HashMap<&'static str, String>,
 }
@@ -115,68 +90,52 @@ async fn main() -> anyhow::Result<()> {
     let access_ttl = env_u64("ACCESS_TTL_SECS", 300)?.max(1);
     let session_ttl = env_u64("SSO_SESSION_TTL_SECS", 8 * 3600)?.max(access_ttl);
     let skew = env_u64("CLOCK_SKEW_SECS", 30)?;
-    let first_key = match env_or("SIGNING_KEY", "")? {
+    let secs = Duration::from_secs;
+    let key = match env_or("SIGNING_KEY", "")? {
         path if path.is_empty() => {
             tracing::warn!("SIGNING_KEY is not set: a fresh Ed25519 key signs");
             RingKey::generate_ed25519()?
         }
         path => RingKey::from_pem(&std::fs::read(&path).context(path)?)?,
     };
-    let ring = SigningKeyRing::new(first_key)
-        .publish_ahead(Duration::from_secs(env_u64("KEY_PUBLISH_AHEAD_SECS", 120)?))
-        .max_token_lifetime(Duration::from_secs(access_ttl))
-        .leeway(Duration::from_secs(skew));
-    let verifier = |typ: &str| {
-        let mut v = Verifier::builder(ring.key_set()?)
+    let ring = SigningKeyRing::new(key)
+        .publish_ahead(secs(env_u64("KEY_PUBLISH_AHEAD_SECS", 120)?))
+        .max_token_lifetime(secs(access_ttl))
+        .leeway(secs(skew));
+    let verifier = |typ| {
+        let v = Verifier::builder(ring.key_set()?)
             .issuer(&issuer)
-            .require_claims(["exp", "sub"])
-            .require_typ(typ)
-            .leeway(Duration::from_secs(skew));
-        for client in clients.iter() {
-            v = v.audience(&client.client_id);
-        }
-        v.build()
+            .require_typ(typ);
+        let v = v.require_claims(["exp", "sub"]).leeway(secs(skew));
+        clients
+            .iter()
+            .fold(v, |v, c| v.audience(&c.client_id))
+            .build()
     };
-    let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379/")?;
-    let redis = ConnectionManager::new_lazy_with_config(
-        redis::Client::open(redis_url.as_str())?,
-        ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1),
-    )?;
+    let url = env_or("REDIS_URL", "redis://127.0.0.1:6379/")?;
     // Fail closed (the default): a revocation that cannot be written is an error.
-    let revocation = RedisRevocationStore::connect(&redis_url, RedisStoreConfig::default()).await?;
-    if !revocation.wait_live(Duration::from_secs(3)).await {
-        tracing::warn!("Redis at {redis_url} is not answering yet");
+    let revocation = RedisRevocationStore::connect(&url, RedisStoreConfig::default()).await?;
+    if !revocation.wait_live(secs(3)).await {
+        tracing::warn!("Redis at {url} is not answering yet");
     }
     let users = DEMO_USERS
         .iter()
-        .map(|&(name, password, _)| Ok((name, hash_password(password)?)));
+        .map(|&(user, pw, _)| Ok((user, hash_password(pw)?)));
     let secure = issuer.starts_with("https://");
     let metadata = ProviderMetadata::new(&issuer)?
         .signing_algorithms([Algorithm::ES256, Algorithm::EdDSA])
-        .scopes(["openid", "offline_access"])
-        .claims([
-            "iss",
-            "sub",
-            "aud",
-            "exp",
-            "iat",
-            "auth_time",
-            "nonce",
-            "sid",
-            "azp",
-            "at_hash",
-        ]);
+        .scopes(["openid", "offline_access"]);
     let app = Arc::new(App {
-        access_verifier: verifier("at+jwt")?,
-        id_verifier: verifier("JWT")?,
+        verifiers: [verifier("at+jwt")?, verifier("JWT")?],
         logout_sender: BackchannelLogoutSender::new(&issuer, ring.clone())?
-            .token_ttl(Duration::from_secs(access_ttl)),
-        codes: RedisCodeStore::connect(&redis_url, "sso:code:", REDIS_TIMEOUT)?,
+            .token_ttl(secs(access_ttl.min(120))),
+        redis: ConnectionManager::new_lazy_with_config(
+            redis::Client::open(url.as_str())?,
+            ConnectionManagerConfig::new().set_response_timeout(Some(REDIS_TIMEOUT)),
+        )?,
+        codes: RedisCodeStore::connect(&url, "sso:code:", REDIS_TIMEOUT)?,
         refresh: Arc::new(RedisRefreshStore::connect(
-            &redis_url,
+            &url,
             "sso:refresh:",
             REDIS_TIMEOUT,
         )?),
@@ -190,7 +149,6 @@ async fn main() -> anyhow::Result<()> {
         access_ttl,
         session_ttl,
         skew,
-        redis,
     });
     let mut router = Router::new()
         .route("/", get(home))
@@ -207,55 +165,46 @@ async fn main() -> anyhow::Result<()> {
         .route_service("/.well-known/jwks.json", ring.jwks_service())
         .route_service(ProviderMetadata::WELL_KNOWN_PATH, metadata.service());
     if app.admin_token.is_some() {
-        router = router
-            .route("/admin/permissions", post(admin_permissions))
-            .route("/admin/rotate-key", post(admin_rotate_key));
+        let admin = Router::new().route("/permissions", post(admin_permissions));
+        router = router.nest("/admin", admin.route("/rotate-key", post(admin_rotate_key)));
     }
-    let clients: Vec<_> = app.clients.iter().map(|c| c.client_id.as_str()).collect();
-    tracing::info!(%addr, issuer = %app.issuer, ?clients, kid = %ring.current_kid(), "SSO auth server listening");
+    tracing::info!(%addr, issuer = %app.issuer, kid = %ring.current_kid(), "SSO auth server up");
     if !secure {
-        tracing::warn!(
-            "PUBLIC_URL is not https: cookies without `Secure`, fine for localhost only"
-        );
+        tracing::warn!("PUBLIC_URL is not https: cookies without `Secure`, for localhost only");
     }
-    axum::serve(listener, router.with_state(app.clone()))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    Ok(())
+    let shutdown = async { tokio::signal::ctrl_c().await.unwrap_or_default() };
+    let router = router.with_state(app);
+    Ok(axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?)
 }
 
+/// `id=redirect_uri[;backchannel_logout_uri=URI][;post_logout_redirect_uri=URI],…`
 fn parse_clients(spec: &str) -> anyhow::Result<ClientRegistry> {
     let mut registry = ClientRegistry::new();
     for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let mut parts = entry.split(';');
-        let Some((id, uri)) = parts.next().and_then(|p| p.split_once('=')) else {
+        let mut parts = entry.split(';').map(|part| part.split_once('='));
+        let Some(Some((id, uri))) = parts.next() else {
             bail!("CLIENTS entry {entry:?} is not client_id=redirect_uri");
         };
         let mut client = RegisteredClient::new(id)?.redirect_uri(uri)?;
         for part in parts {
-            client = match part.split_once('=') {
+            client = match part {
                 Some(("backchannel_logout_uri", uri)) => client.backchannel_logout_uri(uri)?,
                 Some(("post_logout_redirect_uri", uri)) => client.post_logout_redirect_uri(uri)?,
-                _ => bail!(
-                    "CLIENTS: {part:?} is neither backchannel_logout_uri= nor post_logout_redirect_uri="
-                ),
+                _ => bail!("CLIENTS entry {entry:?}: unknown setting"),
             };
         }
         registry.insert(client)?;
-    }
-    if registry.is_empty() {
-        bail!("CLIENTS lists no client");
     }
     Ok(registry)
 }
 
 /// A handler's failure.
 enum AppError {
-    /// A page, never a redirect: the request names no client and redirect URI to send it to.
+    /// A page (the request names no client and redirect URI it could be sent back to).
     Page(StatusCode, &'static str),
-    /// Back to the client's registered redirect URI with an `error` (RFC 6749 §4.1.2.1).
+    /// Back to the client's registered redirect URI with an `error`.
     Redirect(String),
     /// An OAuth error (RFC 6749 §5.2): status, `error`, `error_description`.
     OAuth(StatusCode, &'static str, &'static str),
@@ -271,38 +220,41 @@ impl<E: Into<anyhow::Error>> From<E> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, error, description) = match self {
+        let (status, error, text) = match self {
             Self::Page(status, text) => return page(status, "Refused", &format!("<p>{text}</p>")),
             Self::Redirect(location) => return redirect(StatusCode::FOUND, &location),
             Self::OAuth(status, error, description) => (status, error, description),
             Self::Failed(e) => {
                 tracing::warn!(error = %e, "request failed");
-                let s = StatusCode::SERVICE_UNAVAILABLE;
+                let text = "a store is unavailable, retry later";
                 (
-                    s,
+                    StatusCode::SERVICE_UNAVAILABLE,
                     "temporarily_unavailable",
-                    "a store is unavailable, retry later",
+                    text,
                 )
             }
         };
-        let body = json!({ "error": error, "error_description": description });
-        let mut res = no_store((status, Json(body)));
-        let h = res.headers_mut();
-        match status {
-            StatusCode::UNAUTHORIZED => {
-                h.insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap())
-            }
-            StatusCode::SERVICE_UNAVAILABLE => h.insert(header::RETRY_AFTER, "1".parse().unwrap()),
+        let mut res = no_store((
+            status,
+            Json(json!({ "error": error, "error_description": text })),
+        ));
+        let extra = match status {
+            StatusCode::UNAUTHORIZED => Some((header::WWW_AUTHENTICATE, "Bearer")),
+            StatusCode::SERVICE_UNAVAILABLE => Some((header::RETRY_AFTER, "1")),
             _ => None,
         };
+        if let Some((name, value)) = extra {
+            res.headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
         res
     }
 }
 
 fn no_store(res: impl IntoResponse) -> Response {
     let mut res = res.into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let value = HeaderValue::from_static("no-store");
+    res.headers_mut().insert(header::CACHE_CONTROL, value);
     res
 }
 
@@ -310,149 +262,68 @@ fn invalid_grant(description: &'static str) -> AppError {
     AppError::OAuth(StatusCode::BAD_REQUEST, "invalid_grant", description)
 }
 
-fn has_scope(scope: &str, wanted: &str) -> bool {
-    scope.split_ascii_whitespace().any(|s| s == wanted)
-}
-
-/// A signed-in browser's SSO session (Redis hash `sso:session:<sid>`).
+/// An SSO session: the Redis hash `sso:session:<sid>` (`sub`, `secret` = the cookie secret's
+/// hash, `auth_time`, `expires`, `client:<id>` per client signed in to, `family:<id>` per
+/// refresh-token family started).
 struct Session {
     sid: String,
-    sub: String,
-    auth_time: u64,
-    expires: u64,
-    /// Its fields: `client:<id>` for each client it signed in to, `family:<id>` for each
-    /// refresh-token family it started.
     fields: HashMap<String, String>,
 }
 
 impl Session {
+    fn get(&self, name: &str) -> &str {
+        self.fields.get(name).map_or("", String::as_str)
+    }
+    fn time(&self, name: &str) -> u64 {
+        self.get(name).parse().unwrap_or(0)
+    }
     fn named<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.fields.keys().filter_map(move |k| k.strip_prefix(kind))
     }
 }
 
-/// An authorization request, checked (`/authorize`, and the login form that repeats it).
-#[derive(Deserialize)]
-struct AuthParams {
-    response_type: Option<String>,
-    client_id: Option<String>,
-    redirect_uri: Option<String>,
-    #[serde(default)]
-    state: String,
-    code_challenge: Option<String>,
-    code_challenge_method: Option<String>,
-    nonce: Option<String>,
-    #[serde(default)]
-    scope: String,
-    username: Option<String>,
-    password: Option<String>,
-}
+type Params = HashMap<String, String>;
 
-fn session_key(sid: &str) -> String {
-    format!("sso:session:{sid}")
-}
-fn family_key(family: &str) -> String {
+fn owner_key(family: &str) -> String {
     format!("sso:family:{family}")
 }
 
 impl App {
     async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, AppError> {
-        Ok(bounded(
-            "redis",
-            REDIS_TIMEOUT,
-            cmd.query_async(&mut self.redis.clone()),
-        )
-        .await?)
+        let mut conn = self.redis.clone();
+        Ok(bounded("redis", REDIS_TIMEOUT, cmd.query_async(&mut conn)).await?)
     }
 
-    async fn hset_if_exists(&self, sid: &str, field: &str, value: &str) -> Result<bool, AppError> {
-        let (script, mut conn) = (redis::Script::new(HSET_IF_EXISTS), self.redis.clone());
-        let mut call = script.prepare_invoke();
-        call.key(session_key(sid)).arg(field).arg(value);
-        Ok(bounded("redis", REDIS_TIMEOUT, call.invoke_async::<i64>(&mut conn)).await? == 1)
+    /// Sets a field of session `sid`, and whether the session is still live (a logout may have
+    /// just ended it).
+    async fn add_to_session(&self, sid: &str, field: &str) -> Result<bool, AppError> {
+        let (key, mut conn, mut pipe) = (
+            format!("sso:session:{sid}"),
+            self.redis.clone(),
+            redis::pipe(),
+        );
+        pipe.atomic()
+            .hset(&key, field, 1)
+            .ignore()
+            .expire(&key, self.session_ttl as i64)
+            .ignore();
+        let query = pipe.hexists(&key, "sub").query_async::<(bool,)>(&mut conn);
+        Ok(bounded("redis", REDIS_TIMEOUT, query).await?.0)
     }
 
-    /// The client and redirect URI first (refused with a page, never redirected: an open
-    /// redirector would hand codes to whoever wrote the link), then the rest of the request
-    /// (refused by redirecting back with `error`). PKCE `S256` is required of every client.
-    fn check(&self, p: &AuthParams) -> Result<(), AppError> {
-        let (client_id, redirect_uri) = (p.client_id.as_deref(), p.redirect_uri.as_deref());
-        if let Err(e) = self
-            .clients
-            .redirect_uri(client_id.unwrap_or(""), redirect_uri.unwrap_or(""))
-        {
-            tracing::info!(?client_id, ?redirect_uri, %e, "authorization refused");
-            let text =
-                "Unknown client, or not its registered redirect_uri: nothing was sent anywhere.";
-            return Err(AppError::Page(StatusCode::BAD_REQUEST, text));
-        }
-        let back = |error: &str, state: &str| {
-            let params = [("error", error), ("state", state)];
-            let n = if state.is_empty() { 1 } else { 2 };
-            AppError::Redirect(with_query(redirect_uri.unwrap_or(""), &params[..n]))
-        };
-        let too_long = |s: &str| s.len() > MAX_PARAM;
-        if too_long(&p.state) || too_long(&p.scope) || p.nonce.as_deref().is_some_and(too_long) {
-            return Err(back("invalid_request", ""));
-        }
-        let pkce = p
-            .code_challenge
-            .as_deref()
-            .is_some_and(code::is_valid_challenge);
-        if !pkce || p.code_challenge_method.as_deref() != Some("S256") {
-            return Err(back("invalid_request", &p.state));
-        }
-        if p.response_type.as_deref() != Some("code") {
-            return Err(back("unsupported_response_type", &p.state));
-        }
-        Ok(())
-    }
-
-    /// Records that `session` signed in to the client and mints a one-time code for it:
-    /// where to send the browser, or `None` when the session just ended.
-    async fn issue_code(&self, s: &Session, p: &AuthParams) -> Result<Option<String>, AppError> {
-        let (client_id, redirect_uri) = (p.client_id.as_deref(), p.redirect_uri.as_deref());
-        let (client_id, redirect_uri) = (client_id.unwrap_or(""), redirect_uri.unwrap_or(""));
-        if !self
-            .hset_if_exists(&s.sid, &format!("client:{client_id}"), "1")
-            .await?
-        {
-            return Ok(None);
-        }
-        let challenge = p.code_challenge.as_deref().unwrap_or("");
-        let mut grant = CodeGrant::new(client_id, redirect_uri, challenge, &s.sub, &s.sid)?
-            .scope(&p.scope)
-            .auth_time(s.auth_time);
-        if let Some(nonce) = p.nonce.as_deref().filter(|n| !n.is_empty()) {
-            grant = grant.nonce(nonce);
-        }
-        let code = self.codes.issue(&grant).await?;
-        tracing::info!(sub = %s.sub, sid = %s.sid, client_id, "authorization code issued");
-        let params = [("code", code.as_str()), ("state", &p.state)];
-        let n = if p.state.is_empty() { 1 } else { 2 };
-        Ok(Some(with_query(redirect_uri, &params[..n])))
-    }
-
-    async fn load_session(&self, sid: &str) -> Result<Option<Session>, AppError> {
-        let fields: HashMap<String, String> = self
-            .cmd(redis::cmd("HGETALL").arg(session_key(sid)))
+    async fn session(&self, sid: &str) -> Result<Option<Session>, AppError> {
+        let fields = self
+            .cmd(redis::cmd("HGETALL").arg(format!("sso:session:{sid}")))
             .await?;
-        let number = |name: &str| fields.get(name).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let (auth_time, expires) = (number("auth_time"), number("expires"));
-        let Some(sub) = fields.get("sub").filter(|_| expires > now_secs()).cloned() else {
-            return Ok(None);
-        };
-        Ok(Some(Session {
+        let session = Session {
             sid: sid.to_owned(),
-            sub,
-            auth_time,
-            expires,
             fields,
-        }))
+        };
+        Ok(Some(session).filter(|s| s.time("expires") > now_secs()))
     }
 
-    /// The live SSO session the cookie `<sid>.<secret>` names (Redis keeps the secret's hash).
-    async fn session_from_cookie(&self, headers: &HeaderMap) -> Result<Option<Session>, AppError> {
+    /// The live session the cookie `<sid>.<secret>` names (Redis keeps the secret's hash).
+    async fn cookie_session(&self, headers: &HeaderMap) -> Result<Option<Session>, AppError> {
         let value = cookie_value(headers, SSO_COOKIE).unwrap_or_default();
         let Some((sid, secret)) = value.split_once('.') else {
             return Ok(None);
@@ -460,147 +331,105 @@ impl App {
         if !is_b64url(sid, 22, 22) || !is_b64url(secret, 43, 43) {
             return Ok(None);
         }
-        let session = self.load_session(sid).await?;
         let hash = sha256_hex(secret);
-        Ok(session.filter(|s| {
-            s.fields
-                .get("secret")
-                .is_some_and(|h| bool::from(h.as_bytes().ct_eq(hash.as_bytes())))
-        }))
+        let session = self.session(sid).await?;
+        Ok(session.filter(|s| s.get("secret").as_bytes().ct_eq(hash.as_bytes()).into()))
     }
 
-    /// Starts an SSO session: it and the cookie value.
-    async fn create_session(&self, sub: &str) -> Result<(Session, String), AppError> {
+    /// Starts an SSO session for `sub`: the session and its cookie value.
+    async fn start_session(&self, sub: &str) -> Result<(Session, String), AppError> {
         let (sid, secret, now) = (random_id::<16>(), random_id::<32>(), now_secs());
-        let expires = now + self.session_ttl;
-        let key = session_key(&sid);
+        let key = format!("sso:session:{sid}");
+        let values = [("sub", sub.to_owned()), ("secret", sha256_hex(&secret))];
+        let times = [("auth_time", now), ("expires", now + self.session_ttl)];
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset_multiple(&key, &[("sub", sub), ("secret", &sha256_hex(&secret))])
-            .ignore();
-        pipe.hset_multiple(&key, &[("auth_time", now), ("expires", expires)])
-            .ignore();
-        pipe.expire(&key, self.session_ttl as i64).ignore();
-        bounded(
-            "redis",
-            REDIS_TIMEOUT,
-            pipe.query_async::<()>(&mut self.redis.clone()),
-        )
-        .await?;
+        pipe.atomic().hset_multiple(&key, &values).ignore();
+        pipe.hset_multiple(&key, &times).ignore();
+        let fields = pipe
+            .expire(&key, self.session_ttl as i64)
+            .ignore()
+            .hgetall(&key);
+        let mut conn = self.redis.clone();
+        let query = fields.query_async::<(Params,)>(&mut conn);
+        let (fields,) = bounded("redis", REDIS_TIMEOUT, query).await?;
         tracing::info!(sub, sid, "SSO session started");
-        let fields = HashMap::new();
-        let session = Session {
-            sid: sid.clone(),
-            sub: sub.to_owned(),
-            auth_time: now,
-            expires,
-            fields,
-        };
-        Ok((session, format!("{sid}.{secret}")))
+        Ok((
+            Session {
+                sid: sid.clone(),
+                fields,
+            },
+            format!("{sid}.{secret}"),
+        ))
     }
 
-    /// Ends an SSO session everywhere: its tokens and refresh families are revoked in the
-    /// store every service checks, and every client it reached hears of it (back channel).
+    /// Ends a session everywhere: its tokens and refresh families are revoked in the store
+    /// every service checks, and every client it signed in to is told (back channel).
     async fn end_session(&self, sub: &str, sid: &str) -> Result<(), AppError> {
-        let key = session_key(sid);
+        let key = format!("sso:session:{sid}");
         let mut pipe = redis::pipe();
-        pipe.atomic().hgetall(&key).del(&key).ignore();
+        let query = pipe.atomic().hgetall(&key).del(&key).ignore();
         let mut conn = self.redis.clone();
-        let fut = pipe.query_async::<(HashMap<String, String>,)>(&mut conn);
-        let (fields,) = bounded("redis", REDIS_TIMEOUT, fut).await?;
+        let query = query.query_async::<(Params,)>(&mut conn);
+        let session = Session {
+            sid: sid.to_owned(),
+            fields: bounded("redis", REDIS_TIMEOUT, query).await?.0,
+        };
         let until = now_secs() + self.access_ttl + self.skew;
         self.revocation
             .revoke_session(Some(sub), sid, until)
             .await?;
-        let session = Session {
-            sid: sid.to_owned(),
-            sub: sub.to_owned(),
-            auth_time: 0,
-            expires: 0,
-            fields,
-        };
         for family in session.named("family:") {
             self.lifecycle("").revoke_family(Some(sub), family).await?;
         }
-        let clients: Vec<RegisteredClient> = session
-            .named("client:")
-            .filter_map(|c| self.clients.get(c))
-            .cloned()
-            .collect();
+        let clients = session.named("client:").filter_map(|c| self.clients.get(c));
+        let clients: Vec<RegisteredClient> = clients.cloned().collect();
         let (sender, sub, sid) = (self.logout_sender.clone(), sub.to_owned(), sid.to_owned());
         tracing::info!(sub, sid, "SSO session ended");
         tokio::spawn(async move {
-            let report = sender.send_logout(clients.iter(), &sub, &sid).await;
-            for (client, why) in report.failed {
+            for (client, why) in sender.send_logout(&clients, &sub, &sid).await.failed {
                 tracing::warn!(client, why, "back-channel logout not delivered");
             }
         });
         Ok(())
     }
 
-    /// Access tokens for `client`, signed with the ring's current key.
-    fn issuer_for(&self, client: &str) -> TokenIssuer {
-        let ttl = Duration::from_secs(self.access_ttl);
-        TokenIssuer::new(self.ring.signing_key())
-            .issuer(&self.issuer)
-            .audience(client)
-            .ttl(ttl)
+    fn check(&self, req: &AuthorizationRequest) -> Result<(), AppError> {
+        match req.check(&self.clients) {
+            Ok(()) => Ok(()),
+            Err(AuthorizeError::Redirect { location, .. }) => Err(AppError::Redirect(location)),
+            Err(_) => Err(AppError::Page(
+                StatusCode::BAD_REQUEST,
+                "Unknown client, or not its registered redirect_uri: nothing was sent anywhere.",
+            )),
+        }
     }
 
-    /// Refresh tokens of `client` (`""`: to revoke only): rotated on every use, a reuse
-    /// revokes the family; they live as long as an SSO session and end with it.
+    /// Access tokens for `client`, signed with the ring's current key.
+    fn issuer_for(&self, client: &str) -> TokenIssuer {
+        let issuer = TokenIssuer::new(self.ring.signing_key()).issuer(&self.issuer);
+        issuer
+            .audience(client)
+            .ttl(Duration::from_secs(self.access_ttl))
+            .typ("at+jwt")
+    }
+
+    /// Refresh tokens of `client` (`""`: to revoke only): rotated at every use, a reuse
+    /// revokes the family; they live as long as an SSO session and end with theirs.
     fn lifecycle(&self, client: &str) -> TokenLifecycle {
-        let (verifier, refresh) = (self.access_verifier.clone(), self.refresh.clone());
-        TokenLifecycle::new(
-            self.issuer_for(client).typ("at+jwt"),
+        let (verifier, refresh) = (self.verifiers[0].clone(), self.refresh.clone());
+        let lifecycle = TokenLifecycle::new(
+            self.issuer_for(client),
             verifier,
             refresh,
             self.revocation.clone(),
-        )
-        .refresh_ttl(Duration::from_secs(self.session_ttl))
-    }
-
-    /// An OpenID Connect ID token for a redeemed code, bound to its access token (`at_hash`).
-    fn id_token(&self, grant: &CodeGrant, access_token: &str) -> anyhow::Result<String> {
-        let key = self.ring.signing_key();
-        let digest = match key.algorithm() {
-            Algorithm::ES384 | Algorithm::RS384 | Algorithm::PS384 => {
-                Sha384::digest(access_token).to_vec()
-            }
-            Algorithm::EdDSA | Algorithm::RS512 | Algorithm::PS512 => {
-                Sha512::digest(access_token).to_vec()
-            }
-            _ => Sha256::digest(access_token).to_vec(),
-        };
-        let mut claims = Map::new();
-        claims.insert(
-            "at_hash".into(),
-            URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2]).into(),
         );
-        claims.insert("azp".into(), grant.client_id.clone().into());
-        claims.insert("auth_time".into(), grant.auth_time.into());
-        if let Some(nonce) = &grant.nonce {
-            claims.insert("nonce".into(), nonce.clone().into());
-        }
-        let issuer = TokenIssuer::new(key)
-            .issuer(&self.issuer)
-            .audience(&grant.client_id);
-        let issuer = issuer.ttl(Duration::from_secs(self.access_ttl));
-        Ok(issuer
-            .issue_in_session(&grant.sub, "", Some(&grant.session), &claims)?
-            .token)
+        lifecycle.refresh_ttl(Duration::from_secs(self.session_ttl))
     }
 
-    /// A replayed code (RFC 6749 §4.1.2: it may have been stolen): revoke what it produced.
-    async fn revoke_issued(
-        &self,
-        sub: &str,
-        client: &str,
-        issued: &IssuedRef,
-    ) -> Result<(), AppError> {
+    /// A code came back (RFC 6749 §4.1.2: it may have been stolen): revoke what it produced.
+    async fn revoke_issued(&self, sub: &str, issued: &IssuedRef) -> Result<AppError, AppError> {
         tracing::warn!(
             sub,
-            client,
             "authorization code replayed; revoking what it was exchanged for"
         );
         for jti in &issued.jtis {
@@ -611,122 +440,103 @@ impl App {
             self.revocation.revoke_token(token).await?;
         }
         if let Some(family) = &issued.family {
-            self.lifecycle(client)
-                .revoke_family(Some(sub), family)
-                .await?;
+            self.lifecycle("").revoke_family(Some(sub), family).await?;
         }
-        Ok(())
+        Ok(invalid_grant("the code was used already"))
     }
 
-    /// The authorization-code grant (RFC 6749 §4.1.3, PKCE RFC 7636 §4.6, OpenID Connect).
-    async fn code_grant(
-        &self,
-        client: &str,
-        f: &HashMap<String, String>,
-    ) -> Result<Value, AppError> {
-        let param = |name: &str| f.get(name).map(String::as_str);
-        let (Some(code), Some(redirect_uri), Some(verifier)) =
-            (param("code"), param("redirect_uri"), param("code_verifier"))
-        else {
-            let what = "code, redirect_uri and code_verifier are required";
+    /// The authorization-code grant (RFC 6749 §4.1.3, PKCE, OpenID Connect Core §3.1.3).
+    async fn code_grant(&self, client: &str, f: &Params) -> Result<Value, AppError> {
+        let p = |name: &str| f.get(name).map_or("", String::as_str);
+        if ["code", "redirect_uri", "code_verifier"]
+            .iter()
+            .any(|n| p(n).is_empty())
+        {
+            let text = "code, redirect_uri and code_verifier are required";
             return Err(AppError::OAuth(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                what,
+                text,
             ));
-        };
-        let grant = match self
+        }
+        let redeemed = self
             .codes
-            .redeem(code, client, redirect_uri, verifier)
-            .await?
-        {
+            .redeem(p("code"), client, p("redirect_uri"), p("code_verifier"));
+        let grant = match redeemed.await? {
             Redemption::Redeemed(grant) => grant,
             Redemption::Replayed {
                 sub,
-                client_id,
                 issued: Some(issued),
                 ..
             } => {
-                self.revoke_issued(&sub, &client_id, &issued).await?;
-                return Err(invalid_grant("the code was used already"));
+                return Err(self.revoke_issued(&sub, &issued).await?);
             }
             _ => return Err(invalid_grant("unknown, expired, used or mismatched code")),
         };
-        let Some(session) = self.load_session(&grant.session).await? else {
+        let (sub, sid) = (grant.sub.as_str(), grant.session.as_str());
+        let Some(session) = self.session(sid).await? else {
             return Err(invalid_grant("the SSO session has ended"));
         };
-        let scope = self.scope_of(&grant.sub).await?;
-        let mut issued = IssuedRef::new().sid(&grant.session);
-        let mut body = if has_scope(&grant.scope, "offline_access") {
-            let pair = self
-                .lifecycle(client)
-                .issue_pair(&grant.sub, &scope)
+        let scope = self.scope_of(sub).await?;
+        let mut body = json!({ "token_type": "Bearer", "scope": scope });
+        let mut issued = IssuedRef::new().sid(sid);
+        let access = if grant.has_scope("offline_access") {
+            let pair = self.lifecycle(client).issue_pair(sub, &scope).await?;
+            let family = pair
+                .refresh_token
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let mut owner = redis::cmd("SET");
+            owner.arg(owner_key(&family)).arg(format!("{sid} {client}"));
+            self.cmd::<()>(owner.arg("EX").arg(self.session_ttl))
                 .await?;
-            let family = PresentedToken::parse(&pair.refresh_token)
-                .ok_or_else(|| anyhow!("refresh token"))?
-                .family;
-            let owner = format!("{} {client}", grant.session);
-            self.cmd::<()>(
-                redis::cmd("SET")
-                    .arg(family_key(&family))
-                    .arg(owner)
-                    .arg("EX")
-                    .arg(self.session_ttl),
-            )
-            .await?;
             if !self
-                .hset_if_exists(&grant.session, &format!("family:{family}"), client)
+                .add_to_session(sid, &format!("family:{family}"))
                 .await?
             {
                 self.lifecycle(client)
-                    .revoke_family(Some(&grant.sub), &family)
+                    .revoke_family(Some(sub), &family)
                     .await?;
                 return Err(invalid_grant("the SSO session has ended"));
             }
-            issued = issued.family(family);
-            json!({ "access_token": pair.access.token, "refresh_token": pair.refresh_token, "expires_in": pair.access.expires_in })
+            (issued, body["refresh_token"]) = (issued.family(family), pair.refresh_token.into());
+            pair.access
         } else {
             // Never outliving the SSO session.
             let ttl = self
                 .access_ttl
-                .min(session.expires.saturating_sub(now_secs()))
-                .max(1);
-            let issuer = self
-                .issuer_for(client)
-                .typ("at+jwt")
-                .ttl(Duration::from_secs(ttl));
-            let access = issuer.issue_in_session(
-                &grant.sub,
-                &scope,
-                Some(&grant.session),
-                &NoCustomClaims {},
-            )?;
+                .min(session.time("expires").saturating_sub(now_secs()));
+            let issuer = self.issuer_for(client).ttl(Duration::from_secs(ttl.max(1)));
+            let access = issuer.issue_in_session(sub, &scope, Some(sid), &NoCustomClaims {})?;
             issued = issued.jti(&access.jti).expires_at(access.expires_at);
-            json!({ "access_token": access.token, "expires_in": access.expires_in })
+            access
         };
-        let access_token = body["access_token"].as_str().unwrap_or_default().to_owned();
-        if has_scope(&grant.scope, "openid") {
-            body["id_token"] = self.id_token(&grant, &access_token)?.into();
+        if grant.has_scope("openid") {
+            let ttl = Duration::from_secs(self.access_ttl);
+            let id_token =
+                grant.id_token(self.ring.signing_key(), &self.issuer, &access.token, ttl);
+            body["id_token"] = id_token?.into();
         }
-        if self.codes.mark_issued(CodeHash::of(code), &issued).await? == MarkIssued::Replayed {
-            self.revoke_issued(&grant.sub, client, &issued).await?;
-            return Err(invalid_grant("the code was used already"));
+        if self
+            .codes
+            .mark_issued(CodeHash::of(p("code")), &issued)
+            .await?
+            == MarkIssued::Replayed
+        {
+            return Err(self.revoke_issued(sub, &issued).await?);
         }
-        tracing::info!(sub = %grant.sub, sid = %grant.session, client, "tokens issued");
-        body["token_type"] = "Bearer".into();
-        body["scope"] = scope.into();
+        tracing::info!(sub, sid, client, "tokens issued");
+        (body["access_token"], body["expires_in"]) =
+            (access.token.into(), access.expires_in.into());
         Ok(body)
     }
 
-    /// The refresh grant: the crate's rotation, for the client the family was issued to.
+    /// The refresh grant (the crate's rotation), for the client the family was issued to.
     async fn refresh_grant(&self, client: &str, token: &str) -> Result<Value, AppError> {
-        let owner = match PresentedToken::parse(token) {
-            Some(p) => {
-                self.cmd::<Option<String>>(redis::cmd("GET").arg(family_key(&p.family)))
-                    .await?
-            }
-            None => None,
-        };
+        let family = token.split('.').next().unwrap_or_default();
+        let owner: Option<String> = self.cmd(redis::cmd("GET").arg(owner_key(family))).await?;
         if owner
             .as_deref()
             .and_then(|o| o.split_once(' '))
@@ -735,14 +545,16 @@ impl App {
         {
             return Err(invalid_grant("unknown refresh token, or another client's"));
         }
-        match self.lifecycle(client).refresh(token, None).await {
-            Ok(pair) => Ok(
-                json!({ "access_token": pair.access.token, "token_type": "Bearer",
-                "expires_in": pair.access.expires_in, "refresh_token": pair.refresh_token, "scope": pair.scope }),
-            ),
-            Err(GrantError::Unavailable(e)) => Err(e.into()),
-            Err(_) => Err(invalid_grant("invalid, spent or revoked refresh token")),
-        }
+        let pair = match self.lifecycle(client).refresh(token, None).await {
+            Ok(pair) => pair,
+            Err(GrantError::Unavailable(e)) => return Err(e.into()),
+            Err(_) => return Err(invalid_grant("invalid, spent or revoked refresh token")),
+        };
+        let (access, expires_in) = (pair.access.token, pair.access.expires_in);
+        Ok(
+            json!({ "access_token": access, "token_type": "Bearer", "expires_in": expires_in,
+            "refresh_token": pair.refresh_token, "scope": pair.scope }),
+        )
     }
 
     /// The user's scope: set by an admin, else the demo default.
@@ -750,23 +562,25 @@ impl App {
         let set: Option<String> = self
             .cmd(redis::cmd("GET").arg(format!("sso:perms:{user}")))
             .await?;
-        let default = DEMO_USERS.iter().find(|u| u.0 == user).map(|u| u.2);
-        Ok(set.unwrap_or_else(|| default.unwrap_or_default().to_owned()))
+        let default = DEMO_USERS.iter().find(|u| u.0 == user).map_or("", |u| u.2);
+        Ok(set.unwrap_or_else(|| default.to_owned()))
     }
 
-    /// Where a logout sends the browser: the client's registered `post_logout_redirect_uri`
-    /// (with `state`), or the signed-out page. The SSO cookie is cleared either way.
-    fn signed_out(&self, p: &HashMap<String, String>) -> Response {
+    /// After a logout: to the client's registered `post_logout_redirect_uri` (with `state`),
+    /// or the signed-out page; the SSO cookie is cleared.
+    fn signed_out(&self, p: &Params) -> Response {
         let client = p.get("client_id").and_then(|c| self.clients.get(c));
-        let target = p
-            .get("post_logout_redirect_uri")
-            .filter(|u| client.is_some_and(|c| c.allows_post_logout_redirect_uri(u)));
-        let mut res = match (target, p.get("state")) {
-            (Some(uri), Some(state)) => {
-                redirect(StatusCode::SEE_OTHER, &with_query(uri, &[("state", state)]))
-            }
-            (Some(uri), None) => redirect(StatusCode::SEE_OTHER, uri),
-            _ => page(
+        let target = p.get("post_logout_redirect_uri");
+        let mut res = match target
+            .filter(|uri| client.is_some_and(|c| c.allows_post_logout_redirect_uri(uri)))
+        {
+            Some(uri) => match p.get("state").filter(|s| !s.is_empty()) {
+                Some(state) => {
+                    redirect(StatusCode::SEE_OTHER, &with_query(uri, &[("state", state)]))
+                }
+                None => redirect(StatusCode::SEE_OTHER, uri),
+            },
+            None => page(
                 StatusCode::OK,
                 "Signed out",
                 "<p>You are signed out of every service.</p>",
@@ -779,93 +593,119 @@ impl App {
 
     fn require_admin(&self, headers: &HeaderMap) -> Result<(), AppError> {
         let expected = sha256_hex(self.admin_token.as_deref().unwrap_or_default());
-        match bearer(headers) {
-            Some(given) if bool::from(sha256_hex(given).as_bytes().ct_eq(expected.as_bytes())) => {
-                Ok(())
-            }
-            _ => Err(AppError::OAuth(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "Authorization: Bearer $ADMIN_TOKEN",
-            )),
+        let given = sha256_hex(bearer(headers).unwrap_or_default());
+        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) && bearer(headers).is_some() {
+            return Ok(());
         }
+        Err(AppError::OAuth(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "Bearer $ADMIN_TOKEN",
+        ))
     }
 }
 
-fn login_page(p: &AuthParams, error: &str, status: StatusCode) -> Response {
-    let field = |v: &Option<String>| esc(v.as_deref().unwrap_or_default());
-    let error = if error.is_empty() {
-        String::new()
-    } else {
-        format!(r#"<p class="error">{error}</p>"#)
-    };
+fn login_page(req: &AuthorizationRequest, error: &str, status: StatusCode) -> Response {
+    let v = |value: &Option<String>| esc(value.as_deref().unwrap_or_default());
+    let (client_id, redirect_uri, state) = (v(&req.client_id), v(&req.redirect_uri), v(&req.state));
+    let (code_challenge, nonce, scope) = (v(&req.code_challenge), v(&req.nonce), v(&req.scope));
     let vars = [
         ("error", error),
-        ("client_id", field(&p.client_id)),
-        ("redirect_uri", field(&p.redirect_uri)),
-        ("state", esc(&p.state)),
-        ("code_challenge", field(&p.code_challenge)),
-        ("nonce", field(&p.nonce)),
-        ("scope", esc(&p.scope)),
+        ("client_id", &client_id),
+        ("redirect_uri", &redirect_uri),
+        ("state", &state),
+        ("code_challenge", &code_challenge),
+        ("nonce", &nonce),
+        ("scope", &scope),
     ];
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    common::html(status, fill(LOGIN_PAGE, &vars))
+    common::html(status, fill(include_str!("sso/login.html"), &vars))
 }
 
-/// `GET /authorize`: a code at once when the SSO cookie names a live session, else the login page.
+/// `GET /authorize`: a code at once when the SSO cookie names a live session, else the login
+/// page.
 async fn authorize(
     State(app): State<Shared>,
     headers: HeaderMap,
-    Query(p): Query<AuthParams>,
+    Query(req): Query<AuthorizationRequest>,
 ) -> Result<Response, AppError> {
-    app.check(&p)?;
-    if let Some(session) = app.session_from_cookie(&headers).await?
-        && let Some(location) = app.issue_code(&session, &p).await?
+    app.check(&req)?;
+    if let Some(session) = app.cookie_session(&headers).await?
+        && let Some(location) = issue_code(&app, &session, &req).await?
     {
         return Ok(redirect(StatusCode::FOUND, &location));
     }
-    Ok(login_page(&p, "", StatusCode::OK))
+    Ok(login_page(&req, "", StatusCode::OK))
+}
+
+/// Records that the session signed in to the client and mints a one-time code: where to send
+/// the browser, or `None` when the session just ended.
+async fn issue_code(
+    app: &App,
+    s: &Session,
+    req: &AuthorizationRequest,
+) -> Result<Option<String>, AppError> {
+    let client_id = req.client_id.as_deref().unwrap_or_default();
+    if !app
+        .add_to_session(&s.sid, &format!("client:{client_id}"))
+        .await?
+    {
+        return Ok(None);
+    }
+    let grant = req
+        .grant(s.get("sub"), &s.sid)?
+        .auth_time(s.time("auth_time"));
+    let code = app.codes.issue(&grant).await?;
+    tracing::info!(
+        sub = s.get("sub"),
+        sid = s.sid,
+        client_id,
+        "authorization code issued"
+    );
+    Ok(Some(req.code_redirect(&code)))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(flatten)]
+    req: AuthorizationRequest,
+    username: String,
+    password: String,
 }
 
 /// `POST /login`: checks the password (Argon2, off the async threads, as slow for unknown
-/// users), starts the SSO session, and sends the browser back with a code.
-async fn login(State(app): State<Shared>, Form(p): Form<AuthParams>) -> Result<Response, AppError> {
-    app.check(&p)?;
-    let (name, password) = (
-        p.username.clone().unwrap_or_default(),
-        p.password.clone().unwrap_or_default(),
-    );
-    let (user, hash) = match app.users.get_key_value(name.as_str()) {
+/// users), starts the SSO session, sends the browser back with a code.
+async fn login(
+    State(app): State<Shared>,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, AppError> {
+    app.check(&form.req)?;
+    let (user, hash) = match app.users.get_key_value(form.username.as_str()) {
         Some((&user, hash)) => (Some(user), hash.clone()),
         None => (None, app.users[DEMO_USERS[0].0].clone()),
     };
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await?;
+    let ok = tokio::task::spawn_blocking(move || verify_password(&form.password, &hash)).await?;
     let Some(user) = user.filter(|_| ok) else {
-        tracing::info!(username = ?name, "login refused");
+        tracing::info!(username = ?form.username, "login refused");
         return Ok(login_page(
-            &p,
+            &form.req,
             "Wrong user name or password.",
             StatusCode::UNAUTHORIZED,
         ));
     };
-    let (session, cookie) = app.create_session(user).await?;
-    let location = app
-        .issue_code(&session, &p)
+    let (session, cookie) = app.start_session(user).await?;
+    let location = issue_code(&app, &session, &form.req)
         .await?
-        .ok_or_else(|| anyhow!("a new session vanished"))?;
+        .ok_or_else(|| anyhow!("session gone"))?;
     let mut res = redirect(StatusCode::SEE_OTHER, &location);
-    let set_cookie = app
+    let cookie = app
         .cookie
         .set_cookie(&cookie, Duration::from_secs(app.session_ttl));
-    res.headers_mut().append(header::SET_COOKIE, set_cookie);
+    res.headers_mut().append(header::SET_COOKIE, cookie);
     Ok(res)
 }
 
-/// `POST /token`: public clients, identified by `client_id`, proving themselves with PKCE.
-async fn token(
-    State(app): State<Shared>,
-    Form(f): Form<HashMap<String, String>>,
-) -> Result<Response, AppError> {
+/// `POST /token`: public clients, named by `client_id`, proven by PKCE.
+async fn token(State(app): State<Shared>, Form(f): Form<Params>) -> Result<Response, AppError> {
     let Some(client) = f.get("client_id").filter(|c| app.clients.get(c).is_some()) else {
         return Err(AppError::OAuth(
             StatusCode::UNAUTHORIZED,
@@ -883,86 +723,80 @@ async fn token(
             return Err(AppError::OAuth(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "authorization_code or refresh_token",
+                "code or refresh",
             ));
         }
     };
     Ok(no_store(Json(body)))
 }
 
-/// `POST /logout`: from a service (bearer: the user's access token, 204) or from the browser
-/// (the SSO cookie; the form of the end-session page). The SSO session ends everywhere.
+/// `POST /logout`: a service (bearer: the user's access token; 204) or the browser (the SSO
+/// cookie; the sign-out form). The SSO session ends everywhere.
 async fn logout(
     State(app): State<Shared>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
     if let Some(token) = bearer(&headers) {
-        let unknown = AppError::OAuth(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "not an access token of this server",
-        );
-        let claims = app
-            .access_verifier
-            .verify::<NoCustomClaims>(token)
-            .map_err(|_| unknown)?;
-        let (Some(sub), Some(sid)) = (&claims.sub, &claims.sid) else {
+        let claims = app.verifiers[0].verify::<NoCustomClaims>(token);
+        let Some((sub, sid)) = claims.ok().and_then(|c| c.sub.clone().zip(c.sid.clone())) else {
             return Err(AppError::OAuth(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "the token names no session",
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "not a token of this server with a session",
             ));
         };
-        // A refreshed token's `sid` is its refresh family: the SSO session is its owner.
-        let owner: Option<String> = app.cmd(redis::cmd("GET").arg(family_key(sid))).await?;
+        // A refreshed token's `sid` is its refresh family's: the SSO session owns it.
+        let owner: Option<String> = app.cmd(redis::cmd("GET").arg(owner_key(&sid))).await?;
         let sid = owner
             .as_deref()
             .and_then(|o| o.split_once(' '))
             .map_or(sid.as_str(), |(s, _)| s);
-        app.end_session(sub, sid).await?;
+        app.end_session(&sub, sid).await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    if let Some(session) = app.session_from_cookie(&headers).await? {
-        app.end_session(&session.sub, &session.sid).await?;
+    if let Some(session) = app.cookie_session(&headers).await? {
+        app.end_session(session.get("sub"), &session.sid).await?;
     }
     Ok(app.signed_out(&form_urlencoded::parse(&body).into_owned().collect()))
 }
 
-/// `GET /logout`, the `end_session_endpoint` (OpenID Connect RP-Initiated Logout 1.0): with a
-/// valid `id_token_hint` of the client, its session ends at once; otherwise the user confirms
-/// (a GET must not sign anyone out on a third party's say-so).
+/// `GET /logout`, the `end_session_endpoint` (OpenID Connect RP-Initiated Logout 1.0): an
+/// `id_token_hint` of the client ends its session at once; otherwise the user confirms (a GET
+/// must not sign anyone out on a third party's say-so).
 async fn end_session(
     State(app): State<Shared>,
-    Query(p): Query<HashMap<String, String>>,
+    Query(p): Query<Params>,
 ) -> Result<Response, AppError> {
     let hint = p
         .get("id_token_hint")
-        .and_then(|t| app.id_verifier.verify::<NoCustomClaims>(t).ok());
-    let client = p.get("client_id");
-    if let Some(claims) =
-        hint.filter(|c| client.is_some_and(|id| c.aud.as_ref().is_some_and(|a| a.contains(id))))
-        && let (Some(sub), Some(sid)) = (&claims.sub, &claims.sid)
+        .and_then(|t| app.verifiers[1].verify::<NoCustomClaims>(t).ok());
+    let for_client =
+        |aud: &tower_token_auth::Audience| p.get("client_id").is_some_and(|c| aud.contains(c));
+    if let Some((sub, sid)) = hint
+        .filter(|c| c.aud.as_ref().is_some_and(for_client))
+        .and_then(|c| c.sub.clone().zip(c.sid.clone()))
     {
-        app.end_session(sub, sid).await?;
+        app.end_session(&sub, &sid).await?;
         return Ok(app.signed_out(&p));
     }
-    let hidden: String = ["client_id", "post_logout_redirect_uri", "state"]
-        .iter()
-        .filter_map(|name| {
-            p.get(*name)
-                .map(|v| format!(r#"<input type="hidden" name="{name}" value="{}">"#, esc(v)))
-        })
-        .collect();
-    let form = format!(
-        r#"<form method="post" action="/logout">{hidden}<button type="submit">Sign out everywhere</button></form>"#
-    );
-    Ok(page(StatusCode::OK, "Sign out?", &form))
+    let v = |name: &str| esc(p.get(name).map_or("", String::as_str));
+    let (client_id, uri, state) = (v("client_id"), v("post_logout_redirect_uri"), v("state"));
+    let vars = [
+        ("client_id", client_id.as_str()),
+        ("post_logout_redirect_uri", &uri),
+        ("state", &state),
+    ];
+    Ok(page(
+        StatusCode::OK,
+        "Sign out?",
+        &fill(include_str!("sso/sign_out.html"), &vars),
+    ))
 }
 
 /// `GET /`: who is signed in here.
 async fn home(State(app): State<Shared>, headers: HeaderMap) -> Result<Response, AppError> {
-    let Some(s) = app.session_from_cookie(&headers).await? else {
+    let Some(s) = app.cookie_session(&headers).await? else {
         return Ok(page(
             StatusCode::OK,
             "Not signed in",
@@ -972,18 +806,25 @@ async fn home(State(app): State<Shared>, headers: HeaderMap) -> Result<Response,
     let mut clients: Vec<&str> = s.named("client:").collect();
     clients.sort_unstable();
     let clients = if clients.is_empty() {
-        "none yet".to_owned()
+        "none yet".into()
     } else {
         esc(&clients.join(", "))
     };
-    let minutes = s.expires.saturating_sub(now_secs()) / 60;
-    let body = format!(
-        r#"<p>Signed in as <strong>{}</strong> for {minutes} more minutes.</p>
-<p>Services used with this sign-in: {clients}.</p>
-<form method="post" action="/logout"><button type="submit">Sign out everywhere</button></form>"#,
-        esc(&s.sub)
-    );
-    Ok(page(StatusCode::OK, "Single sign-on", &body))
+    let minutes = (s.time("expires").saturating_sub(now_secs()) / 60).to_string();
+    let vars = [
+        ("user", esc(s.get("sub"))),
+        ("minutes", minutes),
+        ("clients", clients),
+    ];
+    let vars = vars
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect::<Vec<_>>();
+    Ok(page(
+        StatusCode::OK,
+        "Single sign-on",
+        &fill(include_str!("sso/home.html"), &vars),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -1008,20 +849,18 @@ async fn admin_permissions(
         ));
     };
     // RFC 6749 §3.3 scope tokens: visible ASCII but `"` and `\`.
-    if req.scope.len() > 1024
-        || !req
-            .scope
-            .bytes()
-            .all(|b| b == b' ' || (b.is_ascii_graphic() && b != b'"' && b != b'\\'))
-    {
+    let scope_char = |b: u8| b == b' ' || (b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if req.scope.len() > 1024 || !req.scope.bytes().all(scope_char) {
         return Err(AppError::OAuth(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
-            "visible ASCII but \" and \\",
+            "not RFC 6749 scope",
         ));
     }
-    let scope = req.scope.split_whitespace().collect::<Vec<_>>().join(" ");
-    let now = now_secs();
+    let (scope, now) = (
+        req.scope.split_whitespace().collect::<Vec<_>>().join(" "),
+        now_secs(),
+    );
     // Scope first, revocation second: a token minted in between with the old scope is revoked.
     app.cmd::<()>(
         redis::cmd("SET")
@@ -1029,7 +868,7 @@ async fn admin_permissions(
             .arg(&scope),
     )
     .await?;
-    // Returns once the second is over, so the next token is not revoked too.
+    // Returns once the second is over, so that the next token is not revoked too.
     app.lifecycle("").logout_everywhere(user).await?;
     tracing::info!(
         user,
@@ -1039,24 +878,23 @@ async fn admin_permissions(
     Ok(Json(json!({ "user": user, "scope": scope, "revoked_issued_before": now })).into_response())
 }
 
-/// `POST /admin/rotate-key`: a new Ed25519 key, published at once and signing after
-/// `KEY_PUBLISH_AHEAD_SECS`, when every service has fetched it: a rotation refuses nothing.
+/// `POST /admin/rotate-key`: a new Ed25519 key, published at once and signing once every
+/// service has fetched it (`KEY_PUBLISH_AHEAD_SECS`): a rotation refuses nothing.
 async fn admin_rotate_key(
     State(app): State<Shared>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     app.require_admin(&headers)?;
-    let (key, previous) = (RingKey::generate_ed25519()?, app.ring.current_kid());
+    let (key, previous_kid) = (RingKey::generate_ed25519()?, app.ring.current_kid());
     let kid = key.kid().to_owned();
     let signs_from = app.ring.rotate(key)?;
     let keys = app.ring.key_set()?;
-    app.access_verifier.set_keys(&keys);
-    app.id_verifier.set_keys(&keys);
+    app.verifiers.iter().for_each(|v| v.set_keys(&keys));
     let previous_published_until = signs_from + app.access_ttl + app.skew;
-    tracing::info!(kid, previous, signs_from, "signing key rotated");
+    tracing::info!(kid, previous_kid, signs_from, "signing key rotated");
     Ok(Json(
-        json!({ "kid": kid, "alg": "EdDSA", "signs_from": signs_from, "previous_kid": previous,
-        "previous_published_until": previous_published_until }),
+        json!({ "kid": kid, "alg": "EdDSA", "signs_from": signs_from,
+        "previous_kid": previous_kid, "previous_published_until": previous_published_until }),
     )
     .into_response())
 }
