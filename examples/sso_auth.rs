@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tower_token_auth::endpoint::RevocationEndpoint;
 use tower_token_auth::refresh::RedisRefreshStore;
-use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig, TokenRef};
+use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig};
 use tower_token_auth::sso::clients::{ClientRegistry, RegisteredClient};
 use tower_token_auth::sso::code::{AuthorizationCodeStore, AuthorizationRequest, AuthorizeError};
 use tower_token_auth::sso::code::{CodeHash, IssuedRef, MarkIssued, Redemption, RedisCodeStore};
@@ -76,7 +76,9 @@ struct App {
     logout_sender: BackchannelLogoutSender,
     users: HashMap<&'static str, String>,
 }
-type Shared = Arc<App>;
+type Shared = State<Arc<App>>;
+type Answer = Result<Response, AppError>;
+type Params = HashMap<String, String>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -98,19 +100,16 @@ async fn main() -> anyhow::Result<()> {
         }
         path => RingKey::from_pem(&std::fs::read(&path).context(path)?)?,
     };
-    let ring = SigningKeyRing::new(key)
-        .publish_ahead(secs(env_u64("KEY_PUBLISH_AHEAD_SECS", 120)?))
-        .max_token_lifetime(secs(access_ttl))
-        .leeway(secs(skew));
+    let ahead = secs(env_u64("KEY_PUBLISH_AHEAD_SECS", 120)?);
+    let ring = SigningKeyRing::new(key).publish_ahead(ahead);
+    let ring = ring.max_token_lifetime(secs(access_ttl)).leeway(secs(skew));
     let verifier = |typ| {
-        let v = Verifier::builder(ring.key_set()?)
-            .issuer(&issuer)
-            .require_typ(typ);
-        let v = v.require_claims(["exp", "sub"]).leeway(secs(skew));
-        clients
-            .iter()
-            .fold(v, |v, c| v.audience(&c.client_id))
-            .build()
+        let mut v = Verifier::builder(ring.key_set()?).issuer(&issuer);
+        v = v.require_typ(typ).require_claims(["exp", "sub"]);
+        for client in clients.iter() {
+            v = v.audience(&client.client_id);
+        }
+        v.leeway(secs(skew)).build()
     };
     let url = env_or("REDIS_URL", "redis://127.0.0.1:6379/")?;
     // Fail closed (the default): a revocation that cannot be written is an error.
@@ -118,29 +117,24 @@ async fn main() -> anyhow::Result<()> {
     if !revocation.wait_live(secs(3)).await {
         tracing::warn!("Redis at {url} is not answering yet");
     }
-    let users = DEMO_USERS
-        .iter()
-        .map(|&(user, pw, _)| Ok((user, hash_password(pw)?)));
+    let config = ConnectionManagerConfig::new().set_response_timeout(Some(REDIS_TIMEOUT));
+    let redis = redis::Client::open(url.as_str())?;
+    let hash = |&(user, password, _): &(&'static str, &str, &str)| {
+        anyhow::Ok((user, hash_password(password)?))
+    };
+    let sender = BackchannelLogoutSender::new(&issuer, ring.clone())?;
     let secure = issuer.starts_with("https://");
     let metadata = ProviderMetadata::new(&issuer)?
         .signing_algorithms([Algorithm::ES256, Algorithm::EdDSA])
         .scopes(["openid", "offline_access"]);
     let app = Arc::new(App {
         verifiers: [verifier("at+jwt")?, verifier("JWT")?],
-        logout_sender: BackchannelLogoutSender::new(&issuer, ring.clone())?
-            .token_ttl(secs(access_ttl.min(120))),
-        redis: ConnectionManager::new_lazy_with_config(
-            redis::Client::open(url.as_str())?,
-            ConnectionManagerConfig::new().set_response_timeout(Some(REDIS_TIMEOUT)),
-        )?,
+        logout_sender: sender.token_ttl(secs(access_ttl.min(120))),
+        redis: ConnectionManager::new_lazy_with_config(redis, config)?,
         codes: RedisCodeStore::connect(&url, "sso:code:", REDIS_TIMEOUT)?,
-        refresh: Arc::new(RedisRefreshStore::connect(
-            &url,
-            "sso:refresh:",
-            REDIS_TIMEOUT,
-        )?),
+        refresh: Arc::new(RedisRefreshStore::connect(&url, "sso:rt:", REDIS_TIMEOUT)?),
         revocation: Arc::new(revocation),
-        users: users.collect::<anyhow::Result<_>>()?,
+        users: DEMO_USERS.iter().map(hash).collect::<anyhow::Result<_>>()?,
         cookie: AccessCookie::new(SSO_COOKIE).secure(secure),
         admin_token: Some(env_or("ADMIN_TOKEN", "")?).filter(|t| !t.is_empty()),
         ring: ring.clone(),
@@ -150,33 +144,29 @@ async fn main() -> anyhow::Result<()> {
         session_ttl,
         skew,
     });
+    // Browsers attach the SSO cookie to any site's requests: cross-site POSTs are refused.
+    let logout_routes = get(end_session).post(logout).route_layer(csrf_layer());
     let mut router = Router::new()
         .route("/", get(home))
         .route("/health", get(|| async { "ok" }))
         .route("/authorize", get(authorize))
-        // Browsers attach the SSO cookie to any site's requests: cross-site POSTs are refused.
         .route("/login", post(login).route_layer(csrf_layer()))
-        .route(
-            "/logout",
-            get(end_session).post(logout).route_layer(csrf_layer()),
-        )
+        .route("/logout", logout_routes)
         .route("/token", post(token))
         .route_service("/revoke", RevocationEndpoint::new(app.lifecycle("")))
         .route_service("/.well-known/jwks.json", ring.jwks_service())
         .route_service(ProviderMetadata::WELL_KNOWN_PATH, metadata.service());
     if app.admin_token.is_some() {
         let admin = Router::new().route("/permissions", post(admin_permissions));
-        router = router.nest("/admin", admin.route("/rotate-key", post(admin_rotate_key)));
+        router = router.nest("/admin", admin.route("/rotate-key", post(rotate_key)));
     }
     tracing::info!(%addr, issuer = %app.issuer, kid = %ring.current_kid(), "SSO auth server up");
     if !secure {
         tracing::warn!("PUBLIC_URL is not https: cookies without `Secure`, for localhost only");
     }
     let shutdown = async { tokio::signal::ctrl_c().await.unwrap_or_default() };
-    let router = router.with_state(app);
-    Ok(axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?)
+    let serve = axum::serve(listener, router.with_state(app));
+    Ok(serve.with_graceful_shutdown(shutdown).await?)
 }
 
 /// `id=redirect_uri[;backchannel_logout_uri=URI][;post_logout_redirect_uri=URI],…`
@@ -203,11 +193,11 @@ fn parse_clients(spec: &str) -> anyhow::Result<ClientRegistry> {
 /// A handler's failure.
 enum AppError {
     /// A page (the request names no client and redirect URI it could be sent back to).
-    Page(StatusCode, &'static str),
+    Page(&'static str),
     /// Back to the client's registered redirect URI with an `error`.
     Redirect(String),
     /// An OAuth error (RFC 6749 §5.2): status, `error`, `error_description`.
-    OAuth(StatusCode, &'static str, &'static str),
+    OAuth(u16, &'static str, &'static str),
     /// A store could not answer (or a bug): 503, details in the log only.
     Failed(anyhow::Error),
 }
@@ -221,32 +211,27 @@ impl<E: Into<anyhow::Error>> From<E> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, error, text) = match self {
-            Self::Page(status, text) => return page(status, "Refused", &format!("<p>{text}</p>")),
+            Self::Page(text) => {
+                let text = format!("<p>{text}</p>");
+                return page(StatusCode::BAD_REQUEST, "Refused", &text);
+            }
             Self::Redirect(location) => return redirect(StatusCode::FOUND, &location),
-            Self::OAuth(status, error, description) => (status, error, description),
+            Self::OAuth(status, error, text) => (status, error, text),
             Self::Failed(e) => {
                 tracing::warn!(error = %e, "request failed");
-                let text = "a store is unavailable, retry later";
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    text,
-                )
+                (503, "temporarily_unavailable", "a store is unavailable")
             }
         };
-        let mut res = no_store((
-            status,
-            Json(json!({ "error": error, "error_description": text })),
-        ));
-        let extra = match status {
-            StatusCode::UNAUTHORIZED => Some((header::WWW_AUTHENTICATE, "Bearer")),
-            StatusCode::SERVICE_UNAVAILABLE => Some((header::RETRY_AFTER, "1")),
-            _ => None,
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        let body = json!({ "error": error, "error_description": text });
+        let mut res = no_store((status, Json(body)));
+        let (name, value) = match status.as_u16() {
+            401 => (header::WWW_AUTHENTICATE, "Bearer"),
+            503 => (header::RETRY_AFTER, "1"),
+            _ => return res,
         };
-        if let Some((name, value)) = extra {
-            res.headers_mut()
-                .insert(name, HeaderValue::from_static(value));
-        }
+        res.headers_mut()
+            .insert(name, HeaderValue::from_static(value));
         res
     }
 }
@@ -259,7 +244,7 @@ fn no_store(res: impl IntoResponse) -> Response {
 }
 
 fn invalid_grant(description: &'static str) -> AppError {
-    AppError::OAuth(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    AppError::OAuth(400, "invalid_grant", description)
 }
 
 /// An SSO session: the Redis hash `sso:session:<sid>` (`sub`, `secret` = the cookie secret's
@@ -267,7 +252,7 @@ fn invalid_grant(description: &'static str) -> AppError {
 /// refresh-token family started).
 struct Session {
     sid: String,
-    fields: HashMap<String, String>,
+    fields: Params,
 }
 
 impl Session {
@@ -282,38 +267,38 @@ impl Session {
     }
 }
 
-type Params = HashMap<String, String>;
+fn session_key(sid: &str) -> String {
+    format!("sso:session:{sid}")
+}
 
+/// Where refresh family `family` is kept: `<sid> <client_id>`, its SSO session and client.
 fn owner_key(family: &str) -> String {
     format!("sso:family:{family}")
 }
 
 impl App {
+    async fn query<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, AppError> {
+        let mut conn = self.redis.clone();
+        Ok(bounded("redis", REDIS_TIMEOUT, pipe.query_async(&mut conn)).await?)
+    }
+
     async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, AppError> {
         let mut conn = self.redis.clone();
         Ok(bounded("redis", REDIS_TIMEOUT, cmd.query_async(&mut conn)).await?)
     }
 
-    /// Sets a field of session `sid`, and whether the session is still live (a logout may have
+    /// Sets a field of session `sid`; whether the session is still live (a logout may have
     /// just ended it).
     async fn add_to_session(&self, sid: &str, field: &str) -> Result<bool, AppError> {
-        let (key, mut conn, mut pipe) = (
-            format!("sso:session:{sid}"),
-            self.redis.clone(),
-            redis::pipe(),
-        );
-        pipe.atomic()
-            .hset(&key, field, 1)
-            .ignore()
-            .expire(&key, self.session_ttl as i64)
-            .ignore();
-        let query = pipe.hexists(&key, "sub").query_async::<(bool,)>(&mut conn);
-        Ok(bounded("redis", REDIS_TIMEOUT, query).await?.0)
+        let (key, mut pipe) = (session_key(sid), redis::pipe());
+        pipe.atomic().hset(&key, field, 1).ignore();
+        pipe.expire(&key, self.session_ttl as i64).ignore();
+        Ok(self.query::<(bool,)>(pipe.hexists(&key, "sub")).await?.0)
     }
 
     async fn session(&self, sid: &str) -> Result<Option<Session>, AppError> {
         let fields = self
-            .cmd(redis::cmd("HGETALL").arg(format!("sso:session:{sid}")))
+            .cmd(redis::cmd("HGETALL").arg(session_key(sid)))
             .await?;
         let session = Session {
             sid: sid.to_owned(),
@@ -332,26 +317,21 @@ impl App {
             return Ok(None);
         }
         let hash = sha256_hex(secret);
-        let session = self.session(sid).await?;
-        Ok(session.filter(|s| s.get("secret").as_bytes().ct_eq(hash.as_bytes()).into()))
+        let same = |s: &Session| s.get("secret").as_bytes().ct_eq(hash.as_bytes()).into();
+        Ok(self.session(sid).await?.filter(same))
     }
 
     /// Starts an SSO session for `sub`: the session and its cookie value.
     async fn start_session(&self, sub: &str) -> Result<(Session, String), AppError> {
         let (sid, secret, now) = (random_id::<16>(), random_id::<32>(), now_secs());
-        let key = format!("sso:session:{sid}");
-        let values = [("sub", sub.to_owned()), ("secret", sha256_hex(&secret))];
-        let times = [("auth_time", now), ("expires", now + self.session_ttl)];
-        let mut pipe = redis::pipe();
-        pipe.atomic().hset_multiple(&key, &values).ignore();
-        pipe.hset_multiple(&key, &times).ignore();
-        let fields = pipe
-            .expire(&key, self.session_ttl as i64)
-            .ignore()
-            .hgetall(&key);
-        let mut conn = self.redis.clone();
-        let query = fields.query_async::<(Params,)>(&mut conn);
-        let (fields,) = bounded("redis", REDIS_TIMEOUT, query).await?;
+        let (key, mut pipe) = (session_key(&sid), redis::pipe());
+        let hash = sha256_hex(&secret);
+        pipe.atomic()
+            .hset_multiple(&key, &[("sub", sub), ("secret", &hash)]);
+        let expires = now + self.session_ttl;
+        pipe.hset_multiple(&key, &[("auth_time", now), ("expires", expires)]);
+        pipe.expire(&key, self.session_ttl as i64).ignore();
+        let (.., fields) = self.query::<((), (), Params)>(pipe.hgetall(&key)).await?;
         tracing::info!(sub, sid, "SSO session started");
         Ok((
             Session {
@@ -365,21 +345,18 @@ impl App {
     /// Ends a session everywhere: its tokens and refresh families are revoked in the store
     /// every service checks, and every client it signed in to is told (back channel).
     async fn end_session(&self, sub: &str, sid: &str) -> Result<(), AppError> {
-        let key = format!("sso:session:{sid}");
-        let mut pipe = redis::pipe();
-        let query = pipe.atomic().hgetall(&key).del(&key).ignore();
-        let mut conn = self.redis.clone();
-        let query = query.query_async::<(Params,)>(&mut conn);
+        let (key, mut pipe) = (session_key(sid), redis::pipe());
+        pipe.atomic().hgetall(&key).del(&key).ignore();
+        let (fields,) = self.query(&pipe).await?;
         let session = Session {
             sid: sid.to_owned(),
-            fields: bounded("redis", REDIS_TIMEOUT, query).await?.0,
+            fields,
         };
         let until = now_secs() + self.access_ttl + self.skew;
-        self.revocation
-            .revoke_session(Some(sub), sid, until)
-            .await?;
-        for family in session.named("family:") {
-            self.lifecycle("").revoke_family(Some(sub), family).await?;
+        for sid in session.named("family:").chain([sid]) {
+            self.revocation
+                .revoke_session(Some(sub), sid, until)
+                .await?;
         }
         let clients = session.named("client:").filter_map(|c| self.clients.get(c));
         let clients: Vec<RegisteredClient> = clients.cloned().collect();
@@ -398,7 +375,6 @@ impl App {
             Ok(()) => Ok(()),
             Err(AuthorizeError::Redirect { location, .. }) => Err(AppError::Redirect(location)),
             Err(_) => Err(AppError::Page(
-                StatusCode::BAD_REQUEST,
                 "Unknown client, or not its registered redirect_uri: nothing was sent anywhere.",
             )),
         }
@@ -407,69 +383,50 @@ impl App {
     /// Access tokens for `client`, signed with the ring's current key.
     fn issuer_for(&self, client: &str) -> TokenIssuer {
         let issuer = TokenIssuer::new(self.ring.signing_key()).issuer(&self.issuer);
-        issuer
-            .audience(client)
-            .ttl(Duration::from_secs(self.access_ttl))
-            .typ("at+jwt")
+        let ttl = Duration::from_secs(self.access_ttl);
+        issuer.audience(client).ttl(ttl).typ("at+jwt")
     }
 
     /// Refresh tokens of `client` (`""`: to revoke only): rotated at every use, a reuse
     /// revokes the family; they live as long as an SSO session and end with theirs.
     fn lifecycle(&self, client: &str) -> TokenLifecycle {
-        let (verifier, refresh) = (self.verifiers[0].clone(), self.refresh.clone());
-        let lifecycle = TokenLifecycle::new(
-            self.issuer_for(client),
-            verifier,
-            refresh,
-            self.revocation.clone(),
-        );
+        let (issuer, verifier) = (self.issuer_for(client), self.verifiers[0].clone());
+        let stores = (self.refresh.clone(), self.revocation.clone());
+        let lifecycle = TokenLifecycle::new(issuer, verifier, stores.0, stores.1);
         lifecycle.refresh_ttl(Duration::from_secs(self.session_ttl))
     }
 
-    /// A code came back (RFC 6749 §4.1.2: it may have been stolen): revoke what it produced.
-    async fn revoke_issued(&self, sub: &str, issued: &IssuedRef) -> Result<AppError, AppError> {
-        tracing::warn!(
-            sub,
-            "authorization code replayed; revoking what it was exchanged for"
-        );
-        for jti in &issued.jtis {
-            let token = TokenRef::new()
-                .jti(jti.as_str())
-                .sub(sub)
-                .exp(issued.expires_at);
-            self.revocation.revoke_token(token).await?;
-        }
-        if let Some(family) = &issued.family {
-            self.lifecycle("").revoke_family(Some(sub), family).await?;
-        }
-        Ok(invalid_grant("the code was used already"))
+    /// Revokes what a code produced and refuses the grant: the code came back (RFC 6749
+    /// §4.1.2: it may have been stolen), or the session ended meanwhile.
+    async fn revoke(
+        &self,
+        sub: &str,
+        issued: &IssuedRef,
+        why: &'static str,
+    ) -> Result<Value, AppError> {
+        let until = now_secs() + self.access_ttl + self.skew;
+        issued.revoke(&*self.revocation, sub, until).await?;
+        Err(invalid_grant(why))
     }
 
     /// The authorization-code grant (RFC 6749 §4.1.3, PKCE, OpenID Connect Core §3.1.3).
     async fn code_grant(&self, client: &str, f: &Params) -> Result<Value, AppError> {
         let p = |name: &str| f.get(name).map_or("", String::as_str);
-        if ["code", "redirect_uri", "code_verifier"]
-            .iter()
-            .any(|n| p(n).is_empty())
-        {
+        let (code, uri, verifier) = (p("code"), p("redirect_uri"), p("code_verifier"));
+        if code.is_empty() || uri.is_empty() || verifier.is_empty() {
             let text = "code, redirect_uri and code_verifier are required";
-            return Err(AppError::OAuth(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                text,
-            ));
+            return Err(AppError::OAuth(400, "invalid_request", text));
         }
-        let redeemed = self
-            .codes
-            .redeem(p("code"), client, p("redirect_uri"), p("code_verifier"));
-        let grant = match redeemed.await? {
+        let grant = match self.codes.redeem(code, client, uri, verifier).await? {
             Redemption::Redeemed(grant) => grant,
             Redemption::Replayed {
                 sub,
                 issued: Some(issued),
                 ..
             } => {
-                return Err(self.revoke_issued(&sub, &issued).await?);
+                return self
+                    .revoke(&sub, &issued, "the code was used already")
+                    .await;
             }
             _ => return Err(invalid_grant("unknown, expired, used or mismatched code")),
         };
@@ -482,26 +439,19 @@ impl App {
         let mut issued = IssuedRef::new().sid(sid);
         let access = if grant.has_scope("offline_access") {
             let pair = self.lifecycle(client).issue_pair(sub, &scope).await?;
-            let family = pair
-                .refresh_token
-                .split('.')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            let mut owner = redis::cmd("SET");
-            owner.arg(owner_key(&family)).arg(format!("{sid} {client}"));
-            self.cmd::<()>(owner.arg("EX").arg(self.session_ttl))
+            let family = pair.refresh_token.split('.').next().unwrap_or_default();
+            let (owner, ttl) = (format!("{sid} {client}"), self.session_ttl);
+            let mut set = redis::cmd("SET");
+            self.cmd::<()>(set.arg(owner_key(family)).arg(owner).arg("EX").arg(ttl))
                 .await?;
+            issued = issued.family(family);
             if !self
                 .add_to_session(sid, &format!("family:{family}"))
                 .await?
             {
-                self.lifecycle(client)
-                    .revoke_family(Some(sub), &family)
-                    .await?;
-                return Err(invalid_grant("the SSO session has ended"));
+                return self.revoke(sub, &issued, "the SSO session has ended").await;
             }
-            (issued, body["refresh_token"]) = (issued.family(family), pair.refresh_token.into());
+            body["refresh_token"] = pair.refresh_token.as_str().into();
             pair.access
         } else {
             // Never outliving the SSO session.
@@ -509,27 +459,26 @@ impl App {
                 .access_ttl
                 .min(session.time("expires").saturating_sub(now_secs()));
             let issuer = self.issuer_for(client).ttl(Duration::from_secs(ttl.max(1)));
-            let access = issuer.issue_in_session(sub, &scope, Some(sid), &NoCustomClaims {})?;
+            let none = NoCustomClaims {};
+            let access = issuer.issue_in_session(sub, &scope, Some(sid), &none)?;
             issued = issued.jti(&access.jti).expires_at(access.expires_at);
             access
         };
         if grant.has_scope("openid") {
-            let ttl = Duration::from_secs(self.access_ttl);
-            let id_token =
-                grant.id_token(self.ring.signing_key(), &self.issuer, &access.token, ttl);
-            body["id_token"] = id_token?.into();
+            let (key, ttl) = (
+                self.ring.signing_key(),
+                Duration::from_secs(self.access_ttl),
+            );
+            let id_token = grant.id_token(key, &self.issuer, &access.token, ttl)?;
+            body["id_token"] = id_token.into();
         }
-        if self
-            .codes
-            .mark_issued(CodeHash::of(p("code")), &issued)
-            .await?
-            == MarkIssued::Replayed
-        {
-            return Err(self.revoke_issued(sub, &issued).await?);
+        let marked = self.codes.mark_issued(CodeHash::of(code), &issued).await?;
+        if marked == MarkIssued::Replayed {
+            return self.revoke(sub, &issued, "the code was used already").await;
         }
         tracing::info!(sub, sid, client, "tokens issued");
-        (body["access_token"], body["expires_in"]) =
-            (access.token.into(), access.expires_in.into());
+        body["expires_in"] = access.expires_in.into();
+        body["access_token"] = access.token.into();
         Ok(body)
     }
 
@@ -540,7 +489,7 @@ impl App {
         if owner
             .as_deref()
             .and_then(|o| o.split_once(' '))
-            .map(|(_, c)| c)
+            .map(|o| o.1)
             != Some(client)
         {
             return Err(invalid_grant("unknown refresh token, or another client's"));
@@ -550,18 +499,17 @@ impl App {
             Err(GrantError::Unavailable(e)) => return Err(e.into()),
             Err(_) => return Err(invalid_grant("invalid, spent or revoked refresh token")),
         };
-        let (access, expires_in) = (pair.access.token, pair.access.expires_in);
+        let (access, refresh_token) = (pair.access, pair.refresh_token);
         Ok(
-            json!({ "access_token": access, "token_type": "Bearer", "expires_in": expires_in,
-            "refresh_token": pair.refresh_token, "scope": pair.scope }),
+            json!({ "access_token": access.token, "token_type": "Bearer", "scope": pair.scope,
+            "expires_in": access.expires_in, "refresh_token": refresh_token }),
         )
     }
 
     /// The user's scope: set by an admin, else the demo default.
     async fn scope_of(&self, user: &str) -> Result<String, AppError> {
-        let set: Option<String> = self
-            .cmd(redis::cmd("GET").arg(format!("sso:perms:{user}")))
-            .await?;
+        let key = format!("sso:perms:{user}");
+        let set: Option<String> = self.cmd(redis::cmd("GET").arg(key)).await?;
         let default = DEMO_USERS.iter().find(|u| u.0 == user).map_or("", |u| u.2);
         Ok(set.unwrap_or_else(|| default.to_owned()))
     }
@@ -570,45 +518,44 @@ impl App {
     /// or the signed-out page; the SSO cookie is cleared.
     fn signed_out(&self, p: &Params) -> Response {
         let client = p.get("client_id").and_then(|c| self.clients.get(c));
-        let target = p.get("post_logout_redirect_uri");
-        let mut res = match target
-            .filter(|uri| client.is_some_and(|c| c.allows_post_logout_redirect_uri(uri)))
-        {
-            Some(uri) => match p.get("state").filter(|s| !s.is_empty()) {
-                Some(state) => {
-                    redirect(StatusCode::SEE_OTHER, &with_query(uri, &[("state", state)]))
-                }
-                None => redirect(StatusCode::SEE_OTHER, uri),
-            },
+        let allowed =
+            |uri: &&String| client.is_some_and(|c| c.allows_post_logout_redirect_uri(uri));
+        let state = p.get("state").filter(|s| !s.is_empty());
+        let state: Vec<_> = state.iter().map(|s| ("state", s.as_str())).collect();
+        let mut res = match p.get("post_logout_redirect_uri").filter(allowed) {
+            Some(uri) => redirect(StatusCode::SEE_OTHER, &with_query(uri, &state)),
             None => page(
                 StatusCode::OK,
                 "Signed out",
-                "<p>You are signed out of every service.</p>",
+                include_str!("sso/signed_out.html"),
             ),
         };
-        res.headers_mut()
-            .append(header::SET_COOKIE, self.cookie.removal_cookie());
+        let cookie = self.cookie.removal_cookie();
+        res.headers_mut().append(header::SET_COOKIE, cookie);
         res
     }
 
     fn require_admin(&self, headers: &HeaderMap) -> Result<(), AppError> {
-        let expected = sha256_hex(self.admin_token.as_deref().unwrap_or_default());
-        let given = sha256_hex(bearer(headers).unwrap_or_default());
-        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) && bearer(headers).is_some() {
-            return Ok(());
+        let expected = self.admin_token.as_deref().map(sha256_hex);
+        let given = bearer(headers).map(sha256_hex);
+        match (given, expected) {
+            (Some(g), Some(e)) if bool::from(g.as_bytes().ct_eq(e.as_bytes())) => Ok(()),
+            _ => Err(AppError::OAuth(401, "invalid_token", "Bearer $ADMIN_TOKEN")),
         }
-        Err(AppError::OAuth(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "Bearer $ADMIN_TOKEN",
-        ))
     }
 }
 
+/// The login page for `req`, with an error message (or `""`).
 fn login_page(req: &AuthorizationRequest, error: &str, status: StatusCode) -> Response {
     let v = |value: &Option<String>| esc(value.as_deref().unwrap_or_default());
-    let (client_id, redirect_uri, state) = (v(&req.client_id), v(&req.redirect_uri), v(&req.state));
-    let (code_challenge, nonce, scope) = (v(&req.code_challenge), v(&req.nonce), v(&req.scope));
+    let fields = [
+        &req.client_id,
+        &req.redirect_uri,
+        &req.state,
+        &req.code_challenge,
+    ];
+    let [client_id, redirect_uri, state, code_challenge] = fields.map(v);
+    let (nonce, scope) = (v(&req.nonce), v(&req.scope));
     let vars = [
         ("error", error),
         ("client_id", &client_id),
@@ -621,13 +568,8 @@ fn login_page(req: &AuthorizationRequest, error: &str, status: StatusCode) -> Re
     common::html(status, fill(include_str!("sso/login.html"), &vars))
 }
 
-/// `GET /authorize`: a code at once when the SSO cookie names a live session, else the login
-/// page.
-async fn authorize(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    Query(req): Query<AuthorizationRequest>,
-) -> Result<Response, AppError> {
+/// `GET /authorize`: signed in already (SSO cookie), a code at once; else the login page.
+async fn authorize(app: Shared, headers: HeaderMap, req: Query<AuthorizationRequest>) -> Answer {
     app.check(&req)?;
     if let Some(session) = app.cookie_session(&headers).await?
         && let Some(location) = issue_code(&app, &session, &req).await?
@@ -644,9 +586,9 @@ async fn issue_code(
     s: &Session,
     req: &AuthorizationRequest,
 ) -> Result<Option<String>, AppError> {
-    let client_id = req.client_id.as_deref().unwrap_or_default();
+    let client = req.client_id.as_deref().unwrap_or_default();
     if !app
-        .add_to_session(&s.sid, &format!("client:{client_id}"))
+        .add_to_session(&s.sid, &format!("client:{client}"))
         .await?
     {
         return Ok(None);
@@ -658,7 +600,7 @@ async fn issue_code(
     tracing::info!(
         sub = s.get("sub"),
         sid = s.sid,
-        client_id,
+        client,
         "authorization code issued"
     );
     Ok(Some(req.code_redirect(&code)))
@@ -674,10 +616,7 @@ struct LoginForm {
 
 /// `POST /login`: checks the password (Argon2, off the async threads, as slow for unknown
 /// users), starts the SSO session, sends the browser back with a code.
-async fn login(
-    State(app): State<Shared>,
-    Form(form): Form<LoginForm>,
-) -> Result<Response, AppError> {
+async fn login(app: Shared, Form(form): Form<LoginForm>) -> Answer {
     app.check(&form.req)?;
     let (user, hash) = match app.users.get_key_value(form.username.as_str()) {
         Some((&user, hash)) => (Some(user), hash.clone()),
@@ -686,17 +625,12 @@ async fn login(
     let ok = tokio::task::spawn_blocking(move || verify_password(&form.password, &hash)).await?;
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!(username = ?form.username, "login refused");
-        return Ok(login_page(
-            &form.req,
-            "Wrong user name or password.",
-            StatusCode::UNAUTHORIZED,
-        ));
+        let error = "Wrong user name or password.";
+        return Ok(login_page(&form.req, error, StatusCode::UNAUTHORIZED));
     };
     let (session, cookie) = app.start_session(user).await?;
-    let location = issue_code(&app, &session, &form.req)
-        .await?
-        .ok_or_else(|| anyhow!("session gone"))?;
-    let mut res = redirect(StatusCode::SEE_OTHER, &location);
+    let location = issue_code(&app, &session, &form.req).await?;
+    let mut res = redirect(StatusCode::SEE_OTHER, &location.context("session gone")?);
     let cookie = app
         .cookie
         .set_cookie(&cookie, Duration::from_secs(app.session_ttl));
@@ -705,23 +639,17 @@ async fn login(
 }
 
 /// `POST /token`: public clients, named by `client_id`, proven by PKCE.
-async fn token(State(app): State<Shared>, Form(f): Form<Params>) -> Result<Response, AppError> {
+async fn token(app: Shared, Form(f): Form<Params>) -> Answer {
     let Some(client) = f.get("client_id").filter(|c| app.clients.get(c).is_some()) else {
-        return Err(AppError::OAuth(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "unknown client",
-        ));
+        return Err(AppError::OAuth(401, "invalid_client", "unknown client"));
     };
+    let refresh_token = f.get("refresh_token").map_or("", String::as_str);
     let body = match f.get("grant_type").map(String::as_str) {
         Some("authorization_code") => app.code_grant(client, &f).await?,
-        Some("refresh_token") => {
-            app.refresh_grant(client, f.get("refresh_token").map_or("", |t| t))
-                .await?
-        }
+        Some("refresh_token") => app.refresh_grant(client, refresh_token).await?,
         _ => {
             return Err(AppError::OAuth(
-                StatusCode::BAD_REQUEST,
+                400,
                 "unsupported_grant_type",
                 "code or refresh",
             ));
@@ -732,27 +660,23 @@ async fn token(State(app): State<Shared>, Form(f): Form<Params>) -> Result<Respo
 
 /// `POST /logout`: a service (bearer: the user's access token; 204) or the browser (the SSO
 /// cookie; the sign-out form). The SSO session ends everywhere.
-async fn logout(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, AppError> {
+async fn logout(app: Shared, headers: HeaderMap, body: Bytes) -> Answer {
     if let Some(token) = bearer(&headers) {
-        let claims = app.verifiers[0].verify::<NoCustomClaims>(token);
-        let Some((sub, sid)) = claims.ok().and_then(|c| c.sub.clone().zip(c.sid.clone())) else {
+        let claims = app.verifiers[0].verify::<NoCustomClaims>(token).ok();
+        let Some((sub, sid)) = claims.and_then(|c| c.sub.clone().zip(c.sid.clone())) else {
             return Err(AppError::OAuth(
-                StatusCode::UNAUTHORIZED,
+                401,
                 "invalid_token",
-                "not a token of this server with a session",
+                "no token of a session here",
             ));
         };
-        // A refreshed token's `sid` is its refresh family's: the SSO session owns it.
+        // A refreshed token's `sid` is its refresh family's: its SSO session owns it.
         let owner: Option<String> = app.cmd(redis::cmd("GET").arg(owner_key(&sid))).await?;
-        let sid = owner
+        let sso_sid = owner
             .as_deref()
             .and_then(|o| o.split_once(' '))
-            .map_or(sid.as_str(), |(s, _)| s);
-        app.end_session(&sub, sid).await?;
+            .map(|o| o.0);
+        app.end_session(&sub, sso_sid.unwrap_or(&sid)).await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     if let Some(session) = app.cookie_session(&headers).await? {
@@ -762,64 +686,49 @@ async fn logout(
 }
 
 /// `GET /logout`, the `end_session_endpoint` (OpenID Connect RP-Initiated Logout 1.0): an
-/// `id_token_hint` of the client ends its session at once; otherwise the user confirms (a GET
-/// must not sign anyone out on a third party's say-so).
-async fn end_session(
-    State(app): State<Shared>,
-    Query(p): Query<Params>,
-) -> Result<Response, AppError> {
+/// `id_token_hint` for the client ends its session at once; otherwise the user confirms (a
+/// GET must not sign anyone out on a third party's say-so).
+async fn end_session(app: Shared, Query(p): Query<Params>) -> Answer {
     let hint = p
         .get("id_token_hint")
-        .and_then(|t| app.verifiers[1].verify::<NoCustomClaims>(t).ok());
-    let for_client =
-        |aud: &tower_token_auth::Audience| p.get("client_id").is_some_and(|c| aud.contains(c));
-    if let Some((sub, sid)) = hint
-        .filter(|c| c.aud.as_ref().is_some_and(for_client))
-        .and_then(|c| c.sub.clone().zip(c.sid.clone()))
-    {
+        .map(|t| app.verifiers[1].verify::<NoCustomClaims>(t));
+    let client = p.get("client_id").map_or("", String::as_str);
+    let hint = hint
+        .and_then(Result::ok)
+        .filter(|c| c.aud.as_ref().is_some_and(|a| a.contains(client)));
+    if let Some((sub, sid)) = hint.and_then(|c| c.sub.clone().zip(c.sid.clone())) {
         app.end_session(&sub, &sid).await?;
         return Ok(app.signed_out(&p));
     }
     let v = |name: &str| esc(p.get(name).map_or("", String::as_str));
-    let (client_id, uri, state) = (v("client_id"), v("post_logout_redirect_uri"), v("state"));
+    let [client_id, uri, state] = ["client_id", "post_logout_redirect_uri", "state"].map(v);
     let vars = [
         ("client_id", client_id.as_str()),
-        ("post_logout_redirect_uri", &uri),
+        ("uri", &uri),
         ("state", &state),
     ];
-    Ok(page(
-        StatusCode::OK,
-        "Sign out?",
-        &fill(include_str!("sso/sign_out.html"), &vars),
-    ))
+    let form = fill(include_str!("sso/sign_out.html"), &vars);
+    Ok(page(StatusCode::OK, "Sign out?", &form))
 }
 
 /// `GET /`: who is signed in here.
-async fn home(State(app): State<Shared>, headers: HeaderMap) -> Result<Response, AppError> {
+async fn home(app: Shared, headers: HeaderMap) -> Answer {
     let Some(s) = app.cookie_session(&headers).await? else {
-        return Ok(page(
-            StatusCode::OK,
-            "Not signed in",
-            "<p>Open one of the services to sign in.</p>",
-        ));
+        let text = "<p>Open one of the services to sign in.</p>";
+        return Ok(page(StatusCode::OK, "Not signed in", text));
     };
     let mut clients: Vec<&str> = s.named("client:").collect();
     clients.sort_unstable();
-    let clients = if clients.is_empty() {
-        "none yet".into()
-    } else {
-        esc(&clients.join(", "))
+    let clients = match clients.is_empty() {
+        true => "none yet".to_owned(),
+        false => esc(&clients.join(", ")),
     };
     let minutes = (s.time("expires").saturating_sub(now_secs()) / 60).to_string();
     let vars = [
-        ("user", esc(s.get("sub"))),
-        ("minutes", minutes),
-        ("clients", clients),
+        ("user", &*esc(s.get("sub"))),
+        ("minutes", &minutes),
+        ("clients", &clients),
     ];
-    let vars = vars
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .collect::<Vec<_>>();
     Ok(page(
         StatusCode::OK,
         "Single sign-on",
@@ -835,27 +744,15 @@ struct PermissionChange {
 
 /// `POST /admin/permissions`: a user's new scope. Tokens carry their scope, so the user's
 /// tokens and refresh families are revoked at once; the SSO session gets new ones.
-async fn admin_permissions(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    Json(req): Json<PermissionChange>,
-) -> Result<Response, AppError> {
+async fn admin_permissions(app: Shared, headers: HeaderMap, req: Json<PermissionChange>) -> Answer {
     app.require_admin(&headers)?;
     let Some(&user) = app.users.keys().find(|u| **u == req.user) else {
-        return Err(AppError::OAuth(
-            StatusCode::NOT_FOUND,
-            "unknown_user",
-            "no such user",
-        ));
+        return Err(AppError::OAuth(404, "unknown_user", "no such user"));
     };
     // RFC 6749 §3.3 scope tokens: visible ASCII but `"` and `\`.
     let scope_char = |b: u8| b == b' ' || (b.is_ascii_graphic() && b != b'"' && b != b'\\');
     if req.scope.len() > 1024 || !req.scope.bytes().all(scope_char) {
-        return Err(AppError::OAuth(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            "not RFC 6749 scope",
-        ));
+        return Err(AppError::OAuth(400, "invalid_scope", "not RFC 6749 scope"));
     }
     let (scope, now) = (
         req.scope.split_whitespace().collect::<Vec<_>>().join(" "),
@@ -875,26 +772,22 @@ async fn admin_permissions(
         scope,
         "permissions changed; the user's tokens are revoked"
     );
-    Ok(Json(json!({ "user": user, "scope": scope, "revoked_issued_before": now })).into_response())
+    let body = json!({ "user": user, "scope": scope, "revoked_issued_before": now });
+    Ok(Json(body).into_response())
 }
 
 /// `POST /admin/rotate-key`: a new Ed25519 key, published at once and signing once every
 /// service has fetched it (`KEY_PUBLISH_AHEAD_SECS`): a rotation refuses nothing.
-async fn admin_rotate_key(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
+async fn rotate_key(app: Shared, headers: HeaderMap) -> Answer {
     app.require_admin(&headers)?;
     let (key, previous_kid) = (RingKey::generate_ed25519()?, app.ring.current_kid());
     let kid = key.kid().to_owned();
     let signs_from = app.ring.rotate(key)?;
     let keys = app.ring.key_set()?;
     app.verifiers.iter().for_each(|v| v.set_keys(&keys));
-    let previous_published_until = signs_from + app.access_ttl + app.skew;
+    let until = signs_from + app.access_ttl + app.skew;
     tracing::info!(kid, previous_kid, signs_from, "signing key rotated");
-    Ok(Json(
-        json!({ "kid": kid, "alg": "EdDSA", "signs_from": signs_from,
-        "previous_kid": previous_kid, "previous_published_until": previous_published_until }),
-    )
-    .into_response())
+    let body = json!({ "kid": kid, "alg": "EdDSA", "signs_from": signs_from,
+        "previous_kid": previous_kid, "previous_published_until": until });
+    Ok(Json(body).into_response())
 }

@@ -251,6 +251,35 @@ impl IssuedRef {
         self.expires_at = Some(exp);
         self
     }
+
+    /// Revokes what was issued, in the store every resource server checks: each token by
+    /// `jti` (until its `exp`), and the refresh family's session (its `sid` in the access
+    /// tokens it mints; a family whose session is revoked refreshes nothing), until
+    /// `keep_until`. The SSO session itself (`sid`) is left alone: the code, not the
+    /// session, was stolen. Call it on [`Redemption::Replayed`] and [`MarkIssued::Replayed`].
+    pub async fn revoke(
+        &self,
+        store: &dyn crate::RevocationStore,
+        sub: &str,
+        keep_until: u64,
+    ) -> Result<(), crate::RevocationError> {
+        tracing::warn!(
+            sub,
+            "authorization code replayed: revoking what it was exchanged for"
+        );
+        let exp = self.expires_at.unwrap_or(keep_until);
+        for jti in &self.jtis {
+            let token = crate::revocation::TokenRef::new()
+                .jti(jti.as_str())
+                .sub(sub)
+                .exp(exp);
+            store.revoke_token(token).await?;
+        }
+        if let Some(family) = &self.family {
+            store.revoke_session(Some(sub), family, keep_until).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Why the first redemption of a code was refused. The code is burned all the same.
