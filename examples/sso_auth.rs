@@ -131,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
         verifiers: [verifier("at+jwt")?, verifier("JWT")?],
         logout_sender: sender.token_ttl(secs(access_ttl.min(120))),
         redis: ConnectionManager::new_lazy_with_config(redis, config)?,
-        codes: RedisCodeStore::connect(&url, "sso:code:", REDIS_TIMEOUT)?,
+        codes: RedisCodeStore::connect(&url, "sso:", REDIS_TIMEOUT)?,
         refresh: Arc::new(RedisRefreshStore::connect(&url, "sso:rt:", REDIS_TIMEOUT)?),
         revocation: Arc::new(revocation),
         users: DEMO_USERS.iter().map(hash).collect::<anyhow::Result<_>>()?,
