@@ -120,11 +120,10 @@ impl AuthorizationRequest {
         } else {
             param(&self.state)
         };
-        let error = if too_long(&self.state) || too_long(&self.nonce) || too_long(&self.scope) {
-            "invalid_request"
-        } else if self.code_challenge_method.as_deref() != Some("S256")
-            || !is_valid_challenge(param(&self.code_challenge))
-        {
+        let malformed = too_long(&self.state) || too_long(&self.nonce) || too_long(&self.scope);
+        let pkce = self.code_challenge_method.as_deref() == Some("S256")
+            && is_valid_challenge(param(&self.code_challenge));
+        let error = if malformed || !pkce {
             "invalid_request"
         } else if self.response_type.as_deref() != Some("code") {
             "unsupported_response_type"
