@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use oidc_provider::run_helper;
-use sso::{Browser, Options, Stack, form_fields, jwt_claims, query_param, sign_in};
+use sso::{ADMIN_TOKEN, Browser, Options, Stack, form_fields, jwt_claims, query_param, sign_in};
 
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
@@ -57,6 +57,30 @@ async fn backchannel_receiver() -> (String, mpsc::UnboundedReceiver<String>) {
     let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, rx)
+}
+
+/// Signs `user` in through the login page `url` leads to; returns the callback URL the
+/// browser is sent to (not followed: the relying party is node, not a server).
+async fn log_in(browser: &mut Browser, auth: &str, url: &str, user: &str, cb: &str) -> String {
+    let login = browser.open(url).await;
+    assert_eq!(login.status(), StatusCode::OK, "{login:#?}");
+    let mut fields = form_fields(&login.body());
+    assert_eq!(fields["client_id"], "rp");
+    fields.insert("username".into(), user.into());
+    fields.insert("password".into(), format!("{user}-password"));
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let same_origin = [("origin", auth), ("sec-fetch-site", "same-origin")];
+    let url = format!("{auth}/login");
+    let res = browser
+        .fetch(Method::POST, &url, Some(&form), &same_origin)
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{res:?}");
+    let callback = res.header("location").to_owned();
+    assert!(callback.starts_with(&format!("{cb}?code=")), "{callback}");
+    callback
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,31 +132,7 @@ async fn openid_client_signs_in_refreshes_and_logs_out() {
 
     // The user signs in through the login form; the browser is sent to the RP's callback.
     let mut browser = Browser::new();
-    let login = browser.open(url).await;
-    assert_eq!(login.status(), StatusCode::OK, "{login:#?}");
-    let mut fields = form_fields(&login.body());
-    assert_eq!(fields["client_id"], "rp");
-    fields.insert("username".into(), "alice".into());
-    fields.insert("password".into(), "alice-password".into());
-    let form: Vec<(&str, &str)> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let same_origin = [("origin", auth.as_str()), ("sec-fetch-site", "same-origin")];
-    let res = browser
-        .fetch(
-            Method::POST,
-            &format!("{auth}/login"),
-            Some(&form),
-            &same_origin,
-        )
-        .await;
-    assert_eq!(res.status, StatusCode::SEE_OTHER, "{res:?}");
-    let callback = res.header("location").to_owned();
-    assert!(
-        callback.starts_with(&format!("{redirect_uri}?code=")),
-        "{callback}"
-    );
+    let callback = log_in(&mut browser, &auth, url, "alice", &redirect_uri).await;
     let sso_cookie = browser.cookie(&auth, "sso_session").unwrap();
     let sid = sso_cookie.split_once('.').unwrap().0.to_owned();
 
@@ -273,6 +273,33 @@ async fn openid_client_signs_in_refreshes_and_logs_out() {
     assert_eq!(out.status(), StatusCode::OK, "{out:#?}");
     assert!(out.body().contains("signed out of every service"));
     assert!(out.hops.iter().all(|h| !h.url.contains("evil.example")));
+
+    // After a key rotation the ID tokens are EdDSA (at_hash with SHA-512): accepted too.
+    let rotation = stack.admin("rotate-key", ADMIN_TOKEN, None).await.json();
+    let signs_from = rotation["signs_from"].as_u64().unwrap();
+    while support::now_secs() < signs_from {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let start = rp(json!({
+        "op": "authorize", "issuer": auth, "client_id": "rp",
+        "redirect_uri": redirect_uri, "scope": "openid",
+    }))
+    .await;
+    let url = start["url"].as_str().unwrap();
+    let callback = log_in(&mut Browser::new(), &auth, url, "alice", &redirect_uri).await;
+    let tokens = rp(json!({
+        "op": "callback", "issuer": auth, "client_id": "rp", "callback_url": callback,
+        "code_verifier": start["code_verifier"], "state": start["state"],
+        "nonce": start["nonce"], "post_logout_redirect_uri": post_logout,
+    }))
+    .await;
+    assert_eq!(tokens["id_header"]["alg"], "EdDSA", "{tokens:#}");
+    assert_eq!(tokens["id_header"]["kid"], rotation["kid"]);
+    assert_eq!(tokens["at_hash_ok"], true);
+    assert!(
+        tokens.get("refresh_token").is_none_or(Value::is_null),
+        "no offline_access"
+    );
     eprintln!(
         "openid-client accepted the provider; {:?} in all",
         started.elapsed()

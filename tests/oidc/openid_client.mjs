@@ -11,8 +11,8 @@
 // - callback {issuer, client_id, callback_url, code_verifier, state, nonce,
 //   post_logout_redirect_uri} → the code exchanged by openid-client (which checks the ID
 //   token: iss, aud, azp, exp, iat, nonce…), at_hash recomputed, both tokens verified by jose
-//   through the discovered jwks_uri, {id_claims, access_claims, access_header, at_hash_ok,
-//   scope, refresh_token, end_session_url}.
+//   through the discovered jwks_uri, {id_claims, id_header, access_claims, access_header,
+//   at_hash_ok, scope, refresh_token, end_session_url}.
 // - refresh {issuer, client_id, refresh_token, audience} → {access_claims, refresh_token,
 //   has_id_token}, or {error} when the provider refused the grant.
 // - verify {issuer, token, audience, typ} → {header, payload}: jose through discovery.
@@ -80,6 +80,7 @@ async function run() {
       });
       return {
         id_claims: tokens.claims(),
+        id_header: idHeader,
         id_verified: id.payload,
         access_claims: access.payload,
         access_header: access.header,
