@@ -585,8 +585,10 @@ async fn authorize_and_token_refuse_what_they_must() {
     assert_eq!(res.json()["error"], "invalid_client");
 }
 
-/// Rotate the signing key on the auth server: new tokens carry the new `kid` and the services
-/// accept them without a restart; a token signed with the old key keeps working until it
+/// Rotate the signing key on the auth server: the new key is published at once and signs
+/// only once the services have fetched it (their periodic refresh; the unknown-`kid` refetch is
+/// held off here, so it cannot save the day), so no request is refused across the rotation.
+/// New tokens then carry the new `kid`; a token signed with the old key keeps working until it
 /// expires, and the old key leaves the JWK Set after that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rotation_without_restart() {
@@ -594,10 +596,12 @@ async fn key_rotation_without_restart() {
     let mut stack = Stack::start(Options {
         access_ttl_secs: 6,
         clock_skew_secs: 0,
+        publish_ahead_secs: 3,
+        jwks_refresh_secs: 1,
+        jwks_min_refetch_ms: 60_000,
+        ..Options::default()
     })
     .await;
-    // The services fetched the key set before they reported ready.
-    let fetched_by = tokio::time::Instant::now();
     let mut alice = Browser::new();
     sign_in(&mut alice, &stack, "orders", "alice").await;
     let old_token = alice.cookie(&stack.orders_url, "orders_session").unwrap();
@@ -610,31 +614,57 @@ async fn key_rotation_without_restart() {
     assert_eq!(res.status, StatusCode::OK, "{res:?}");
     let rotation = res.json();
     let new_kid = rotation["kid"].as_str().unwrap().to_owned();
+    let signs_from = rotation["signs_from"].as_u64().unwrap();
     assert_eq!(rotation["previous_kid"].as_str(), Some(old_kid.as_str()));
     assert_ne!(new_kid, old_kid);
     let mut both = vec![old_kid.clone(), new_kid.clone()];
     both.sort();
     assert_eq!(stack.published_kids().await, both);
 
-    // A new sign-in: the new key, accepted by the running services. They fetch again for an
-    // unknown kid at most every JWKS_MIN_REFETCH_MS (200 ms in these tests), counted from
-    // their start-up fetch; on a fast run we can get here sooner, and a refused refetch
-    // would bounce the browser between service and auth server. Wait that window out.
-    tokio::time::sleep_until(fetched_by + Duration::from_millis(250)).await;
+    // Across the rotation, fresh tokens from the SSO session at both services, and the old
+    // token: every one accepted, every sign-in straight through (no bounce back to the auth
+    // server), until tokens with the new key have been accepted at both.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (mut fresh, mut new_key_seen) = (0, BTreeMap::new());
+    while new_key_seen.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no token with the new key after 15 s"
+        );
+        for service in ["orders", "members"] {
+            let cookie = format!("{service}_session");
+            alice.forget(stack.service(service), &cookie);
+            let me = alice.open(&format!("{}/me", stack.service(service))).await;
+            let statuses: Vec<u16> = me.hops.iter().map(|h| h.status.as_u16()).collect();
+            assert_eq!(statuses, [302, 302, 303, 200], "{service}: {me:#?}");
+            let token = alice.cookie(stack.service(service), &cookie).unwrap();
+            let res = stack.me_with(service, &token).await;
+            assert_eq!(res.status, StatusCode::OK, "{service} refused {res:?}");
+            fresh += 1;
+            let kid = jwt_header(&token)["kid"].as_str().unwrap().to_owned();
+            if kid == new_kid {
+                assert!(
+                    now_secs() >= signs_from,
+                    "the new key signed before its time"
+                );
+                new_key_seen.insert(service, ());
+            } else {
+                assert_eq!(kid, old_kid);
+            }
+        }
+        let res = stack.me_with("orders", &old_token).await;
+        assert_eq!(res.status, StatusCode::OK, "the old token refused: {res:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("across the rotation: {fresh} fresh tokens, none refused");
+
+    // A new sign-in: the new key, accepted by the running services.
     let mut bob = Browser::new();
     sign_in(&mut bob, &stack, "orders", "bob").await;
     let bob_token = bob.cookie(&stack.orders_url, "orders_session").unwrap();
     let header = jwt_header(&bob_token);
     assert_eq!(header["kid"].as_str(), Some(new_kid.as_str()));
     assert_eq!(header["alg"], "EdDSA");
-    // Alice at members: signed in already, a token with the new key, accepted there too.
-    let members = alice.open(&format!("{}/me", stack.members_url)).await;
-    assert_eq!(members.status(), StatusCode::OK, "{members:#?}");
-    let members_token = alice.cookie(&stack.members_url, "members_session").unwrap();
-    assert_eq!(
-        jwt_header(&members_token)["kid"].as_str(),
-        Some(new_kid.as_str())
-    );
     assert!(stack.orders.try_exit().is_none() && stack.members.try_exit().is_none());
 
     // The old token still works at orders, which has fetched the new key set by now.

@@ -293,6 +293,31 @@ mod clients {
     }
 
     #[test]
+    fn post_logout_redirect_uris_match_exactly() {
+        let client = RegisteredClient::new("rp")
+            .unwrap()
+            .post_logout_redirect_uri("https://rp.example/signed-out")
+            .unwrap();
+        assert!(client.allows_post_logout_redirect_uri("https://rp.example/signed-out"));
+        for no in ["https://rp.example/signed-out/", "https://rp.example/", ""] {
+            assert!(!client.allows_post_logout_redirect_uri(no), "{no}");
+        }
+        for bad in [
+            "https://rp.example/x#f",
+            "http://rp.example/x",
+            "https://u@rp.example/",
+        ] {
+            assert!(
+                RegisteredClient::new("rp")
+                    .unwrap()
+                    .post_logout_redirect_uri(bad)
+                    .is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn unsafe_uris_cannot_be_registered() {
         let refused = [
             "https://orders.example/callback#",
@@ -804,5 +829,180 @@ mod logout_sender {
         assert_eq!(report.skipped, ["static"]);
         assert!(!report.all_delivered());
         server.abort();
+    }
+}
+
+mod authorization_request {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::{Digest, Sha256, Sha512};
+    use tower_token_auth::revocation::{RevocationCheck, RevocationStatus, TokenRef};
+    use tower_token_auth::sso::clients::{ClientRegistry, RedirectError, RegisteredClient};
+    use tower_token_auth::sso::code::{AuthorizationRequest, AuthorizeError, IssuedRef};
+    use tower_token_auth::sso::key_ring::RingKey;
+    use tower_token_auth::{MemoryStore, RevocationStore, SigningKey};
+
+    use super::{CLIENT, REDIRECT, VERIFIER, grant, support};
+
+    fn clients() -> ClientRegistry {
+        let client = RegisteredClient::new(CLIENT)
+            .unwrap()
+            .redirect_uri(REDIRECT);
+        ClientRegistry::new().with_client(client.unwrap()).unwrap()
+    }
+
+    fn request() -> AuthorizationRequest {
+        let mut req = AuthorizationRequest::default();
+        req.response_type = Some("code".into());
+        req.client_id = Some(CLIENT.into());
+        req.redirect_uri = Some(REDIRECT.into());
+        req.state = Some("/me?a=1&b".into());
+        req.code_challenge = Some(tower_token_auth::sso::code::s256_challenge(VERIFIER));
+        req.code_challenge_method = Some("S256".into());
+        req.nonce = Some("n-1".into());
+        req.scope = Some("openid offline_access".into());
+        req
+    }
+
+    fn redirect_error(req: &AuthorizationRequest) -> (&'static str, String) {
+        match req.check(&clients()) {
+            Err(AuthorizeError::Redirect { error, location }) => (error, location),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_good_request_gets_a_grant_and_a_code_redirect() {
+        let req = request();
+        req.check(&clients()).unwrap();
+        let grant = req.grant("alice", "sid-1").unwrap();
+        assert_eq!(grant.nonce.as_deref(), Some("n-1"));
+        assert!(grant.has_scope("openid") && grant.has_scope("offline_access"));
+        assert!(!grant.has_scope("open"));
+        assert_eq!(
+            req.code_redirect("c0de"),
+            format!("{REDIRECT}?code=c0de&state=%2Fme%3Fa%3D1%26b")
+        );
+    }
+
+    #[test]
+    fn unknown_clients_and_redirect_uris_are_never_redirected_to() {
+        for (client, uri) in [
+            ("evil", REDIRECT),
+            (CLIENT, "https://evil.example/cb"),
+            ("", ""),
+        ] {
+            let mut req = request();
+            req.client_id = Some(client.into());
+            req.redirect_uri = Some(uri.into());
+            let refused = req.check(&clients()).unwrap_err();
+            assert!(
+                matches!(refused, AuthorizeError::NoRedirect(_)),
+                "{refused:?}"
+            );
+        }
+        let mut req = request();
+        req.redirect_uri = None;
+        assert_eq!(
+            req.check(&clients()),
+            Err(AuthorizeError::NoRedirect(
+                RedirectError::UnregisteredRedirectUri
+            ))
+        );
+    }
+
+    #[test]
+    fn other_refusals_go_back_to_the_client_with_an_error() {
+        let mut no_pkce = request();
+        no_pkce.code_challenge = None;
+        let (error, location) = redirect_error(&no_pkce);
+        assert_eq!(error, "invalid_request");
+        assert!(location.starts_with(&format!("{REDIRECT}?error=invalid_request&state=")));
+        let mut plain = request();
+        plain.code_challenge_method = Some("plain".into());
+        assert_eq!(redirect_error(&plain).0, "invalid_request");
+        let mut token = request();
+        token.response_type = Some("token".into());
+        assert_eq!(redirect_error(&token).0, "unsupported_response_type");
+        // An overlong state is not echoed.
+        let mut long = request();
+        long.state = Some("s".repeat(3000));
+        let (error, location) = redirect_error(&long);
+        assert_eq!(error, "invalid_request");
+        assert_eq!(location, format!("{REDIRECT}?error=invalid_request"));
+    }
+
+    #[test]
+    fn the_id_token_binds_the_access_token_with_the_keys_hash() {
+        let es256 = SigningKey::ec_pem(
+            jsonwebtoken::Algorithm::ES256,
+            include_bytes!("../src/testing/es256-private.pem"),
+        )
+        .unwrap();
+        let eddsa = RingKey::generate_ed25519().unwrap();
+        let ring = tower_token_auth::sso::key_ring::SigningKeyRing::new(eddsa);
+        let access = "an-access-token";
+        let half = |digest: &[u8]| URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2]);
+        for (key, at_hash) in [
+            (es256, half(&Sha256::digest(access))),
+            (ring.signing_key(), half(&Sha512::digest(access))),
+        ] {
+            let ttl = std::time::Duration::from_secs(60);
+            let token = grant()
+                .id_token(key, "https://auth.example", access, ttl)
+                .unwrap();
+            let mut parts = token.split('.');
+            let header: serde_json::Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap())
+                    .unwrap();
+            let claims: serde_json::Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap())
+                    .unwrap();
+            assert_eq!(header["typ"], "JWT");
+            assert_eq!(claims["at_hash"], at_hash.as_str(), "{header}");
+            assert_eq!(claims["iss"], "https://auth.example");
+            assert_eq!(
+                (&claims["aud"], &claims["azp"]),
+                (&CLIENT.into(), &CLIENT.into())
+            );
+            assert_eq!(
+                (&claims["sub"], &claims["sid"]),
+                (&"alice".into(), &"sid-1".into())
+            );
+            assert_eq!(claims["nonce"], "n-1");
+            assert_eq!(claims["auth_time"], 1_700_000_000);
+            assert!(claims.get("scope").is_none());
+        }
+    }
+
+    async fn revoked(store: &MemoryStore, token: TokenRef<'_>) -> bool {
+        let status = match store.check(&token) {
+            RevocationCheck::Ready(status) => status,
+            RevocationCheck::Pending(pending) => pending.await,
+        };
+        status.unwrap() == RevocationStatus::Revoked
+    }
+
+    #[tokio::test]
+    async fn revoking_what_a_code_issued_spares_the_sso_session() {
+        let store = MemoryStore::new();
+        let now = support::now_secs();
+        let issued = IssuedRef::new()
+            .sid("sid-1")
+            .jti("at-1")
+            .family("fam-1")
+            .expires_at(now + 60);
+        issued.revoke(&store, "alice", now + 60).await.unwrap();
+        let token = |jti, sid| {
+            TokenRef::new()
+                .jti(jti)
+                .sub("alice")
+                .sid(sid)
+                .iat(now)
+                .exp(now + 60)
+        };
+        assert!(revoked(&store, token("at-1", "sid-1")).await);
+        assert!(revoked(&store, token("at-2", "fam-1")).await);
+        assert!(!revoked(&store, token("at-3", "sid-1")).await);
     }
 }

@@ -47,6 +47,10 @@ pub struct RegisteredClient {
     pub backchannel_logout_uri: Option<String>,
     /// Whether its logout tokens must carry `sid` (`backchannel_logout_session_required`).
     pub backchannel_logout_session_required: bool,
+    /// Where RP-initiated logout may send the browser afterwards
+    /// (`post_logout_redirect_uris`, OpenID Connect RP-Initiated Logout 1.0 §3.1), each
+    /// matched exactly.
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl RegisteredClient {
@@ -66,6 +70,7 @@ impl RegisteredClient {
             redirect_uris: Vec::new(),
             backchannel_logout_uri: None,
             backchannel_logout_session_required: true,
+            post_logout_redirect_uris: Vec::new(),
         })
     }
 
@@ -87,6 +92,25 @@ impl RegisteredClient {
             .map_err(|e| ConfigError::new(format!("backchannel_logout_uri: {e}")))?;
         self.backchannel_logout_uri = Some(uri);
         Ok(self)
+    }
+
+    /// Registers one more `post_logout_redirect_uri` (checked like a redirect URI): where the
+    /// end-session endpoint may send the browser after an RP-initiated logout.
+    pub fn post_logout_redirect_uri(mut self, uri: impl Into<String>) -> Result<Self, ConfigError> {
+        let uri = uri.into();
+        check_redirect_uri(&uri)
+            .map_err(|e| ConfigError::new(format!("post_logout_redirect_uri: {e}")))?;
+        if !self.post_logout_redirect_uris.contains(&uri) {
+            self.post_logout_redirect_uris.push(uri);
+        }
+        Ok(self)
+    }
+
+    /// Whether `uri` is one of the registered post-logout redirect URIs, byte for byte.
+    pub fn allows_post_logout_redirect_uri(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris
+            .iter()
+            .any(|r| r.as_bytes() == uri.as_bytes())
     }
 
     /// Whether logout tokens for this client must carry `sid` (default `true`; this

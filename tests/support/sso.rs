@@ -23,10 +23,19 @@ pub const PROPAGATION: Duration = Duration::from_secs(2);
 const READY: Duration = Duration::from_secs(30);
 
 /// Settings that differ between tests.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub access_ttl_secs: u64,
     pub clock_skew_secs: u64,
+    /// The auth server's `KEY_PUBLISH_AHEAD_SECS`: a rotated-in key signs this long after it
+    /// is published.
+    pub publish_ahead_secs: u64,
+    /// The services' `JWKS_REFRESH_SECS` (their periodic JWK Set fetch).
+    pub jwks_refresh_secs: u64,
+    /// The services' `JWKS_MIN_REFETCH_MS` (their fetch for an unknown `kid`).
+    pub jwks_min_refetch_ms: u64,
+    /// Extra `CLIENTS` entries of the auth server (`id=uri;…`), after orders and members.
+    pub extra_clients: Option<String>,
 }
 
 impl Default for Options {
@@ -34,6 +43,12 @@ impl Default for Options {
         Self {
             access_ttl_secs: 300,
             clock_skew_secs: 30,
+            publish_ahead_secs: 2,
+            jwks_refresh_secs: 60,
+            // Tests rotate keys right after start-up: allow the unknown-kid refetch soon after
+            // the first fetch.
+            jwks_min_refetch_ms: 200,
+            extra_clients: None,
         }
     }
 }
@@ -60,10 +75,16 @@ impl Stack {
         let auth_url = format!("http://{auth_addr}");
         let orders_url = format!("http://{orders_addr}");
         let members_url = format!("http://{members_addr}");
-        let clients = format!("orders={orders_url}/callback,members={members_url}/callback");
+        let mut clients = format!("orders={orders_url}/callback,members={members_url}/callback");
+        if let Some(extra) = &options.extra_clients {
+            clients = format!("{clients},{extra}");
+        }
         let key = concat!(env!("CARGO_MANIFEST_DIR"), "/src/testing/es256-private.pem");
         let ttl = options.access_ttl_secs.to_string();
         let skew = options.clock_skew_secs.to_string();
+        let ahead = options.publish_ahead_secs.to_string();
+        let refresh = options.jwks_refresh_secs.to_string();
+        let refetch = options.jwks_min_refetch_ms.to_string();
         let redis_url = redis.url();
 
         let mut auth = ChildGuard::spawn_example(
@@ -76,6 +97,7 @@ impl Stack {
                 ("ADMIN_TOKEN", ADMIN_TOKEN),
                 ("ACCESS_TTL_SECS", &ttl),
                 ("CLOCK_SKEW_SECS", &skew),
+                ("KEY_PUBLISH_AHEAD_SECS", &ahead),
             ],
         );
         auth.wait_ready(&http, auth_addr, "/health", READY).await;
@@ -88,9 +110,8 @@ impl Stack {
                     ("AUTH_URL", &auth_url),
                     ("REDIS_URL", &redis_url),
                     ("CLOCK_SKEW_SECS", &skew),
-                    // Tests rotate keys right after start-up: allow the unknown-kid refetch
-                    // soon after the first fetch.
-                    ("JWKS_MIN_REFETCH_MS", "200"),
+                    ("JWKS_REFRESH_SECS", &refresh),
+                    ("JWKS_MIN_REFETCH_MS", &refetch),
                 ],
             )
         };

@@ -16,6 +16,11 @@
 //! [`replay_window`](AuthorizationCodeStore::replay_window) after their redemption (at least
 //! until their own expiry).
 //!
+//! Before a code is issued, [`AuthorizationRequest::check`] checks the request that asks for
+//! it (client and redirect URI against the [`ClientRegistry`](crate::sso::clients::ClientRegistry),
+//! PKCE `S256`, `response_type`) and tells which refusals redirect and which must not; after
+//! it is redeemed, [`CodeGrant::id_token`] mints the OpenID Connect ID token.
+//!
 //! Store errors ([`CodeStoreError`]) never decide anything: a caller answers
 //! `503 temporarily_unavailable` when [`is_transient`](CodeStoreError::is_transient), and
 //! refuses the code otherwise.
@@ -64,12 +69,14 @@ mod memory;
 mod pkce;
 #[cfg(feature = "redis")]
 mod redis;
+mod request;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisCodeStore;
 pub use memory::MemoryCodeStore;
 pub use pkce::{is_valid_challenge, is_valid_verifier, s256_challenge, verify_s256};
+pub use request::{AuthorizationRequest, AuthorizeError, MAX_REQUEST_PARAM};
 
 /// The default lifetime of a code: 60 seconds (RFC 6749 §4.1.2 recommends at most 10 minutes).
 pub const DEFAULT_CODE_TTL: Duration = Duration::from_secs(60);
@@ -243,6 +250,35 @@ impl IssuedRef {
     pub fn expires_at(mut self, exp: u64) -> Self {
         self.expires_at = Some(exp);
         self
+    }
+
+    /// Revokes what was issued, in the store every resource server checks: each token by
+    /// `jti` (until its `exp`), and the refresh family's session (its `sid` in the access
+    /// tokens it mints; a family whose session is revoked refreshes nothing), until
+    /// `keep_until`. The SSO session itself (`sid`) is left alone: the code, not the
+    /// session, was stolen. Call it on [`Redemption::Replayed`] and [`MarkIssued::Replayed`].
+    pub async fn revoke(
+        &self,
+        store: &dyn crate::RevocationStore,
+        sub: &str,
+        keep_until: u64,
+    ) -> Result<(), crate::RevocationError> {
+        tracing::warn!(
+            sub,
+            "authorization code replayed: revoking what it was exchanged for"
+        );
+        let exp = self.expires_at.unwrap_or(keep_until);
+        for jti in &self.jtis {
+            let token = crate::revocation::TokenRef::new()
+                .jti(jti.as_str())
+                .sub(sub)
+                .exp(exp);
+            store.revoke_token(token).await?;
+        }
+        if let Some(family) = &self.family {
+            store.revoke_session(Some(sub), family, keep_until).await?;
+        }
+        Ok(())
     }
 }
 
