@@ -54,7 +54,11 @@ fn ensure_installed() {
         return;
     }
     let dir = oidc_dir();
-    if !dir.join("node_modules/.package-lock.json").is_file() {
+    // Missing, or older than the lock file (a package was added): `npm ci`, as scripts/test.sh.
+    let modified = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let installed = modified(dir.join("node_modules/.package-lock.json"));
+    let locked = modified(dir.join("package-lock.json"));
+    if installed.is_none() || locked > installed {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)
