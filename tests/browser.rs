@@ -2,13 +2,19 @@
 //! through it with `tests/browser/remember_me.mjs` (node + playwright-core): password login
 //! with "Remember me", a simulated browser restart (access cookie dropped, remember-me cookie
 //! kept), the fresh-login guard on `/settings`, theft of a rotated remember-me cookie, logout
-//! and CSRF protection.
+//! and CSRF protection. And single sign-on with `tests/browser/sso.mjs`: the `sso_auth`
+//! provider, two `sso_service` instances and Redis, signed in at one service, at the other
+//! without a password, across a key rotation, signed out of both at once.
 //!
 //! Needs Debian's `chromium`, `node` and `npm ci` in `tests/browser`; `scripts/test.sh` sets
 //! them up. Without them the tests fail (they do not skip).
 
 #[path = "support/browser.rs"]
 mod browser_support;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+#[path = "support/sso.rs"]
+mod sso;
 mod support;
 
 use std::net::SocketAddr;
@@ -134,4 +140,58 @@ fn signed_remember_me_in_chromium() {
             "e: a cross-site POST",
         ],
     );
+}
+
+/// Sign in at one service, the other without a password, a key rotation at the provider
+/// refusing nothing, sign out at the first: both signed out.
+#[test]
+fn single_sign_on_in_chromium() {
+    let tooling = BrowserTooling::require();
+    let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let stack = runtime.block_on(sso::Stack::start(sso::Options::default()));
+
+    let mut cmd = Command::new(&tooling.node);
+    cmd.current_dir(&tooling.dir)
+        .arg("sso.mjs")
+        .arg(&stack.auth_url)
+        .arg(&stack.orders_url)
+        .arg(&stack.members_url)
+        .arg(format!("--admin-token={}", sso::ADMIN_TOKEN))
+        .env("CHROMIUM", &tooling.chromium);
+    let out = run_with_timeout(cmd, SCRIPT_TIMEOUT);
+    let report = format!(
+        "--- script stdout ---\n{}\n--- script stderr ---\n{}\n--- auth log ---\n{}\n\
+         --- orders log ---\n{}\n--- members log ---\n{}",
+        out.stdout,
+        out.stderr,
+        stack.auth.log(),
+        stack.orders.log(),
+        stack.members.log()
+    );
+    assert!(out.status.success(), "the browser script failed:\n{report}");
+    for step in [
+        "a: service A sends",
+        "b: sign in as alice",
+        "c: a key rotation",
+        "d: service B",
+        "e: sign out at A",
+    ] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("PASS {step}"))),
+            "step {step:?} did not pass:\n{report}"
+        );
+    }
+    assert!(
+        !out.stdout.contains("FAIL") && out.stdout.contains("RESULT: PASS"),
+        "{report}"
+    );
+    eprintln!("{}", out.stdout);
+    drop(stack);
 }

@@ -75,7 +75,14 @@ impl Stack {
         let auth_url = format!("http://{auth_addr}");
         let orders_url = format!("http://{orders_addr}");
         let members_url = format!("http://{members_addr}");
-        let mut clients = format!("orders={orders_url}/callback,members={members_url}/callback");
+        let client = |name: &str, url: &str| {
+            format!("{name}={url}/callback;backchannel_logout_uri={url}/backchannel-logout")
+        };
+        let mut clients = format!(
+            "{},{}",
+            client("orders", &orders_url),
+            client("members", &members_url)
+        );
         if let Some(extra) = &options.extra_clients {
             clients = format!("{clients},{extra}");
         }

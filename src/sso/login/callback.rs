@@ -37,7 +37,9 @@ use crate::source::TokenSource;
 /// 4. starts the local session for the ID token's `sub`:
 ///    [`TokenLifecycle::issue_pair_in_session`] in the family
 ///    [`local_session_id`]`(iss, sid)` when the ID token has a `sid` (so a back-channel logout
-///    can end it), else a new family; sets the access and refresh cookies, clears the
+///    can end it), else a new family, authenticated at the ID token's `iat`; its scope is
+///    [`OidcClient::session_scope`], or the granted one
+///    ([`OidcClient::session_scope_from_grant`]); sets the access and refresh cookies, clears the
 ///    login-state cookie and answers 303 to the page the login started from.
 ///
 /// `?error=…` from the provider (the user declined, …) is a 400 page. The pages never show
@@ -65,6 +67,16 @@ impl Failure {
 struct TokenAnswer {
     id_token: Option<String>,
     access_token: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// Whether `scope` is at most 1024 bytes of RFC 6749 §3.3 scope tokens.
+fn valid_scope(scope: &str) -> bool {
+    scope.len() <= 1024
+        && scope
+            .bytes()
+            .all(|b| b == b' ' || (b.is_ascii_graphic() && b != b'"' && b != b'\\'))
 }
 
 impl OidcCallback {
@@ -212,8 +224,20 @@ impl OidcCallback {
         // Checked by `id_token::check`.
         let sub = claims.sub.as_deref().unwrap_or_default();
         let iss = claims.iss.as_deref().unwrap_or_default();
-        let authenticated_at = claims.auth_time.or(claims.iat).unwrap_or(now);
-        let scope = &client.session_scope;
+        // When the provider vouched for the user: a revocation of the user (in a store shared
+        // with the provider, or a back-channel logout) made before it does not end this new
+        // session, one made after does. Not `auth_time`: a provider that revokes a user's
+        // tokens (a permission change) and keeps the SSO session would sign them in nowhere.
+        let authenticated_at = claims.iat.unwrap_or(now);
+        let scope = match answer.scope.as_deref() {
+            Some(granted) if client.granted_scope => {
+                if !valid_scope(granted) {
+                    return Err(invalid("the granted scope is malformed"));
+                }
+                granted
+            }
+            _ => client.session_scope.as_str(),
+        };
         let started = match claims.sid.as_deref().filter(|s| !s.is_empty()) {
             Some(sid) => {
                 self.lifecycle

@@ -75,6 +75,7 @@ pub(crate) struct Inner {
     pub(crate) max_age: Option<Duration>,
     pub(crate) post_logout_redirect_uri: Option<String>,
     pub(crate) session_scope: String,
+    pub(crate) granted_scope: bool,
     pub(crate) http: HttpClient,
 }
 
@@ -98,6 +99,7 @@ impl fmt::Debug for OidcClient {
             .field("max_age", &i.max_age)
             .field("post_logout_redirect_uri", &i.post_logout_redirect_uri)
             .field("session_scope", &i.session_scope)
+            .field("granted_scope", &i.granted_scope)
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +180,7 @@ impl OidcClient {
                 max_age: None,
                 post_logout_redirect_uri: None,
                 session_scope: String::new(),
+                granted_scope: false,
                 http,
             }),
         })
@@ -232,6 +235,16 @@ impl OidcClient {
     /// own `RequireScopeLayer`s see.
     pub fn session_scope(mut self, scope: impl Into<String>) -> Self {
         self.edit().session_scope = scope.into();
+        self
+    }
+
+    /// The local session's scope is the scope the provider granted: the `scope` of its token
+    /// response (RFC 6749 §5.1; at most 1024 bytes of RFC 6749 §3.3 scope tokens, else the
+    /// login is refused with 401), or the [`session_scope`](Self::session_scope) when the
+    /// answer has none. For providers that grant each user the services they may use: the
+    /// service's own `RequireScopeLayer` then checks the provider's decision.
+    pub fn session_scope_from_grant(mut self) -> Self {
+        self.edit().granted_scope = true;
         self
     }
 
