@@ -41,11 +41,12 @@ use tower_token_auth::sso::code::{CodeHash, IssuedRef, MarkIssued, Redemption, R
 use tower_token_auth::sso::discovery_document::ProviderMetadata;
 use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
 use tower_token_auth::sso::logout_sender::BackchannelLogoutSender;
+use tower_token_auth::sso::session::{RedisSsoSessionStore, SsoSession, SsoSessionStore};
 use tower_token_auth::{AccessCookie, Algorithm, GrantError, NoCustomClaims, RevocationStore};
 use tower_token_auth::{TokenIssuer, TokenLifecycle, Verifier};
 
-use common::{bearer, bounded, cookie_value, csrf_layer, env_or, env_u64, esc, fill, is_b64url};
-use common::{now_secs, page, random_id, redirect, sha256_hex, with_query};
+use common::{bearer, bounded, cookie_value, csrf_layer, env_or, env_u64, esc, fill};
+use common::{now_secs, page, redirect, sha256_hex, with_query};
 use shared::{hash_password, verify_password};
 
 const DEFAULT_CLIENTS: &str =
@@ -69,6 +70,7 @@ struct App {
     redis: ConnectionManager,
     revocation: Arc<RedisRevocationStore>,
     codes: RedisCodeStore,
+    sessions: RedisSsoSessionStore,
     refresh: Arc<RedisRefreshStore>,
     ring: SigningKeyRing,
     /// This server's access tokens (`at+jwt`) and ID tokens (`JWT`: the `id_token_hint`).
@@ -132,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
         logout_sender: sender.token_ttl(secs(access_ttl.min(120))),
         redis: ConnectionManager::new_lazy_with_config(redis, config)?,
         codes: RedisCodeStore::connect(&url, "sso:", REDIS_TIMEOUT)?,
+        sessions: RedisSsoSessionStore::connect(&url, "sso:", secs(session_ttl), REDIS_TIMEOUT)?,
         refresh: Arc::new(RedisRefreshStore::connect(&url, "sso:rt:", REDIS_TIMEOUT)?),
         revocation: Arc::new(revocation),
         users: DEMO_USERS.iter().map(hash).collect::<anyhow::Result<_>>()?,
@@ -247,118 +250,30 @@ fn invalid_grant(description: &'static str) -> AppError {
     AppError::OAuth(400, "invalid_grant", description)
 }
 
-/// An SSO session: the Redis hash `sso:session:<sid>` (`sub`, `secret` = the cookie secret's
-/// hash, `auth_time`, `expires`, `client:<id>` per client signed in to, `family:<id>` per
-/// refresh-token family started).
-struct Session {
-    sid: String,
-    fields: Params,
-}
-
-impl Session {
-    fn get(&self, name: &str) -> &str {
-        self.fields.get(name).map_or("", String::as_str)
-    }
-    fn time(&self, name: &str) -> u64 {
-        self.get(name).parse().unwrap_or(0)
-    }
-    fn named<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.fields.keys().filter_map(move |k| k.strip_prefix(kind))
-    }
-}
-
-fn session_key(sid: &str) -> String {
-    format!("sso:session:{sid}")
-}
-
-/// Where refresh family `family` is kept: `<sid> <client_id>`, its SSO session and client.
-fn owner_key(family: &str) -> String {
-    format!("sso:family:{family}")
-}
-
 impl App {
-    async fn query<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, AppError> {
-        let mut conn = self.redis.clone();
-        Ok(bounded("redis", REDIS_TIMEOUT, pipe.query_async(&mut conn)).await?)
-    }
-
     async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, AppError> {
         let mut conn = self.redis.clone();
         Ok(bounded("redis", REDIS_TIMEOUT, cmd.query_async(&mut conn)).await?)
     }
 
-    /// Sets a field of session `sid`; whether the session is still live (a logout may have
-    /// just ended it).
-    async fn add_to_session(&self, sid: &str, field: &str) -> Result<bool, AppError> {
-        let (key, mut pipe) = (session_key(sid), redis::pipe());
-        pipe.atomic().hset(&key, field, 1).ignore();
-        pipe.expire(&key, self.session_ttl as i64).ignore();
-        Ok(self.query::<(bool,)>(pipe.hexists(&key, "sub")).await?.0)
-    }
-
-    async fn session(&self, sid: &str) -> Result<Option<Session>, AppError> {
-        let fields = self
-            .cmd(redis::cmd("HGETALL").arg(session_key(sid)))
-            .await?;
-        let session = Session {
-            sid: sid.to_owned(),
-            fields,
-        };
-        Ok(Some(session).filter(|s| s.time("expires") > now_secs()))
-    }
-
-    /// The live session the cookie `<sid>.<secret>` names (Redis keeps the secret's hash).
-    async fn cookie_session(&self, headers: &HeaderMap) -> Result<Option<Session>, AppError> {
+    /// The live session the SSO cookie names.
+    async fn cookie_session(&self, headers: &HeaderMap) -> Result<Option<SsoSession>, AppError> {
         let value = cookie_value(headers, SSO_COOKIE).unwrap_or_default();
-        let Some((sid, secret)) = value.split_once('.') else {
-            return Ok(None);
-        };
-        if !is_b64url(sid, 22, 22) || !is_b64url(secret, 43, 43) {
-            return Ok(None);
-        }
-        let hash = sha256_hex(secret);
-        let same = |s: &Session| s.get("secret").as_bytes().ct_eq(hash.as_bytes()).into();
-        Ok(self.session(sid).await?.filter(same))
-    }
-
-    /// Starts an SSO session for `sub`: the session and its cookie value.
-    async fn start_session(&self, sub: &str) -> Result<(Session, String), AppError> {
-        let (sid, secret, now) = (random_id::<16>(), random_id::<32>(), now_secs());
-        let (key, mut pipe) = (session_key(&sid), redis::pipe());
-        let hash = sha256_hex(&secret);
-        pipe.atomic()
-            .hset_multiple(&key, &[("sub", sub), ("secret", &hash)]);
-        let expires = now + self.session_ttl;
-        pipe.hset_multiple(&key, &[("auth_time", now), ("expires", expires)]);
-        pipe.expire(&key, self.session_ttl as i64).ignore();
-        let (.., fields) = self.query::<((), (), Params)>(pipe.hgetall(&key)).await?;
-        tracing::info!(sub, sid, "SSO session started");
-        Ok((
-            Session {
-                sid: sid.clone(),
-                fields,
-            },
-            format!("{sid}.{secret}"),
-        ))
+        Ok(self.sessions.from_cookie(&value).await?)
     }
 
     /// Ends a session everywhere: its tokens and refresh families are revoked in the store
     /// every service checks, and every client it signed in to is told (back channel).
     async fn end_session(&self, sub: &str, sid: &str) -> Result<(), AppError> {
-        let (key, mut pipe) = (session_key(sid), redis::pipe());
-        pipe.atomic().hgetall(&key).del(&key).ignore();
-        let (fields,) = self.query(&pipe).await?;
-        let session = Session {
-            sid: sid.to_owned(),
-            fields,
-        };
+        let session = self.sessions.end(sid).await?;
+        let (families, clients) = session.map(|s| (s.families, s.clients)).unwrap_or_default();
         let until = now_secs() + self.access_ttl + self.skew;
-        for sid in session.named("family:").chain([sid]) {
+        for sid in families.iter().map(String::as_str).chain([sid]) {
             self.revocation
                 .revoke_session(Some(sub), sid, until)
                 .await?;
         }
-        let clients = session.named("client:").filter_map(|c| self.clients.get(c));
+        let clients = clients.iter().filter_map(|c| self.clients.get(c));
         let clients: Vec<RegisteredClient> = clients.cloned().collect();
         let (sender, sub, sid) = (self.logout_sender.clone(), sub.to_owned(), sid.to_owned());
         tracing::info!(sub, sid, "SSO session ended");
@@ -431,7 +346,7 @@ impl App {
             _ => return Err(invalid_grant("unknown, expired, used or mismatched code")),
         };
         let (sub, sid) = (grant.sub.as_str(), grant.session.as_str());
-        let Some(session) = self.session(sid).await? else {
+        let Some(session) = self.sessions.get(sid).await? else {
             return Err(invalid_grant("the SSO session has ended"));
         };
         let scope = self.scope_of(sub).await?;
@@ -440,24 +355,15 @@ impl App {
         let access = if grant.has_scope("offline_access") {
             let pair = self.lifecycle(client).issue_pair(sub, &scope).await?;
             let family = pair.refresh_token.split('.').next().unwrap_or_default();
-            let (owner, ttl) = (format!("{sid} {client}"), self.session_ttl);
-            let mut set = redis::cmd("SET");
-            self.cmd::<()>(set.arg(owner_key(family)).arg(owner).arg("EX").arg(ttl))
-                .await?;
             issued = issued.family(family);
-            if !self
-                .add_to_session(sid, &format!("family:{family}"))
-                .await?
-            {
+            if !self.sessions.add_family(sid, client, family).await? {
                 return self.revoke(sub, &issued, "the SSO session has ended").await;
             }
             body["refresh_token"] = pair.refresh_token.as_str().into();
             pair.access
         } else {
             // Never outliving the SSO session.
-            let ttl = self
-                .access_ttl
-                .min(session.time("expires").saturating_sub(now_secs()));
+            let ttl = self.access_ttl.min(session.remaining(now_secs()));
             let issuer = self.issuer_for(client).ttl(Duration::from_secs(ttl.max(1)));
             let none = NoCustomClaims {};
             let access = issuer.issue_in_session(sub, &scope, Some(sid), &none)?;
@@ -485,13 +391,8 @@ impl App {
     /// The refresh grant (the crate's rotation), for the client the family was issued to.
     async fn refresh_grant(&self, client: &str, token: &str) -> Result<Value, AppError> {
         let family = token.split('.').next().unwrap_or_default();
-        let owner: Option<String> = self.cmd(redis::cmd("GET").arg(owner_key(family))).await?;
-        if owner
-            .as_deref()
-            .and_then(|o| o.split_once(' '))
-            .map(|o| o.1)
-            != Some(client)
-        {
+        let owner = self.sessions.family_owner(family).await?;
+        if owner.is_none_or(|o| o.client_id != client) {
             return Err(invalid_grant("unknown refresh token, or another client's"));
         }
         let pair = match self.lifecycle(client).refresh(token, None).await {
@@ -583,22 +484,17 @@ async fn authorize(app: Shared, headers: HeaderMap, req: Query<AuthorizationRequ
 /// the browser, or `None` when the session just ended.
 async fn issue_code(
     app: &App,
-    s: &Session,
+    s: &SsoSession,
     req: &AuthorizationRequest,
 ) -> Result<Option<String>, AppError> {
     let client = req.client_id.as_deref().unwrap_or_default();
-    if !app
-        .add_to_session(&s.sid, &format!("client:{client}"))
-        .await?
-    {
+    if !app.sessions.add_client(&s.sid, client).await? {
         return Ok(None);
     }
-    let grant = req
-        .grant(s.get("sub"), &s.sid)?
-        .auth_time(s.time("auth_time"));
+    let grant = req.grant(&s.sub, &s.sid)?.auth_time(s.auth_time);
     let code = app.codes.issue(&grant).await?;
     tracing::info!(
-        sub = s.get("sub"),
+        sub = s.sub,
         sid = s.sid,
         client,
         "authorization code issued"
@@ -628,7 +524,8 @@ async fn login(app: Shared, Form(form): Form<LoginForm>) -> Answer {
         let error = "Wrong user name or password.";
         return Ok(login_page(&form.req, error, StatusCode::UNAUTHORIZED));
     };
-    let (session, cookie) = app.start_session(user).await?;
+    let (session, cookie) = app.sessions.start(user).await?;
+    tracing::info!(sub = user, sid = session.sid, "SSO session started");
     let location = issue_code(&app, &session, &form.req).await?;
     let mut res = redirect(StatusCode::SEE_OTHER, &location.context("session gone")?);
     let cookie = app
@@ -671,16 +568,13 @@ async fn logout(app: Shared, headers: HeaderMap, body: Bytes) -> Answer {
             ));
         };
         // A refreshed token's `sid` is its refresh family's: its SSO session owns it.
-        let owner: Option<String> = app.cmd(redis::cmd("GET").arg(owner_key(&sid))).await?;
-        let sso_sid = owner
-            .as_deref()
-            .and_then(|o| o.split_once(' '))
-            .map(|o| o.0);
-        app.end_session(&sub, sso_sid.unwrap_or(&sid)).await?;
+        let owner = app.sessions.family_owner(&sid).await?;
+        app.end_session(&sub, owner.as_ref().map_or(&sid, |o| &o.sid))
+            .await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     if let Some(session) = app.cookie_session(&headers).await? {
-        app.end_session(session.get("sub"), &session.sid).await?;
+        app.end_session(&session.sub, &session.sid).await?;
     }
     Ok(app.signed_out(&form_urlencoded::parse(&body).into_owned().collect()))
 }
@@ -717,15 +611,14 @@ async fn home(app: Shared, headers: HeaderMap) -> Answer {
         let text = "<p>Open one of the services to sign in.</p>";
         return Ok(page(StatusCode::OK, "Not signed in", text));
     };
-    let mut clients: Vec<&str> = s.named("client:").collect();
-    clients.sort_unstable();
+    let clients: Vec<&str> = s.clients.iter().map(String::as_str).collect();
     let clients = match clients.is_empty() {
         true => "none yet".to_owned(),
         false => esc(&clients.join(", ")),
     };
-    let minutes = (s.time("expires").saturating_sub(now_secs()) / 60).to_string();
+    let minutes = (s.remaining(now_secs()) / 60).to_string();
     let vars = [
-        ("user", &*esc(s.get("sub"))),
+        ("user", &*esc(&s.sub)),
         ("minutes", &minutes),
         ("clients", &clients),
     ];

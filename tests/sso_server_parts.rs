@@ -1006,3 +1006,127 @@ mod authorization_request {
         assert!(!revoked(&store, token("at-3", "sid-1")).await);
     }
 }
+
+mod sso_session {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tower_token_auth::sso::session::{
+        MemorySsoSessionStore, RedisSsoSessionStore, SsoSessionError, SsoSessionStore,
+    };
+
+    use super::redis_server;
+
+    const TTL: Duration = Duration::from_secs(3600);
+
+    macro_rules! session_store_tests {
+        ($name:ident, $make:expr) => {
+            mod $name {
+                use super::*;
+
+                #[tokio::test]
+                async fn the_cookie_names_the_session_and_nothing_else_does() {
+                    let (store, _guard) = $make(TTL);
+                    let (session, cookie) = store.start("alice").await.unwrap();
+                    assert_eq!(session.sub, "alice");
+                    assert!(session.clients.is_empty() && session.families.is_empty());
+                    let found = store.from_cookie(&cookie).await.unwrap().expect("live");
+                    assert_eq!(found, session);
+                    let (sid, secret) = cookie.split_once('.').unwrap();
+                    assert_eq!((sid.len(), secret.len()), (22, 43));
+                    let mut wrong = secret.to_owned().into_bytes();
+                    wrong[0] = if wrong[0] == b'A' { b'B' } else { b'A' };
+                    let wrong = format!("{sid}.{}", String::from_utf8(wrong).unwrap());
+                    let long = format!("{cookie}x");
+                    for bad in ["", ".", sid, &wrong, &long, &format!("{sid}.{sid}"), "a.b"] {
+                        assert_eq!(store.from_cookie(bad).await.unwrap(), None, "{bad:?}");
+                    }
+                    let other = format!("{}.{secret}", "A".repeat(22));
+                    assert_eq!(store.from_cookie(&other).await.unwrap(), None);
+                }
+
+                #[tokio::test]
+                async fn clients_and_families_are_recorded_until_the_end() {
+                    let (store, _guard) = $make(TTL);
+                    let (session, cookie) = store.start("alice").await.unwrap();
+                    let sid = session.sid.as_str();
+                    assert!(store.add_client(sid, "orders").await.unwrap());
+                    assert!(store.add_client(sid, "members").await.unwrap());
+                    assert!(store.add_family(sid, "orders", "fam-1").await.unwrap());
+                    let owner = store.family_owner("fam-1").await.unwrap().expect("owner");
+                    assert_eq!(
+                        (owner.sid.as_str(), owner.client_id.as_str()),
+                        (sid, "orders")
+                    );
+                    assert_eq!(store.family_owner("fam-2").await.unwrap(), None);
+                    let live = store.get(sid).await.unwrap().expect("live");
+                    assert_eq!(live.clients, ["members", "orders"].map(String::from).into());
+                    assert_eq!(live.families, ["fam-1".to_owned()].into());
+
+                    let ended = store.end(sid).await.unwrap().expect("was there");
+                    assert_eq!(ended.families, live.families);
+                    assert_eq!(ended.clients, live.clients);
+                    assert_eq!(store.get(sid).await.unwrap(), None);
+                    assert_eq!(store.from_cookie(&cookie).await.unwrap(), None);
+                    assert_eq!(store.end(sid).await.unwrap(), None);
+                    // An ended session is never brought back (fail closed).
+                    assert!(!store.add_client(sid, "orders").await.unwrap());
+                    assert!(!store.add_family(sid, "orders", "fam-3").await.unwrap());
+                    assert_eq!(store.get(sid).await.unwrap(), None);
+                    assert!(!store.add_client("unknown", "orders").await.unwrap());
+                }
+
+                #[tokio::test]
+                async fn a_session_expires() {
+                    let (store, _guard) = $make(Duration::from_secs(1));
+                    let (session, cookie) = store.start("bob").await.unwrap();
+                    assert!(session.remaining(session.auth_time) >= 1);
+                    tokio::time::sleep(Duration::from_millis(2100)).await;
+                    assert_eq!(store.from_cookie(&cookie).await.unwrap(), None);
+                    assert!(!store.add_client(&session.sid, "orders").await.unwrap());
+                }
+            }
+        };
+    }
+
+    fn memory(ttl: Duration) -> (Arc<dyn SsoSessionStore>, ()) {
+        (Arc::new(MemorySsoSessionStore::new(ttl)), ())
+    }
+
+    fn redis(ttl: Duration) -> (Arc<dyn SsoSessionStore>, redis_server::RedisServer) {
+        let server = redis_server::RedisServer::start();
+        let store =
+            RedisSsoSessionStore::connect(&server.url(), "tta-test:", ttl, Duration::from_secs(2))
+                .expect("client");
+        (Arc::new(store), server)
+    }
+
+    session_store_tests!(memory_store, memory);
+    session_store_tests!(redis_store, redis);
+
+    #[tokio::test]
+    async fn redis_down_is_an_error_not_a_decision() {
+        let mut server = redis_server::RedisServer::start();
+        let store = RedisSsoSessionStore::connect(
+            &server.url(),
+            "tta-test:",
+            TTL,
+            Duration::from_millis(300),
+        )
+        .expect("client");
+        let (session, cookie) = store.start("alice").await.unwrap();
+        server.kill();
+        let down = |e: SsoSessionError| {
+            matches!(
+                e,
+                SsoSessionError::Unavailable(_) | SsoSessionError::Timeout
+            )
+        };
+        assert!(down(store.from_cookie(&cookie).await.unwrap_err()));
+        assert!(down(
+            store.add_client(&session.sid, "orders").await.unwrap_err()
+        ));
+        assert!(down(store.end(&session.sid).await.unwrap_err()));
+        assert!(down(store.start("bob").await.unwrap_err()));
+    }
+}

@@ -17,6 +17,8 @@
 //!   - [`key_ring`]: signing keys published before they sign, kept until their tokens expired.
 //!   - [`discovery_document`]: the OpenID Provider Metadata at
 //!     `/.well-known/openid-configuration`.
+//!   - [`session`]: the provider's SSO sessions (cookie, clients, refresh families), in
+//!     memory or Redis.
 //!   - `logout_sender` (feature `http-client`): back-channel logout tokens minted with the key
 //!     ring and POSTed to every client of an ended session, with a timeout and bounded retries.
 
@@ -27,6 +29,7 @@ pub mod key_ring;
 #[cfg(feature = "http-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
 pub mod logout_sender;
+pub mod session;
 
 pub mod login;
 pub use login::local_session_id;
