@@ -32,7 +32,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
-use tower_token_auth::endpoint::RevocationEndpoint;
+use tower_token_auth::endpoint::{OAuthError, RevocationEndpoint};
 use tower_token_auth::refresh::RedisRefreshStore;
 use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig};
 use tower_token_auth::sso::clients::{ClientRegistry, RegisteredClient};
@@ -226,16 +226,7 @@ impl IntoResponse for AppError {
             }
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-        let body = json!({ "error": error, "error_description": text });
-        let mut res = no_store((status, Json(body)));
-        let (name, value) = match status.as_u16() {
-            401 => (header::WWW_AUTHENTICATE, "Bearer"),
-            503 => (header::RETRY_AFTER, "1"),
-            _ => return res,
-        };
-        res.headers_mut()
-            .insert(name, HeaderValue::from_static(value));
-        res
+        OAuthError::new(status, error, text).into_response()
     }
 }
 
@@ -259,7 +250,7 @@ impl App {
     /// The live session the SSO cookie names.
     async fn cookie_session(&self, headers: &HeaderMap) -> Result<Option<SsoSession>, AppError> {
         let value = cookie_value(headers, SSO_COOKIE).unwrap_or_default();
-        Ok(self.sessions.from_cookie(&value).await?)
+        Ok(self.sessions.by_cookie(&value).await?)
     }
 
     /// Ends a session everywhere: its tokens and refresh families are revoked in the store

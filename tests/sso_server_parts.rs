@@ -1030,7 +1030,7 @@ mod sso_session {
                     let (session, cookie) = store.start("alice").await.unwrap();
                     assert_eq!(session.sub, "alice");
                     assert!(session.clients.is_empty() && session.families.is_empty());
-                    let found = store.from_cookie(&cookie).await.unwrap().expect("live");
+                    let found = store.by_cookie(&cookie).await.unwrap().expect("live");
                     assert_eq!(found, session);
                     let (sid, secret) = cookie.split_once('.').unwrap();
                     assert_eq!((sid.len(), secret.len()), (22, 43));
@@ -1039,10 +1039,10 @@ mod sso_session {
                     let wrong = format!("{sid}.{}", String::from_utf8(wrong).unwrap());
                     let long = format!("{cookie}x");
                     for bad in ["", ".", sid, &wrong, &long, &format!("{sid}.{sid}"), "a.b"] {
-                        assert_eq!(store.from_cookie(bad).await.unwrap(), None, "{bad:?}");
+                        assert_eq!(store.by_cookie(bad).await.unwrap(), None, "{bad:?}");
                     }
                     let other = format!("{}.{secret}", "A".repeat(22));
-                    assert_eq!(store.from_cookie(&other).await.unwrap(), None);
+                    assert_eq!(store.by_cookie(&other).await.unwrap(), None);
                 }
 
                 #[tokio::test]
@@ -1067,7 +1067,7 @@ mod sso_session {
                     assert_eq!(ended.families, live.families);
                     assert_eq!(ended.clients, live.clients);
                     assert_eq!(store.get(sid).await.unwrap(), None);
-                    assert_eq!(store.from_cookie(&cookie).await.unwrap(), None);
+                    assert_eq!(store.by_cookie(&cookie).await.unwrap(), None);
                     assert_eq!(store.end(sid).await.unwrap(), None);
                     // An ended session is never brought back (fail closed).
                     assert!(!store.add_client(sid, "orders").await.unwrap());
@@ -1082,7 +1082,7 @@ mod sso_session {
                     let (session, cookie) = store.start("bob").await.unwrap();
                     assert!(session.remaining(session.auth_time) >= 1);
                     tokio::time::sleep(Duration::from_millis(2100)).await;
-                    assert_eq!(store.from_cookie(&cookie).await.unwrap(), None);
+                    assert_eq!(store.by_cookie(&cookie).await.unwrap(), None);
                     assert!(!store.add_client(&session.sid, "orders").await.unwrap());
                 }
             }
@@ -1122,11 +1122,47 @@ mod sso_session {
                 SsoSessionError::Unavailable(_) | SsoSessionError::Timeout
             )
         };
-        assert!(down(store.from_cookie(&cookie).await.unwrap_err()));
+        assert!(down(store.by_cookie(&cookie).await.unwrap_err()));
         assert!(down(
             store.add_client(&session.sid, "orders").await.unwrap_err()
         ));
         assert!(down(store.end(&session.sid).await.unwrap_err()));
         assert!(down(store.start("bob").await.unwrap_err()));
+    }
+}
+
+mod oauth_error {
+    use http::{StatusCode, header};
+    use http_body_util::BodyExt;
+    use tower_token_auth::endpoint::OAuthError;
+
+    #[tokio::test]
+    async fn a_public_oauth_error_answers_rfc_6749_json_with_its_headers() {
+        let e = OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client");
+        assert_eq!(
+            (e.status(), e.code()),
+            (StatusCode::UNAUTHORIZED, "invalid_client")
+        );
+        assert_eq!(e.description(), "unknown client");
+        let res = e.response();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let want =
+            serde_json::json!({ "error": "invalid_client", "error_description": "unknown client" });
+        assert_eq!(body, want);
+
+        let busy = OAuthError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "x",
+        );
+        let res = busy.response();
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        assert!(!res.headers().contains_key(header::WWW_AUTHENTICATE));
+        let bad = OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", "x").response();
+        assert!(!bad.headers().contains_key(header::RETRY_AFTER));
     }
 }

@@ -4,7 +4,7 @@
 //! A session is started with a password (or any login) and lives for the store's
 //! `session_ttl`; [`SsoSessionStore::start`] answers it with the cookie value
 //! `<sid>.<secret>` (22 + 43 characters of base64url, 128 + 256 random bits). The store
-//! keeps only the SHA-256 of the secret; [`SsoSessionStore::from_cookie`] compares it in
+//! keeps only the SHA-256 of the secret; [`SsoSessionStore::by_cookie`] compares it in
 //! constant time and answers `None` for anything malformed, unknown, expired or ended.
 //!
 //! Every client the session signs in to ([`add_client`](SsoSessionStore::add_client)) and
@@ -22,11 +22,11 @@
 //! let store = MemorySsoSessionStore::new(Duration::from_secs(8 * 3600));
 //! let (session, cookie) = store.start("alice").await?;
 //! assert!(store.add_client(&session.sid, "orders").await?);
-//! let found = store.from_cookie(&cookie).await?.expect("live");
+//! let found = store.by_cookie(&cookie).await?.expect("live");
 //! assert_eq!(found.clients, ["orders"]);
 //! let ended = store.end(&session.sid).await?.expect("was live");
 //! assert_eq!(ended.sub, "alice");
-//! assert!(store.from_cookie(&cookie).await?.is_none());
+//! assert!(store.by_cookie(&cookie).await?.is_none());
 //! # Ok(()) }
 //! ```
 
@@ -176,7 +176,7 @@ pub trait SsoSessionStore: Send + Sync {
     }
 
     /// The live session a cookie value `<sid>.<secret>` names; `None` for anything else.
-    fn from_cookie<'a>(
+    fn by_cookie<'a>(
         &'a self,
         value: &'a str,
     ) -> BoxFuture<'a, Result<Option<SsoSession>, SsoSessionError>> {
