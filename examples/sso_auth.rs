@@ -30,20 +30,21 @@ use axum::routing::{get, post};
 use axum::{Json, Router, body::Bytes};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use subtle::ConstantTimeEq;
+use tower_token_auth::Verifier;
 use tower_token_auth::endpoint::{OAuthError, RevocationEndpoint};
 use tower_token_auth::refresh::RedisRefreshStore;
 use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig};
 use tower_token_auth::sso::clients::{ClientRegistry, RegisteredClient};
+use tower_token_auth::sso::code::RedisCodeStore;
 use tower_token_auth::sso::code::{AuthorizationCodeStore, AuthorizationRequest, AuthorizeError};
-use tower_token_auth::sso::code::{CodeHash, IssuedRef, MarkIssued, Redemption, RedisCodeStore};
 use tower_token_auth::sso::discovery_document::ProviderMetadata;
 use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
 use tower_token_auth::sso::logout_sender::BackchannelLogoutSender;
 use tower_token_auth::sso::session::{RedisSsoSessionStore, SsoSession, SsoSessionStore};
-use tower_token_auth::{AccessCookie, Algorithm, GrantError, NoCustomClaims, RevocationStore};
-use tower_token_auth::{TokenIssuer, TokenLifecycle, Verifier};
+use tower_token_auth::sso::token_endpoint::{TokenError, TokenGrants};
+use tower_token_auth::{AccessCookie, Algorithm, NoCustomClaims, RevocationStore};
 
 use common::{bearer, bounded, cookie_value, csrf_layer, env_or, env_u64, esc, fill};
 use common::{now_secs, page, redirect, sha256_hex, with_query};
@@ -69,9 +70,9 @@ struct App {
     cookie: AccessCookie,
     redis: ConnectionManager,
     revocation: Arc<RedisRevocationStore>,
-    codes: RedisCodeStore,
-    sessions: RedisSsoSessionStore,
-    refresh: Arc<RedisRefreshStore>,
+    codes: Arc<RedisCodeStore>,
+    sessions: Arc<RedisSsoSessionStore>,
+    grants: TokenGrants,
     ring: SigningKeyRing,
     /// This server's access tokens (`at+jwt`) and ID tokens (`JWT`: the `id_token_hint`).
     verifiers: [Verifier; 2],
@@ -129,14 +130,29 @@ async fn main() -> anyhow::Result<()> {
     let metadata = ProviderMetadata::new(&issuer)?
         .signing_algorithms([Algorithm::ES256, Algorithm::EdDSA])
         .scopes(["openid", "offline_access"]);
+    let verifiers = [verifier("at+jwt")?, verifier("JWT")?];
+    let codes = Arc::new(RedisCodeStore::connect(&url, "sso:", REDIS_TIMEOUT)?);
+    let sessions = RedisSsoSessionStore::connect(&url, "sso:", secs(session_ttl), REDIS_TIMEOUT)?;
+    let sessions = Arc::new(sessions);
+    let refresh = Arc::new(RedisRefreshStore::connect(&url, "sso:rt:", REDIS_TIMEOUT)?);
+    let revocation = Arc::new(revocation);
     let app = Arc::new(App {
-        verifiers: [verifier("at+jwt")?, verifier("JWT")?],
+        verifiers: verifiers.clone(),
         logout_sender: sender.token_ttl(secs(access_ttl.min(120))),
         redis: ConnectionManager::new_lazy_with_config(redis, config)?,
-        codes: RedisCodeStore::connect(&url, "sso:", REDIS_TIMEOUT)?,
-        sessions: RedisSsoSessionStore::connect(&url, "sso:", secs(session_ttl), REDIS_TIMEOUT)?,
-        refresh: Arc::new(RedisRefreshStore::connect(&url, "sso:rt:", REDIS_TIMEOUT)?),
-        revocation: Arc::new(revocation),
+        grants: TokenGrants::new(
+            &issuer,
+            ring.clone(),
+            verifiers[0].clone(),
+            codes.clone(),
+            sessions.clone(),
+            (refresh, revocation.clone()),
+        )
+        .access_ttl(secs(access_ttl))
+        .leeway(secs(skew)),
+        codes,
+        sessions,
+        revocation,
         users: DEMO_USERS.iter().map(hash).collect::<anyhow::Result<_>>()?,
         cookie: AccessCookie::new(SSO_COOKIE).secure(secure),
         admin_token: Some(env_or("ADMIN_TOKEN", "")?).filter(|t| !t.is_empty()),
@@ -156,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/login", post(login).route_layer(csrf_layer()))
         .route("/logout", logout_routes)
         .route("/token", post(token))
-        .route_service("/revoke", RevocationEndpoint::new(app.lifecycle("")))
+        .route_service("/revoke", RevocationEndpoint::new(app.grants.lifecycle("")))
         .route_service("/.well-known/jwks.json", ring.jwks_service())
         .route_service(ProviderMetadata::WELL_KNOWN_PATH, metadata.service());
     if app.admin_token.is_some() {
@@ -237,14 +253,10 @@ fn no_store(res: impl IntoResponse) -> Response {
     res
 }
 
-fn invalid_grant(description: &'static str) -> AppError {
-    AppError::OAuth(400, "invalid_grant", description)
-}
-
 impl App {
-    async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, AppError> {
+    async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> anyhow::Result<T> {
         let mut conn = self.redis.clone();
-        Ok(bounded("redis", REDIS_TIMEOUT, cmd.query_async(&mut conn)).await?)
+        bounded("redis", REDIS_TIMEOUT, cmd.query_async(&mut conn)).await
     }
 
     /// The live session the SSO cookie names.
@@ -258,7 +270,7 @@ impl App {
     async fn end_session(&self, sub: &str, sid: &str) -> Result<(), AppError> {
         let session = self.sessions.end(sid).await?;
         let (families, clients) = session.map(|s| (s.families, s.clients)).unwrap_or_default();
-        let until = now_secs() + self.access_ttl + self.skew;
+        let until = self.grants.revoke_until();
         for sid in families.iter().map(String::as_str).chain([sid]) {
             self.revocation
                 .revoke_session(Some(sub), sid, until)
@@ -286,120 +298,8 @@ impl App {
         }
     }
 
-    /// Access tokens for `client`, signed with the ring's current key.
-    fn issuer_for(&self, client: &str) -> TokenIssuer {
-        let issuer = TokenIssuer::new(self.ring.signing_key()).issuer(&self.issuer);
-        let ttl = Duration::from_secs(self.access_ttl);
-        issuer.audience(client).ttl(ttl).typ("at+jwt")
-    }
-
-    /// Refresh tokens of `client` (`""`: to revoke only): rotated at every use, a reuse
-    /// revokes the family; they live as long as an SSO session and end with theirs.
-    fn lifecycle(&self, client: &str) -> TokenLifecycle {
-        let (issuer, verifier) = (self.issuer_for(client), self.verifiers[0].clone());
-        let stores = (self.refresh.clone(), self.revocation.clone());
-        let lifecycle = TokenLifecycle::new(issuer, verifier, stores.0, stores.1);
-        lifecycle.refresh_ttl(Duration::from_secs(self.session_ttl))
-    }
-
-    /// Revokes what a code produced and refuses the grant: the code came back (RFC 6749
-    /// §4.1.2: it may have been stolen), or the session ended meanwhile.
-    async fn revoke(
-        &self,
-        sub: &str,
-        issued: &IssuedRef,
-        why: &'static str,
-    ) -> Result<Value, AppError> {
-        let until = now_secs() + self.access_ttl + self.skew;
-        issued.revoke(&*self.revocation, sub, until).await?;
-        Err(invalid_grant(why))
-    }
-
-    /// The authorization-code grant (RFC 6749 §4.1.3, PKCE, OpenID Connect Core §3.1.3).
-    async fn code_grant(&self, client: &str, f: &Params) -> Result<Value, AppError> {
-        let p = |name: &str| f.get(name).map_or("", String::as_str);
-        let (code, uri, verifier) = (p("code"), p("redirect_uri"), p("code_verifier"));
-        if code.is_empty() || uri.is_empty() || verifier.is_empty() {
-            let text = "code, redirect_uri and code_verifier are required";
-            return Err(AppError::OAuth(400, "invalid_request", text));
-        }
-        let grant = match self.codes.redeem(code, client, uri, verifier).await? {
-            Redemption::Redeemed(grant) => grant,
-            Redemption::Replayed {
-                sub,
-                issued: Some(issued),
-                ..
-            } => {
-                return self
-                    .revoke(&sub, &issued, "the code was used already")
-                    .await;
-            }
-            _ => return Err(invalid_grant("unknown, expired, used or mismatched code")),
-        };
-        let (sub, sid) = (grant.sub.as_str(), grant.session.as_str());
-        let Some(session) = self.sessions.get(sid).await? else {
-            return Err(invalid_grant("the SSO session has ended"));
-        };
-        let scope = self.scope_of(sub).await?;
-        let mut body = json!({ "token_type": "Bearer", "scope": scope });
-        let mut issued = IssuedRef::new().sid(sid);
-        let access = if grant.has_scope("offline_access") {
-            let pair = self.lifecycle(client).issue_pair(sub, &scope).await?;
-            let family = pair.refresh_token.split('.').next().unwrap_or_default();
-            issued = issued.family(family);
-            if !self.sessions.add_family(sid, client, family).await? {
-                return self.revoke(sub, &issued, "the SSO session has ended").await;
-            }
-            body["refresh_token"] = pair.refresh_token.as_str().into();
-            pair.access
-        } else {
-            // Never outliving the SSO session.
-            let ttl = self.access_ttl.min(session.remaining(now_secs()));
-            let issuer = self.issuer_for(client).ttl(Duration::from_secs(ttl.max(1)));
-            let none = NoCustomClaims {};
-            let access = issuer.issue_in_session(sub, &scope, Some(sid), &none)?;
-            issued = issued.jti(&access.jti).expires_at(access.expires_at);
-            access
-        };
-        if grant.has_scope("openid") {
-            let (key, ttl) = (
-                self.ring.signing_key(),
-                Duration::from_secs(self.access_ttl),
-            );
-            let id_token = grant.id_token(key, &self.issuer, &access.token, ttl)?;
-            body["id_token"] = id_token.into();
-        }
-        let marked = self.codes.mark_issued(CodeHash::of(code), &issued).await?;
-        if marked == MarkIssued::Replayed {
-            return self.revoke(sub, &issued, "the code was used already").await;
-        }
-        tracing::info!(sub, sid, client, "tokens issued");
-        body["expires_in"] = access.expires_in.into();
-        body["access_token"] = access.token.into();
-        Ok(body)
-    }
-
-    /// The refresh grant (the crate's rotation), for the client the family was issued to.
-    async fn refresh_grant(&self, client: &str, token: &str) -> Result<Value, AppError> {
-        let family = token.split('.').next().unwrap_or_default();
-        let owner = self.sessions.family_owner(family).await?;
-        if owner.is_none_or(|o| o.client_id != client) {
-            return Err(invalid_grant("unknown refresh token, or another client's"));
-        }
-        let pair = match self.lifecycle(client).refresh(token, None).await {
-            Ok(pair) => pair,
-            Err(GrantError::Unavailable(e)) => return Err(e.into()),
-            Err(_) => return Err(invalid_grant("invalid, spent or revoked refresh token")),
-        };
-        let (access, refresh_token) = (pair.access, pair.refresh_token);
-        Ok(
-            json!({ "access_token": access.token, "token_type": "Bearer", "scope": pair.scope,
-            "expires_in": access.expires_in, "refresh_token": refresh_token }),
-        )
-    }
-
     /// The user's scope: set by an admin, else the demo default.
-    async fn scope_of(&self, user: &str) -> Result<String, AppError> {
+    async fn scope_of(&self, user: &str) -> anyhow::Result<String> {
         let key = format!("sso:perms:{user}");
         let set: Option<String> = self.cmd(redis::cmd("GET").arg(key)).await?;
         let default = DEMO_USERS.iter().find(|u| u.0 == user).map_or("", |u| u.2);
@@ -533,8 +433,14 @@ async fn token(app: Shared, Form(f): Form<Params>) -> Answer {
     };
     let refresh_token = f.get("refresh_token").map_or("", String::as_str);
     let body = match f.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => app.code_grant(client, &f).await?,
-        Some("refresh_token") => app.refresh_grant(client, refresh_token).await?,
+        Some("authorization_code") => {
+            let scope_of = |user: String| {
+                let app = app.clone();
+                async move { app.scope_of(&user).await.map_err(Into::into) }
+            };
+            app.grants.code_grant(client, &f, scope_of).await
+        }
+        Some("refresh_token") => app.grants.refresh_grant(client, refresh_token).await,
         _ => {
             return Err(AppError::OAuth(
                 400,
@@ -543,7 +449,15 @@ async fn token(app: Shared, Form(f): Form<Params>) -> Answer {
             ));
         }
     };
-    Ok(no_store(Json(body)))
+    match body {
+        Ok(body) => Ok(no_store(Json(body))),
+        Err(TokenError::Refused(e)) => Err(AppError::OAuth(
+            e.status().as_u16(),
+            e.code(),
+            e.description(),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `POST /logout`: a service (bearer: the user's access token; 204) or the browser (the SSO
@@ -650,7 +564,7 @@ async fn admin_permissions(app: Shared, headers: HeaderMap, req: Json<Permission
     )
     .await?;
     // Returns once the second is over, so that the next token is not revoked too.
-    app.lifecycle("").logout_everywhere(user).await?;
+    app.grants.lifecycle("").logout_everywhere(user).await?;
     tracing::info!(
         user,
         scope,

@@ -19,6 +19,8 @@
 //!     `/.well-known/openid-configuration`.
 //!   - [`session`]: the provider's SSO sessions (cookie, clients, refresh families), in
 //!     memory or Redis.
+//!   - [`token_endpoint`]: the authorization-code and refresh grants of a provider's token
+//!     endpoint, joining the code store, the SSO sessions and `TokenLifecycle`.
 //!   - `logout_sender` (feature `http-client`): back-channel logout tokens minted with the key
 //!     ring and POSTed to every client of an ended session, with a timeout and bounded retries.
 
@@ -30,6 +32,7 @@ pub mod key_ring;
 #[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
 pub mod logout_sender;
 pub mod session;
+pub mod token_endpoint;
 
 pub mod login;
 pub use login::local_session_id;
