@@ -1166,3 +1166,156 @@ mod oauth_error {
         assert!(!bad.headers().contains_key(header::RETRY_AFTER));
     }
 }
+
+mod token_grants {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use http::StatusCode;
+    use tower_token_auth::refresh::MemoryRefreshStore;
+    use tower_token_auth::revocation::MemoryStore;
+    use tower_token_auth::sso::code::{AuthorizationCodeStore, CodeGrant, MemoryCodeStore};
+    use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
+    use tower_token_auth::sso::session::{MemorySsoSessionStore, SsoSessionStore};
+    use tower_token_auth::sso::token_endpoint::{BoxError, TokenError, TokenGrants};
+    use tower_token_auth::{NoCustomClaims, Verifier};
+
+    use super::{CLIENT, REDIRECT, VERIFIER};
+    use tower_token_auth::sso::code::s256_challenge;
+
+    const ISSUER: &str = "https://sso.example";
+
+    struct Setup {
+        grants: TokenGrants,
+        codes: Arc<MemoryCodeStore>,
+        sessions: Arc<MemorySsoSessionStore>,
+        verifier: Verifier,
+    }
+
+    fn setup() -> Setup {
+        let ring = SigningKeyRing::new(RingKey::generate_ed25519().unwrap());
+        let verifier = Verifier::builder(ring.key_set().unwrap())
+            .issuer(ISSUER)
+            .audience(CLIENT)
+            .audience("members")
+            .require_typ("at+jwt")
+            .build()
+            .unwrap();
+        let codes = Arc::new(MemoryCodeStore::new());
+        let sessions = Arc::new(MemorySsoSessionStore::new(Duration::from_secs(3600)));
+        let stores = (
+            Arc::new(MemoryRefreshStore::new()) as _,
+            Arc::new(MemoryStore::new()) as _,
+        );
+        let grants = TokenGrants::new(
+            ISSUER,
+            ring,
+            verifier.clone(),
+            codes.clone(),
+            sessions.clone(),
+            stores,
+        )
+        .access_ttl(Duration::from_secs(300));
+        Setup {
+            grants,
+            codes,
+            sessions,
+            verifier,
+        }
+    }
+
+    fn params(code: &str) -> HashMap<String, String> {
+        [
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into()
+    }
+
+    async fn scope(_: String) -> Result<String, BoxError> {
+        Ok("orders".to_owned())
+    }
+
+    fn refused(r: Result<serde_json::Value, TokenError>) -> (StatusCode, &'static str) {
+        match r {
+            Err(TokenError::Refused(e)) => (e.status(), e.code()),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    async fn code_for(s: &Setup, sid: &str, scope: &str) -> String {
+        let grant = CodeGrant::new(CLIENT, REDIRECT, s256_challenge(VERIFIER), "alice", sid)
+            .unwrap()
+            .scope(scope)
+            .nonce("n-1");
+        s.codes.issue(&grant).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_code_gives_tokens_once_and_a_replay_revokes_them() {
+        let s = setup();
+        let (session, _) = s.sessions.start("alice").await.unwrap();
+        let code = code_for(&s, &session.sid, "openid offline_access").await;
+        let body = s
+            .grants
+            .code_grant(CLIENT, &params(&code), scope)
+            .await
+            .unwrap();
+        assert_eq!(body["scope"], "orders");
+        assert!(body["id_token"].is_string());
+        let access = body["access_token"].as_str().unwrap();
+        let claims = s.verifier.verify::<NoCustomClaims>(access).unwrap();
+        assert_eq!(claims.sub.as_deref(), Some("alice"));
+        let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+        let family = refresh.split('.').next().unwrap();
+        let live = s.sessions.get(&session.sid).await.unwrap().unwrap();
+        assert!(live.families.contains(family));
+
+        // The family is the client's: another client is refused.
+        let other = s.grants.refresh_grant("members", &refresh).await;
+        assert_eq!(refused(other), (StatusCode::BAD_REQUEST, "invalid_grant"));
+        let rotated = s.grants.refresh_grant(CLIENT, &refresh).await.unwrap();
+        let refresh = rotated["refresh_token"].as_str().unwrap().to_owned();
+
+        let again = s.grants.code_grant(CLIENT, &params(&code), scope).await;
+        assert_eq!(refused(again), (StatusCode::BAD_REQUEST, "invalid_grant"));
+        let revoked = s.grants.refresh_grant(CLIENT, &refresh).await;
+        assert_eq!(refused(revoked), (StatusCode::BAD_REQUEST, "invalid_grant"));
+    }
+
+    #[tokio::test]
+    async fn no_tokens_for_an_ended_session_or_an_incomplete_request() {
+        let s = setup();
+        let (session, _) = s.sessions.start("alice").await.unwrap();
+        let code = code_for(&s, &session.sid, "openid").await;
+        s.sessions.end(&session.sid).await.unwrap();
+        let r = s.grants.code_grant(CLIENT, &params(&code), scope).await;
+        assert_eq!(refused(r), (StatusCode::BAD_REQUEST, "invalid_grant"));
+
+        let (session, _) = s.sessions.start("alice").await.unwrap();
+        let code = code_for(&s, &session.sid, "openid").await;
+        let mut p = params(&code);
+        p.remove("code_verifier");
+        let r = s.grants.code_grant(CLIENT, &p, scope).await;
+        assert_eq!(refused(r), (StatusCode::BAD_REQUEST, "invalid_request"));
+        let r = s
+            .grants
+            .code_grant(CLIENT, &params("nonsense"), scope)
+            .await;
+        assert_eq!(refused(r), (StatusCode::BAD_REQUEST, "invalid_grant"));
+        let r = s.grants.refresh_grant(CLIENT, "").await;
+        assert_eq!(refused(r), (StatusCode::BAD_REQUEST, "invalid_grant"));
+
+        // Without offline_access: an access token only, never outliving the SSO session.
+        let body = s
+            .grants
+            .code_grant(CLIENT, &params(&code), scope)
+            .await
+            .unwrap();
+        assert!(body.get("refresh_token").is_none());
+        assert!(body["expires_in"].as_u64().unwrap() <= 300);
+    }
+}
