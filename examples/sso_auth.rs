@@ -44,7 +44,7 @@ use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
 use tower_token_auth::sso::logout_sender::BackchannelLogoutSender;
 use tower_token_auth::sso::session::{RedisSsoSessionStore, SsoSession, SsoSessionStore};
 use tower_token_auth::sso::token_endpoint::{TokenError, TokenGrants};
-use tower_token_auth::{AccessCookie, Algorithm, NoCustomClaims, RevocationStore};
+use tower_token_auth::{AccessCookie, Algorithm, NoCustomClaims};
 
 use common::{bearer, bounded, cookie_value, csrf_layer, env_or, env_u64, esc, fill};
 use common::{now_secs, page, redirect, sha256_hex, with_query};
@@ -69,7 +69,6 @@ struct App {
     admin_token: Option<String>,
     cookie: AccessCookie,
     redis: ConnectionManager,
-    revocation: Arc<RedisRevocationStore>,
     codes: Arc<RedisCodeStore>,
     sessions: Arc<RedisSsoSessionStore>,
     grants: TokenGrants,
@@ -152,7 +151,6 @@ async fn main() -> anyhow::Result<()> {
         .leeway(secs(skew)),
         codes,
         sessions,
-        revocation,
         users: DEMO_USERS.iter().map(hash).collect::<anyhow::Result<_>>()?,
         cookie: AccessCookie::new(SSO_COOKIE).secure(secure),
         admin_token: Some(env_or("ADMIN_TOKEN", "")?).filter(|t| !t.is_empty()),
@@ -268,18 +266,10 @@ impl App {
     /// Ends a session everywhere: its tokens and refresh families are revoked in the store
     /// every service checks, and every client it signed in to is told (back channel).
     async fn end_session(&self, sub: &str, sid: &str) -> Result<(), AppError> {
-        let session = self.sessions.end(sid).await?;
-        let (families, clients) = session.map(|s| (s.families, s.clients)).unwrap_or_default();
-        let until = self.grants.revoke_until();
-        for sid in families.iter().map(String::as_str).chain([sid]) {
-            self.revocation
-                .revoke_session(Some(sub), sid, until)
-                .await?;
-        }
+        let clients = self.grants.end_session(sub, sid).await?;
         let clients = clients.iter().filter_map(|c| self.clients.get(c));
         let clients: Vec<RegisteredClient> = clients.cloned().collect();
         let (sender, sub, sid) = (self.logout_sender.clone(), sub.to_owned(), sid.to_owned());
-        tracing::info!(sub, sid, "SSO session ended");
         tokio::spawn(async move {
             for (client, why) in sender.send_logout(&clients, &sub, &sid).await.failed {
                 tracing::warn!(client, why, "back-channel logout not delivered");
@@ -473,9 +463,8 @@ async fn logout(app: Shared, headers: HeaderMap, body: Bytes) -> Answer {
             ));
         };
         // A refreshed token's `sid` is its refresh family's: its SSO session owns it.
-        let owner = app.sessions.family_owner(&sid).await?;
-        app.end_session(&sub, owner.as_ref().map_or(&sid, |o| &o.sid))
-            .await?;
+        let sso_sid = app.grants.sso_session_of(&sid).await?;
+        app.end_session(&sub, &sso_sid).await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     if let Some(session) = app.cookie_session(&headers).await? {

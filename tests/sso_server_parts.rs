@@ -1287,6 +1287,32 @@ mod token_grants {
     }
 
     #[tokio::test]
+    async fn ending_a_session_revokes_its_tokens_and_families_and_names_its_clients() {
+        let s = setup();
+        let (session, _) = s.sessions.start("alice").await.unwrap();
+        s.sessions.add_client(&session.sid, CLIENT).await.unwrap();
+        let code = code_for(&s, &session.sid, "offline_access").await;
+        let body = s
+            .grants
+            .code_grant(CLIENT, &params(&code), scope)
+            .await
+            .unwrap();
+        let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+        let family = refresh.split('.').next().unwrap();
+        assert_eq!(s.grants.sso_session_of(family).await.unwrap(), session.sid);
+        assert_eq!(s.grants.sso_session_of("other").await.unwrap(), "other");
+
+        let clients = s.grants.end_session("alice", &session.sid).await.unwrap();
+        assert_eq!(clients, [CLIENT.to_owned()].into());
+        let r = s.grants.refresh_grant(CLIENT, &refresh).await;
+        assert_eq!(refused(r), (StatusCode::BAD_REQUEST, "invalid_grant"));
+        assert_eq!(s.sessions.get(&session.sid).await.unwrap(), None);
+        // Ending it again revokes again, and names nobody.
+        let clients = s.grants.end_session("alice", &session.sid).await.unwrap();
+        assert!(clients.is_empty());
+    }
+
+    #[tokio::test]
     async fn no_tokens_for_an_ended_session_or_an_incomplete_request() {
         let s = setup();
         let (session, _) = s.sessions.start("alice").await.unwrap();

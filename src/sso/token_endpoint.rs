@@ -11,7 +11,7 @@
 //! refuses (fail closed). Store failures are [`TokenError::Unavailable`] (answer 503), never
 //! a decision.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,6 +139,29 @@ impl TokenGrants {
             revocation,
         );
         lifecycle.refresh_ttl(self.sessions.session_ttl())
+    }
+
+    /// Ends SSO session `sid` of `sub` everywhere: it is taken from the store, and its
+    /// tokens and those of every refresh family it started are revoked in the store every
+    /// service checks (the session id is revoked even when the store no longer had it).
+    /// Answers the clients it signed in to, to be told (back-channel logout).
+    pub async fn end_session(&self, sub: &str, sid: &str) -> Result<BTreeSet<String>, TokenError> {
+        let session = self.sessions.end(sid).await.map_err(down)?;
+        let (families, clients) = session.map(|s| (s.families, s.clients)).unwrap_or_default();
+        let until = self.revoke_until();
+        for sid in families.iter().map(String::as_str).chain([sid]) {
+            let revoked = self.revocation.revoke_session(Some(sub), sid, until).await;
+            revoked.map_err(down)?;
+        }
+        tracing::info!(sub, sid, "SSO session ended");
+        Ok(clients)
+    }
+
+    /// The SSO session an access token's `sid` belongs to: a refreshed token's `sid` is its
+    /// refresh family's, owned by the session that started it; any other is the session's.
+    pub async fn sso_session_of(&self, sid: &str) -> Result<String, TokenError> {
+        let owner = self.sessions.family_owner(sid).await.map_err(down)?;
+        Ok(owner.map_or_else(|| sid.to_owned(), |o| o.sid))
     }
 
     /// Revokes what a code produced and refuses the grant.
