@@ -40,6 +40,7 @@ use tower_token_auth::sso::clients::{ClientRegistry, RegisteredClient};
 use tower_token_auth::sso::code::RedisCodeStore;
 use tower_token_auth::sso::code::{AuthorizationCodeStore, AuthorizationRequest, AuthorizeError};
 use tower_token_auth::sso::discovery_document::ProviderMetadata;
+use tower_token_auth::sso::end_session::{hinted_session, post_logout_redirect};
 use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
 use tower_token_auth::sso::logout_sender::BackchannelLogoutSender;
 use tower_token_auth::sso::session::{RedisSsoSessionStore, SsoSession, SsoSessionStore};
@@ -47,7 +48,7 @@ use tower_token_auth::sso::token_endpoint::{TokenError, TokenGrants};
 use tower_token_auth::{AccessCookie, Algorithm, NoCustomClaims};
 
 use common::{bearer, bounded, cookie_value, csrf_layer, env_or, env_u64, esc, fill};
-use common::{now_secs, page, redirect, sha256_hex, with_query};
+use common::{now_secs, page, redirect, sha256_hex};
 use shared::{hash_password, verify_password};
 
 const DEFAULT_CLIENTS: &str =
@@ -299,13 +300,8 @@ impl App {
     /// After a logout: to the client's registered `post_logout_redirect_uri` (with `state`),
     /// or the signed-out page; the SSO cookie is cleared.
     fn signed_out(&self, p: &Params) -> Response {
-        let client = p.get("client_id").and_then(|c| self.clients.get(c));
-        let allowed =
-            |uri: &&String| client.is_some_and(|c| c.allows_post_logout_redirect_uri(uri));
-        let state = p.get("state").filter(|s| !s.is_empty());
-        let state: Vec<_> = state.iter().map(|s| ("state", s.as_str())).collect();
-        let mut res = match p.get("post_logout_redirect_uri").filter(allowed) {
-            Some(uri) => redirect(StatusCode::SEE_OTHER, &with_query(uri, &state)),
+        let mut res = match post_logout_redirect(&self.clients, p) {
+            Some(uri) => redirect(StatusCode::SEE_OTHER, &uri),
             None => page(
                 StatusCode::OK,
                 "Signed out",
@@ -477,14 +473,7 @@ async fn logout(app: Shared, headers: HeaderMap, body: Bytes) -> Answer {
 /// `id_token_hint` for the client ends its session at once; otherwise the user confirms (a
 /// GET must not sign anyone out on a third party's say-so).
 async fn end_session(app: Shared, Query(p): Query<Params>) -> Answer {
-    let hint = p
-        .get("id_token_hint")
-        .map(|t| app.verifiers[1].verify::<NoCustomClaims>(t));
-    let client = p.get("client_id").map_or("", String::as_str);
-    let hint = hint
-        .and_then(Result::ok)
-        .filter(|c| c.aud.as_ref().is_some_and(|a| a.contains(client)));
-    if let Some((sub, sid)) = hint.and_then(|c| c.sub.clone().zip(c.sid.clone())) {
+    if let Some((sub, sid)) = hinted_session(&app.verifiers[1], &p) {
         app.end_session(&sub, &sid).await?;
         return Ok(app.signed_out(&p));
     }

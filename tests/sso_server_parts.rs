@@ -1345,3 +1345,102 @@ mod token_grants {
         assert!(body["expires_in"].as_u64().unwrap() <= 300);
     }
 }
+
+mod end_session {
+    use std::collections::HashMap;
+
+    use tower_token_auth::sso::clients::{ClientRegistry, RegisteredClient};
+    use tower_token_auth::sso::end_session::{hinted_session, post_logout_redirect};
+    use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
+    use tower_token_auth::{NoCustomClaims, TokenIssuer, Verifier};
+
+    const ISSUER: &str = "https://sso.example";
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_hint_counts_only_verified_and_for_its_client() {
+        let ring = SigningKeyRing::new(RingKey::generate_ed25519().unwrap());
+        let verifier = Verifier::builder(ring.key_set().unwrap())
+            .issuer(ISSUER)
+            .audience("orders")
+            .audience("members")
+            .require_typ("JWT")
+            .build()
+            .unwrap();
+        let issuer = TokenIssuer::new(ring.signing_key()).issuer(ISSUER);
+        let none = NoCustomClaims {};
+        let id_token = issuer.clone().audience("orders").typ("JWT");
+        let id_token = id_token
+            .issue_in_session("alice", "", Some("sid-1"), &none)
+            .unwrap();
+        let hint = id_token.token.as_str();
+        let found = hinted_session(
+            &verifier,
+            &params(&[("id_token_hint", hint), ("client_id", "orders")]),
+        );
+        assert_eq!(found, Some(("alice".to_owned(), "sid-1".to_owned())));
+        let other = params(&[("id_token_hint", hint), ("client_id", "members")]);
+        assert_eq!(hinted_session(&verifier, &other), None);
+        assert_eq!(
+            hinted_session(&verifier, &params(&[("client_id", "orders")])),
+            None
+        );
+        let garbage = params(&[("id_token_hint", "a.b.c"), ("client_id", "orders")]);
+        assert_eq!(hinted_session(&verifier, &garbage), None);
+        let access = issuer.audience("orders").typ("at+jwt");
+        let access = access
+            .issue_in_session("alice", "", Some("sid-1"), &none)
+            .unwrap();
+        let access = params(&[("id_token_hint", &access.token), ("client_id", "orders")]);
+        assert_eq!(
+            hinted_session(&verifier, &access),
+            None,
+            "an access token is no hint"
+        );
+    }
+
+    #[test]
+    fn the_browser_goes_back_only_to_a_registered_uri() {
+        let mut clients = ClientRegistry::new();
+        let client = RegisteredClient::new("orders").unwrap();
+        let client = client
+            .redirect_uri("https://orders.example/callback")
+            .unwrap();
+        let client = client
+            .post_logout_redirect_uri("https://orders.example/bye")
+            .unwrap();
+        clients.insert(client).unwrap();
+        let uri = "https://orders.example/bye";
+        let p = params(&[
+            ("client_id", "orders"),
+            ("post_logout_redirect_uri", uri),
+            ("state", "s 1"),
+        ]);
+        assert_eq!(
+            post_logout_redirect(&clients, &p).as_deref(),
+            Some("https://orders.example/bye?state=s+1")
+        );
+        let p = params(&[("client_id", "orders"), ("post_logout_redirect_uri", uri)]);
+        assert_eq!(
+            post_logout_redirect(&clients, &p).as_deref(),
+            Some("https://orders.example/bye?")
+        );
+        for bad in [
+            params(&[("client_id", "members"), ("post_logout_redirect_uri", uri)]),
+            params(&[("post_logout_redirect_uri", uri)]),
+            params(&[
+                ("client_id", "orders"),
+                ("post_logout_redirect_uri", "https://orders.example/bye/"),
+            ]),
+            params(&[("client_id", "orders")]),
+        ] {
+            assert_eq!(post_logout_redirect(&clients, &bad), None, "{bad:?}");
+        }
+    }
+}

@@ -17,6 +17,8 @@
 //!   - [`key_ring`]: signing keys published before they sign, kept until their tokens expired.
 //!   - [`discovery_document`]: the OpenID Provider Metadata at
 //!     `/.well-known/openid-configuration`.
+//!   - [`end_session`]: RP-initiated logout, the `id_token_hint` and the
+//!     `post_logout_redirect_uri` checks.
 //!   - [`session`]: the provider's SSO sessions (cookie, clients, refresh families), in
 //!     memory or Redis.
 //!   - [`token_endpoint`]: the authorization-code and refresh grants of a provider's token
@@ -27,6 +29,7 @@
 pub mod clients;
 pub mod code;
 pub mod discovery_document;
+pub mod end_session;
 pub mod key_ring;
 #[cfg(feature = "http-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
