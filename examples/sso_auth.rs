@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -91,7 +91,8 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let issuer = env_or("PUBLIC_URL", &format!("http://{addr}"))?;
     let issuer = issuer.trim_end_matches('/').to_owned();
-    let clients = parse_clients(&env_or("CLIENTS", DEFAULT_CLIENTS)?)?;
+    let clients = ClientRegistry::from_spec(&env_or("CLIENTS", DEFAULT_CLIENTS)?);
+    let clients = clients.context("CLIENTS")?;
     let access_ttl = env_u64("ACCESS_TTL_SECS", 300)?.max(1);
     let session_ttl = env_u64("SSO_SESSION_TTL_SECS", 8 * 3600)?.max(access_ttl);
     let skew = env_u64("CLOCK_SKEW_SECS", 30)?;
@@ -185,27 +186,6 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = async { tokio::signal::ctrl_c().await.unwrap_or_default() };
     let serve = axum::serve(listener, router.with_state(app));
     Ok(serve.with_graceful_shutdown(shutdown).await?)
-}
-
-/// `id=redirect_uri[;backchannel_logout_uri=URI][;post_logout_redirect_uri=URI],…`
-fn parse_clients(spec: &str) -> anyhow::Result<ClientRegistry> {
-    let mut registry = ClientRegistry::new();
-    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let mut parts = entry.split(';').map(|part| part.split_once('='));
-        let Some(Some((id, uri))) = parts.next() else {
-            bail!("CLIENTS entry {entry:?} is not client_id=redirect_uri");
-        };
-        let mut client = RegisteredClient::new(id)?.redirect_uri(uri)?;
-        for part in parts {
-            client = match part {
-                Some(("backchannel_logout_uri", uri)) => client.backchannel_logout_uri(uri)?,
-                Some(("post_logout_redirect_uri", uri)) => client.post_logout_redirect_uri(uri)?,
-                _ => bail!("CLIENTS entry {entry:?}: unknown setting"),
-            };
-        }
-        registry.insert(client)?;
-    }
-    Ok(registry)
 }
 
 /// A handler's failure.

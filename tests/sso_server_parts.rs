@@ -1444,3 +1444,34 @@ mod end_session {
         }
     }
 }
+
+mod client_spec {
+    use tower_token_auth::sso::clients::ClientRegistry;
+
+    #[test]
+    fn a_one_line_list_registers_clients_and_refuses_what_it_cannot_read() {
+        let spec = " orders=http://127.0.0.1:4001/callback;backchannel_logout_uri=http://127.0.0.1:4001/bc,\
+                    ,members=http://127.0.0.1:4002/callback;post_logout_redirect_uri=http://127.0.0.1:4002/ ";
+        let clients = ClientRegistry::from_spec(spec).unwrap();
+        let orders = clients.get("orders").expect("orders");
+        assert!(orders.allows_redirect_uri("http://127.0.0.1:4001/callback"));
+        let members = clients.get("members").expect("members");
+        assert!(members.allows_post_logout_redirect_uri("http://127.0.0.1:4002/"));
+        assert!(!orders.allows_post_logout_redirect_uri("http://127.0.0.1:4002/"));
+        assert!(
+            ClientRegistry::from_spec("")
+                .unwrap()
+                .get("orders")
+                .is_none()
+        );
+        for bad in [
+            "orders",
+            "orders=not a uri",
+            "orders=http://127.0.0.1:4001/callback;colour=blue",
+            "orders=http://127.0.0.1:4001/callback;backchannel_logout_uri",
+            "orders=http://127.0.0.1:4001/cb,orders=http://127.0.0.1:4001/cb",
+        ] {
+            assert!(ClientRegistry::from_spec(bad).is_err(), "{bad:?}");
+        }
+    }
+}
