@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -30,22 +30,25 @@ use axum::routing::{get, post};
 use axum::{Json, Router, body::Bytes};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use subtle::ConstantTimeEq;
-use tower_token_auth::endpoint::RevocationEndpoint;
+use tower_token_auth::Verifier;
+use tower_token_auth::endpoint::{OAuthError, RevocationEndpoint};
 use tower_token_auth::refresh::RedisRefreshStore;
 use tower_token_auth::revocation::{RedisRevocationStore, RedisStoreConfig};
 use tower_token_auth::sso::clients::{ClientRegistry, RegisteredClient};
+use tower_token_auth::sso::code::RedisCodeStore;
 use tower_token_auth::sso::code::{AuthorizationCodeStore, AuthorizationRequest, AuthorizeError};
-use tower_token_auth::sso::code::{CodeHash, IssuedRef, MarkIssued, Redemption, RedisCodeStore};
 use tower_token_auth::sso::discovery_document::ProviderMetadata;
+use tower_token_auth::sso::end_session::{hinted_session, post_logout_redirect};
 use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
 use tower_token_auth::sso::logout_sender::BackchannelLogoutSender;
-use tower_token_auth::{AccessCookie, Algorithm, GrantError, NoCustomClaims, RevocationStore};
-use tower_token_auth::{TokenIssuer, TokenLifecycle, Verifier};
+use tower_token_auth::sso::session::{RedisSsoSessionStore, SsoSession, SsoSessionStore};
+use tower_token_auth::sso::token_endpoint::{TokenError, TokenGrants};
+use tower_token_auth::{AccessCookie, Algorithm, NoCustomClaims};
 
-use common::{bearer, bounded, cookie_value, csrf_layer, env_or, env_u64, esc, fill, is_b64url};
-use common::{now_secs, page, random_id, redirect, sha256_hex, with_query};
+use common::{bearer, bounded, cookie_value, csrf_layer, env_or, env_u64, esc, fill};
+use common::{now_secs, page, redirect, sha256_hex};
 use shared::{hash_password, verify_password};
 
 const DEFAULT_CLIENTS: &str =
@@ -67,9 +70,9 @@ struct App {
     admin_token: Option<String>,
     cookie: AccessCookie,
     redis: ConnectionManager,
-    revocation: Arc<RedisRevocationStore>,
-    codes: RedisCodeStore,
-    refresh: Arc<RedisRefreshStore>,
+    codes: Arc<RedisCodeStore>,
+    sessions: Arc<RedisSsoSessionStore>,
+    grants: TokenGrants,
     ring: SigningKeyRing,
     /// This server's access tokens (`at+jwt`) and ID tokens (`JWT`: the `id_token_hint`).
     verifiers: [Verifier; 2],
@@ -88,7 +91,8 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let issuer = env_or("PUBLIC_URL", &format!("http://{addr}"))?;
     let issuer = issuer.trim_end_matches('/').to_owned();
-    let clients = parse_clients(&env_or("CLIENTS", DEFAULT_CLIENTS)?)?;
+    let clients = ClientRegistry::from_spec(&env_or("CLIENTS", DEFAULT_CLIENTS)?);
+    let clients = clients.context("CLIENTS")?;
     let access_ttl = env_u64("ACCESS_TTL_SECS", 300)?.max(1);
     let session_ttl = env_u64("SSO_SESSION_TTL_SECS", 8 * 3600)?.max(access_ttl);
     let skew = env_u64("CLOCK_SKEW_SECS", 30)?;
@@ -127,13 +131,28 @@ async fn main() -> anyhow::Result<()> {
     let metadata = ProviderMetadata::new(&issuer)?
         .signing_algorithms([Algorithm::ES256, Algorithm::EdDSA])
         .scopes(["openid", "offline_access"]);
+    let verifiers = [verifier("at+jwt")?, verifier("JWT")?];
+    let codes = Arc::new(RedisCodeStore::connect(&url, "sso:", REDIS_TIMEOUT)?);
+    let sessions = RedisSsoSessionStore::connect(&url, "sso:", secs(session_ttl), REDIS_TIMEOUT)?;
+    let sessions = Arc::new(sessions);
+    let refresh = Arc::new(RedisRefreshStore::connect(&url, "sso:rt:", REDIS_TIMEOUT)?);
+    let revocation = Arc::new(revocation);
     let app = Arc::new(App {
-        verifiers: [verifier("at+jwt")?, verifier("JWT")?],
+        verifiers: verifiers.clone(),
         logout_sender: sender.token_ttl(secs(access_ttl.min(120))),
         redis: ConnectionManager::new_lazy_with_config(redis, config)?,
-        codes: RedisCodeStore::connect(&url, "sso:", REDIS_TIMEOUT)?,
-        refresh: Arc::new(RedisRefreshStore::connect(&url, "sso:rt:", REDIS_TIMEOUT)?),
-        revocation: Arc::new(revocation),
+        grants: TokenGrants::new(
+            &issuer,
+            ring.clone(),
+            verifiers[0].clone(),
+            codes.clone(),
+            sessions.clone(),
+            (refresh, revocation.clone()),
+        )
+        .access_ttl(secs(access_ttl))
+        .leeway(secs(skew)),
+        codes,
+        sessions,
         users: DEMO_USERS.iter().map(hash).collect::<anyhow::Result<_>>()?,
         cookie: AccessCookie::new(SSO_COOKIE).secure(secure),
         admin_token: Some(env_or("ADMIN_TOKEN", "")?).filter(|t| !t.is_empty()),
@@ -153,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/login", post(login).route_layer(csrf_layer()))
         .route("/logout", logout_routes)
         .route("/token", post(token))
-        .route_service("/revoke", RevocationEndpoint::new(app.lifecycle("")))
+        .route_service("/revoke", RevocationEndpoint::new(app.grants.lifecycle("")))
         .route_service("/.well-known/jwks.json", ring.jwks_service())
         .route_service(ProviderMetadata::WELL_KNOWN_PATH, metadata.service());
     if app.admin_token.is_some() {
@@ -167,27 +186,6 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = async { tokio::signal::ctrl_c().await.unwrap_or_default() };
     let serve = axum::serve(listener, router.with_state(app));
     Ok(serve.with_graceful_shutdown(shutdown).await?)
-}
-
-/// `id=redirect_uri[;backchannel_logout_uri=URI][;post_logout_redirect_uri=URI],…`
-fn parse_clients(spec: &str) -> anyhow::Result<ClientRegistry> {
-    let mut registry = ClientRegistry::new();
-    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let mut parts = entry.split(';').map(|part| part.split_once('='));
-        let Some(Some((id, uri))) = parts.next() else {
-            bail!("CLIENTS entry {entry:?} is not client_id=redirect_uri");
-        };
-        let mut client = RegisteredClient::new(id)?.redirect_uri(uri)?;
-        for part in parts {
-            client = match part {
-                Some(("backchannel_logout_uri", uri)) => client.backchannel_logout_uri(uri)?,
-                Some(("post_logout_redirect_uri", uri)) => client.post_logout_redirect_uri(uri)?,
-                _ => bail!("CLIENTS entry {entry:?}: unknown setting"),
-            };
-        }
-        registry.insert(client)?;
-    }
-    Ok(registry)
 }
 
 /// A handler's failure.
@@ -223,16 +221,7 @@ impl IntoResponse for AppError {
             }
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-        let body = json!({ "error": error, "error_description": text });
-        let mut res = no_store((status, Json(body)));
-        let (name, value) = match status.as_u16() {
-            401 => (header::WWW_AUTHENTICATE, "Bearer"),
-            503 => (header::RETRY_AFTER, "1"),
-            _ => return res,
-        };
-        res.headers_mut()
-            .insert(name, HeaderValue::from_static(value));
-        res
+        OAuthError::new(status, error, text).into_response()
     }
 }
 
@@ -243,125 +232,25 @@ fn no_store(res: impl IntoResponse) -> Response {
     res
 }
 
-fn invalid_grant(description: &'static str) -> AppError {
-    AppError::OAuth(400, "invalid_grant", description)
-}
-
-/// An SSO session: the Redis hash `sso:session:<sid>` (`sub`, `secret` = the cookie secret's
-/// hash, `auth_time`, `expires`, `client:<id>` per client signed in to, `family:<id>` per
-/// refresh-token family started).
-struct Session {
-    sid: String,
-    fields: Params,
-}
-
-impl Session {
-    fn get(&self, name: &str) -> &str {
-        self.fields.get(name).map_or("", String::as_str)
-    }
-    fn time(&self, name: &str) -> u64 {
-        self.get(name).parse().unwrap_or(0)
-    }
-    fn named<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.fields.keys().filter_map(move |k| k.strip_prefix(kind))
-    }
-}
-
-fn session_key(sid: &str) -> String {
-    format!("sso:session:{sid}")
-}
-
-/// Where refresh family `family` is kept: `<sid> <client_id>`, its SSO session and client.
-fn owner_key(family: &str) -> String {
-    format!("sso:family:{family}")
-}
-
 impl App {
-    async fn query<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, AppError> {
+    async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> anyhow::Result<T> {
         let mut conn = self.redis.clone();
-        Ok(bounded("redis", REDIS_TIMEOUT, pipe.query_async(&mut conn)).await?)
+        bounded("redis", REDIS_TIMEOUT, cmd.query_async(&mut conn)).await
     }
 
-    async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, AppError> {
-        let mut conn = self.redis.clone();
-        Ok(bounded("redis", REDIS_TIMEOUT, cmd.query_async(&mut conn)).await?)
-    }
-
-    /// Sets a field of session `sid`; whether the session is still live (a logout may have
-    /// just ended it).
-    async fn add_to_session(&self, sid: &str, field: &str) -> Result<bool, AppError> {
-        let (key, mut pipe) = (session_key(sid), redis::pipe());
-        pipe.atomic().hset(&key, field, 1).ignore();
-        pipe.expire(&key, self.session_ttl as i64).ignore();
-        Ok(self.query::<(bool,)>(pipe.hexists(&key, "sub")).await?.0)
-    }
-
-    async fn session(&self, sid: &str) -> Result<Option<Session>, AppError> {
-        let fields = self
-            .cmd(redis::cmd("HGETALL").arg(session_key(sid)))
-            .await?;
-        let session = Session {
-            sid: sid.to_owned(),
-            fields,
-        };
-        Ok(Some(session).filter(|s| s.time("expires") > now_secs()))
-    }
-
-    /// The live session the cookie `<sid>.<secret>` names (Redis keeps the secret's hash).
-    async fn cookie_session(&self, headers: &HeaderMap) -> Result<Option<Session>, AppError> {
+    /// The live session the SSO cookie names.
+    async fn cookie_session(&self, headers: &HeaderMap) -> Result<Option<SsoSession>, AppError> {
         let value = cookie_value(headers, SSO_COOKIE).unwrap_or_default();
-        let Some((sid, secret)) = value.split_once('.') else {
-            return Ok(None);
-        };
-        if !is_b64url(sid, 22, 22) || !is_b64url(secret, 43, 43) {
-            return Ok(None);
-        }
-        let hash = sha256_hex(secret);
-        let same = |s: &Session| s.get("secret").as_bytes().ct_eq(hash.as_bytes()).into();
-        Ok(self.session(sid).await?.filter(same))
-    }
-
-    /// Starts an SSO session for `sub`: the session and its cookie value.
-    async fn start_session(&self, sub: &str) -> Result<(Session, String), AppError> {
-        let (sid, secret, now) = (random_id::<16>(), random_id::<32>(), now_secs());
-        let (key, mut pipe) = (session_key(&sid), redis::pipe());
-        let hash = sha256_hex(&secret);
-        pipe.atomic()
-            .hset_multiple(&key, &[("sub", sub), ("secret", &hash)]);
-        let expires = now + self.session_ttl;
-        pipe.hset_multiple(&key, &[("auth_time", now), ("expires", expires)]);
-        pipe.expire(&key, self.session_ttl as i64).ignore();
-        let (.., fields) = self.query::<((), (), Params)>(pipe.hgetall(&key)).await?;
-        tracing::info!(sub, sid, "SSO session started");
-        Ok((
-            Session {
-                sid: sid.clone(),
-                fields,
-            },
-            format!("{sid}.{secret}"),
-        ))
+        Ok(self.sessions.by_cookie(&value).await?)
     }
 
     /// Ends a session everywhere: its tokens and refresh families are revoked in the store
     /// every service checks, and every client it signed in to is told (back channel).
     async fn end_session(&self, sub: &str, sid: &str) -> Result<(), AppError> {
-        let (key, mut pipe) = (session_key(sid), redis::pipe());
-        pipe.atomic().hgetall(&key).del(&key).ignore();
-        let (fields,) = self.query(&pipe).await?;
-        let session = Session {
-            sid: sid.to_owned(),
-            fields,
-        };
-        let until = now_secs() + self.access_ttl + self.skew;
-        for sid in session.named("family:").chain([sid]) {
-            self.revocation
-                .revoke_session(Some(sub), sid, until)
-                .await?;
-        }
-        let clients = session.named("client:").filter_map(|c| self.clients.get(c));
+        let clients = self.grants.end_session(sub, sid).await?;
+        let clients = clients.iter().filter_map(|c| self.clients.get(c));
         let clients: Vec<RegisteredClient> = clients.cloned().collect();
         let (sender, sub, sid) = (self.logout_sender.clone(), sub.to_owned(), sid.to_owned());
-        tracing::info!(sub, sid, "SSO session ended");
         tokio::spawn(async move {
             for (client, why) in sender.send_logout(&clients, &sub, &sid).await.failed {
                 tracing::warn!(client, why, "back-channel logout not delivered");
@@ -380,134 +269,8 @@ impl App {
         }
     }
 
-    /// Access tokens for `client`, signed with the ring's current key.
-    fn issuer_for(&self, client: &str) -> TokenIssuer {
-        let issuer = TokenIssuer::new(self.ring.signing_key()).issuer(&self.issuer);
-        let ttl = Duration::from_secs(self.access_ttl);
-        issuer.audience(client).ttl(ttl).typ("at+jwt")
-    }
-
-    /// Refresh tokens of `client` (`""`: to revoke only): rotated at every use, a reuse
-    /// revokes the family; they live as long as an SSO session and end with theirs.
-    fn lifecycle(&self, client: &str) -> TokenLifecycle {
-        let (issuer, verifier) = (self.issuer_for(client), self.verifiers[0].clone());
-        let stores = (self.refresh.clone(), self.revocation.clone());
-        let lifecycle = TokenLifecycle::new(issuer, verifier, stores.0, stores.1);
-        lifecycle.refresh_ttl(Duration::from_secs(self.session_ttl))
-    }
-
-    /// Revokes what a code produced and refuses the grant: the code came back (RFC 6749
-    /// §4.1.2: it may have been stolen), or the session ended meanwhile.
-    async fn revoke(
-        &self,
-        sub: &str,
-        issued: &IssuedRef,
-        why: &'static str,
-    ) -> Result<Value, AppError> {
-        let until = now_secs() + self.access_ttl + self.skew;
-        issued.revoke(&*self.revocation, sub, until).await?;
-        Err(invalid_grant(why))
-    }
-
-    /// The authorization-code grant (RFC 6749 §4.1.3, PKCE, OpenID Connect Core §3.1.3).
-    async fn code_grant(&self, client: &str, f: &Params) -> Result<Value, AppError> {
-        let p = |name: &str| f.get(name).map_or("", String::as_str);
-        let (code, uri, verifier) = (p("code"), p("redirect_uri"), p("code_verifier"));
-        if code.is_empty() || uri.is_empty() || verifier.is_empty() {
-            let text = "code, redirect_uri and code_verifier are required";
-            return Err(AppError::OAuth(400, "invalid_request", text));
-        }
-        let grant = match self.codes.redeem(code, client, uri, verifier).await? {
-            Redemption::Redeemed(grant) => grant,
-            Redemption::Replayed {
-                sub,
-                issued: Some(issued),
-                ..
-            } => {
-                return self
-                    .revoke(&sub, &issued, "the code was used already")
-                    .await;
-            }
-            _ => return Err(invalid_grant("unknown, expired, used or mismatched code")),
-        };
-        let (sub, sid) = (grant.sub.as_str(), grant.session.as_str());
-        let Some(session) = self.session(sid).await? else {
-            return Err(invalid_grant("the SSO session has ended"));
-        };
-        let scope = self.scope_of(sub).await?;
-        let mut body = json!({ "token_type": "Bearer", "scope": scope });
-        let mut issued = IssuedRef::new().sid(sid);
-        let access = if grant.has_scope("offline_access") {
-            let pair = self.lifecycle(client).issue_pair(sub, &scope).await?;
-            let family = pair.refresh_token.split('.').next().unwrap_or_default();
-            let (owner, ttl) = (format!("{sid} {client}"), self.session_ttl);
-            let mut set = redis::cmd("SET");
-            self.cmd::<()>(set.arg(owner_key(family)).arg(owner).arg("EX").arg(ttl))
-                .await?;
-            issued = issued.family(family);
-            if !self
-                .add_to_session(sid, &format!("family:{family}"))
-                .await?
-            {
-                return self.revoke(sub, &issued, "the SSO session has ended").await;
-            }
-            body["refresh_token"] = pair.refresh_token.as_str().into();
-            pair.access
-        } else {
-            // Never outliving the SSO session.
-            let ttl = self
-                .access_ttl
-                .min(session.time("expires").saturating_sub(now_secs()));
-            let issuer = self.issuer_for(client).ttl(Duration::from_secs(ttl.max(1)));
-            let none = NoCustomClaims {};
-            let access = issuer.issue_in_session(sub, &scope, Some(sid), &none)?;
-            issued = issued.jti(&access.jti).expires_at(access.expires_at);
-            access
-        };
-        if grant.has_scope("openid") {
-            let (key, ttl) = (
-                self.ring.signing_key(),
-                Duration::from_secs(self.access_ttl),
-            );
-            let id_token = grant.id_token(key, &self.issuer, &access.token, ttl)?;
-            body["id_token"] = id_token.into();
-        }
-        let marked = self.codes.mark_issued(CodeHash::of(code), &issued).await?;
-        if marked == MarkIssued::Replayed {
-            return self.revoke(sub, &issued, "the code was used already").await;
-        }
-        tracing::info!(sub, sid, client, "tokens issued");
-        body["expires_in"] = access.expires_in.into();
-        body["access_token"] = access.token.into();
-        Ok(body)
-    }
-
-    /// The refresh grant (the crate's rotation), for the client the family was issued to.
-    async fn refresh_grant(&self, client: &str, token: &str) -> Result<Value, AppError> {
-        let family = token.split('.').next().unwrap_or_default();
-        let owner: Option<String> = self.cmd(redis::cmd("GET").arg(owner_key(family))).await?;
-        if owner
-            .as_deref()
-            .and_then(|o| o.split_once(' '))
-            .map(|o| o.1)
-            != Some(client)
-        {
-            return Err(invalid_grant("unknown refresh token, or another client's"));
-        }
-        let pair = match self.lifecycle(client).refresh(token, None).await {
-            Ok(pair) => pair,
-            Err(GrantError::Unavailable(e)) => return Err(e.into()),
-            Err(_) => return Err(invalid_grant("invalid, spent or revoked refresh token")),
-        };
-        let (access, refresh_token) = (pair.access, pair.refresh_token);
-        Ok(
-            json!({ "access_token": access.token, "token_type": "Bearer", "scope": pair.scope,
-            "expires_in": access.expires_in, "refresh_token": refresh_token }),
-        )
-    }
-
     /// The user's scope: set by an admin, else the demo default.
-    async fn scope_of(&self, user: &str) -> Result<String, AppError> {
+    async fn scope_of(&self, user: &str) -> anyhow::Result<String> {
         let key = format!("sso:perms:{user}");
         let set: Option<String> = self.cmd(redis::cmd("GET").arg(key)).await?;
         let default = DEMO_USERS.iter().find(|u| u.0 == user).map_or("", |u| u.2);
@@ -517,13 +280,8 @@ impl App {
     /// After a logout: to the client's registered `post_logout_redirect_uri` (with `state`),
     /// or the signed-out page; the SSO cookie is cleared.
     fn signed_out(&self, p: &Params) -> Response {
-        let client = p.get("client_id").and_then(|c| self.clients.get(c));
-        let allowed =
-            |uri: &&String| client.is_some_and(|c| c.allows_post_logout_redirect_uri(uri));
-        let state = p.get("state").filter(|s| !s.is_empty());
-        let state: Vec<_> = state.iter().map(|s| ("state", s.as_str())).collect();
-        let mut res = match p.get("post_logout_redirect_uri").filter(allowed) {
-            Some(uri) => redirect(StatusCode::SEE_OTHER, &with_query(uri, &state)),
+        let mut res = match post_logout_redirect(&self.clients, p) {
+            Some(uri) => redirect(StatusCode::SEE_OTHER, &uri),
             None => page(
                 StatusCode::OK,
                 "Signed out",
@@ -583,22 +341,17 @@ async fn authorize(app: Shared, headers: HeaderMap, req: Query<AuthorizationRequ
 /// the browser, or `None` when the session just ended.
 async fn issue_code(
     app: &App,
-    s: &Session,
+    s: &SsoSession,
     req: &AuthorizationRequest,
 ) -> Result<Option<String>, AppError> {
     let client = req.client_id.as_deref().unwrap_or_default();
-    if !app
-        .add_to_session(&s.sid, &format!("client:{client}"))
-        .await?
-    {
+    if !app.sessions.add_client(&s.sid, client).await? {
         return Ok(None);
     }
-    let grant = req
-        .grant(s.get("sub"), &s.sid)?
-        .auth_time(s.time("auth_time"));
+    let grant = req.grant(&s.sub, &s.sid)?.auth_time(s.auth_time);
     let code = app.codes.issue(&grant).await?;
     tracing::info!(
-        sub = s.get("sub"),
+        sub = s.sub,
         sid = s.sid,
         client,
         "authorization code issued"
@@ -628,7 +381,8 @@ async fn login(app: Shared, Form(form): Form<LoginForm>) -> Answer {
         let error = "Wrong user name or password.";
         return Ok(login_page(&form.req, error, StatusCode::UNAUTHORIZED));
     };
-    let (session, cookie) = app.start_session(user).await?;
+    let (session, cookie) = app.sessions.start(user).await?;
+    tracing::info!(sub = user, sid = session.sid, "SSO session started");
     let location = issue_code(&app, &session, &form.req).await?;
     let mut res = redirect(StatusCode::SEE_OTHER, &location.context("session gone")?);
     let cookie = app
@@ -645,8 +399,14 @@ async fn token(app: Shared, Form(f): Form<Params>) -> Answer {
     };
     let refresh_token = f.get("refresh_token").map_or("", String::as_str);
     let body = match f.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => app.code_grant(client, &f).await?,
-        Some("refresh_token") => app.refresh_grant(client, refresh_token).await?,
+        Some("authorization_code") => {
+            let scope_of = |user: String| {
+                let app = app.clone();
+                async move { app.scope_of(&user).await.map_err(Into::into) }
+            };
+            app.grants.code_grant(client, &f, scope_of).await
+        }
+        Some("refresh_token") => app.grants.refresh_grant(client, refresh_token).await,
         _ => {
             return Err(AppError::OAuth(
                 400,
@@ -655,7 +415,15 @@ async fn token(app: Shared, Form(f): Form<Params>) -> Answer {
             ));
         }
     };
-    Ok(no_store(Json(body)))
+    match body {
+        Ok(body) => Ok(no_store(Json(body))),
+        Err(TokenError::Refused(e)) => Err(AppError::OAuth(
+            e.status().as_u16(),
+            e.code(),
+            e.description(),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `POST /logout`: a service (bearer: the user's access token; 204) or the browser (the SSO
@@ -671,16 +439,12 @@ async fn logout(app: Shared, headers: HeaderMap, body: Bytes) -> Answer {
             ));
         };
         // A refreshed token's `sid` is its refresh family's: its SSO session owns it.
-        let owner: Option<String> = app.cmd(redis::cmd("GET").arg(owner_key(&sid))).await?;
-        let sso_sid = owner
-            .as_deref()
-            .and_then(|o| o.split_once(' '))
-            .map(|o| o.0);
-        app.end_session(&sub, sso_sid.unwrap_or(&sid)).await?;
+        let sso_sid = app.grants.sso_session_of(&sid).await?;
+        app.end_session(&sub, &sso_sid).await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     if let Some(session) = app.cookie_session(&headers).await? {
-        app.end_session(session.get("sub"), &session.sid).await?;
+        app.end_session(&session.sub, &session.sid).await?;
     }
     Ok(app.signed_out(&form_urlencoded::parse(&body).into_owned().collect()))
 }
@@ -689,14 +453,7 @@ async fn logout(app: Shared, headers: HeaderMap, body: Bytes) -> Answer {
 /// `id_token_hint` for the client ends its session at once; otherwise the user confirms (a
 /// GET must not sign anyone out on a third party's say-so).
 async fn end_session(app: Shared, Query(p): Query<Params>) -> Answer {
-    let hint = p
-        .get("id_token_hint")
-        .map(|t| app.verifiers[1].verify::<NoCustomClaims>(t));
-    let client = p.get("client_id").map_or("", String::as_str);
-    let hint = hint
-        .and_then(Result::ok)
-        .filter(|c| c.aud.as_ref().is_some_and(|a| a.contains(client)));
-    if let Some((sub, sid)) = hint.and_then(|c| c.sub.clone().zip(c.sid.clone())) {
+    if let Some((sub, sid)) = hinted_session(&app.verifiers[1], &p) {
         app.end_session(&sub, &sid).await?;
         return Ok(app.signed_out(&p));
     }
@@ -717,15 +474,14 @@ async fn home(app: Shared, headers: HeaderMap) -> Answer {
         let text = "<p>Open one of the services to sign in.</p>";
         return Ok(page(StatusCode::OK, "Not signed in", text));
     };
-    let mut clients: Vec<&str> = s.named("client:").collect();
-    clients.sort_unstable();
+    let clients: Vec<&str> = s.clients.iter().map(String::as_str).collect();
     let clients = match clients.is_empty() {
         true => "none yet".to_owned(),
         false => esc(&clients.join(", ")),
     };
-    let minutes = (s.time("expires").saturating_sub(now_secs()) / 60).to_string();
+    let minutes = (s.remaining(now_secs()) / 60).to_string();
     let vars = [
-        ("user", &*esc(s.get("sub"))),
+        ("user", &*esc(&s.sub)),
         ("minutes", &minutes),
         ("clients", &clients),
     ];
@@ -766,7 +522,7 @@ async fn admin_permissions(app: Shared, headers: HeaderMap, req: Json<Permission
     )
     .await?;
     // Returns once the second is over, so that the next token is not revoked too.
-    app.lifecycle("").logout_everywhere(user).await?;
+    app.grants.lifecycle("").logout_everywhere(user).await?;
     tracing::info!(
         user,
         scope,

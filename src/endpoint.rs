@@ -53,7 +53,9 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    const fn new(status: StatusCode, code: &'static str, description: &'static str) -> Self {
+    /// An error response: `status`, the RFC error `code` (`invalid_grant`, `invalid_client`,
+    /// …) and a human-readable `description` (never a secret: it reaches the client).
+    pub const fn new(status: StatusCode, code: &'static str, description: &'static str) -> Self {
         Self {
             status,
             code,
@@ -75,12 +77,24 @@ impl OAuthError {
         self.code
     }
 
-    fn response(&self) -> Response<Full<Bytes>> {
+    /// The human-readable description.
+    pub fn description(&self) -> &'static str {
+        self.description
+    }
+
+    /// The response: the JSON body `{"error", "error_description"}`, `Cache-Control:
+    /// no-store`, and by status `WWW-Authenticate: Bearer` (401), `Retry-After: 1` (503),
+    /// `Allow: POST` (405).
+    pub fn response(&self) -> Response<Full<Bytes>> {
         let body = serde_json::json!({ "error": self.code, "error_description": self.description });
         let mut res = json_response(self.status, body.to_string());
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             res.headers_mut()

@@ -71,6 +71,12 @@ impl IntoResponse for AuthError {
     }
 }
 
+impl IntoResponse for crate::endpoint::OAuthError {
+    fn into_response(self) -> Response {
+        self.response().map(axum_core::body::Body::new)
+    }
+}
+
 impl IntoResponse for RevocationError {
     /// `NotRevocable` and `Unsupported` answer 400 `invalid_request`; backend failures 503
     /// `temporarily_unavailable` with `Retry-After: 1`. The body carries a fixed description;

@@ -1006,3 +1006,472 @@ mod authorization_request {
         assert!(!revoked(&store, token("at-3", "sid-1")).await);
     }
 }
+
+mod sso_session {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tower_token_auth::sso::session::{
+        MemorySsoSessionStore, RedisSsoSessionStore, SsoSessionError, SsoSessionStore,
+    };
+
+    use super::redis_server;
+
+    const TTL: Duration = Duration::from_secs(3600);
+
+    macro_rules! session_store_tests {
+        ($name:ident, $make:expr) => {
+            mod $name {
+                use super::*;
+
+                #[tokio::test]
+                async fn the_cookie_names_the_session_and_nothing_else_does() {
+                    let (store, _guard) = $make(TTL);
+                    let (session, cookie) = store.start("alice").await.unwrap();
+                    assert_eq!(session.sub, "alice");
+                    assert!(session.clients.is_empty() && session.families.is_empty());
+                    let found = store.by_cookie(&cookie).await.unwrap().expect("live");
+                    assert_eq!(found, session);
+                    let (sid, secret) = cookie.split_once('.').unwrap();
+                    assert_eq!((sid.len(), secret.len()), (22, 43));
+                    let mut wrong = secret.to_owned().into_bytes();
+                    wrong[0] = if wrong[0] == b'A' { b'B' } else { b'A' };
+                    let wrong = format!("{sid}.{}", String::from_utf8(wrong).unwrap());
+                    let long = format!("{cookie}x");
+                    for bad in ["", ".", sid, &wrong, &long, &format!("{sid}.{sid}"), "a.b"] {
+                        assert_eq!(store.by_cookie(bad).await.unwrap(), None, "{bad:?}");
+                    }
+                    let other = format!("{}.{secret}", "A".repeat(22));
+                    assert_eq!(store.by_cookie(&other).await.unwrap(), None);
+                }
+
+                #[tokio::test]
+                async fn clients_and_families_are_recorded_until_the_end() {
+                    let (store, _guard) = $make(TTL);
+                    let (session, cookie) = store.start("alice").await.unwrap();
+                    let sid = session.sid.as_str();
+                    assert!(store.add_client(sid, "orders").await.unwrap());
+                    assert!(store.add_client(sid, "members").await.unwrap());
+                    assert!(store.add_family(sid, "orders", "fam-1").await.unwrap());
+                    let owner = store.family_owner("fam-1").await.unwrap().expect("owner");
+                    assert_eq!(
+                        (owner.sid.as_str(), owner.client_id.as_str()),
+                        (sid, "orders")
+                    );
+                    assert_eq!(store.family_owner("fam-2").await.unwrap(), None);
+                    let live = store.get(sid).await.unwrap().expect("live");
+                    assert_eq!(live.clients, ["members", "orders"].map(String::from).into());
+                    assert_eq!(live.families, ["fam-1".to_owned()].into());
+
+                    let ended = store.end(sid).await.unwrap().expect("was there");
+                    assert_eq!(ended.families, live.families);
+                    assert_eq!(ended.clients, live.clients);
+                    assert_eq!(store.get(sid).await.unwrap(), None);
+                    assert_eq!(store.by_cookie(&cookie).await.unwrap(), None);
+                    assert_eq!(store.end(sid).await.unwrap(), None);
+                    // An ended session is never brought back (fail closed).
+                    assert!(!store.add_client(sid, "orders").await.unwrap());
+                    assert!(!store.add_family(sid, "orders", "fam-3").await.unwrap());
+                    assert_eq!(store.get(sid).await.unwrap(), None);
+                    assert!(!store.add_client("unknown", "orders").await.unwrap());
+                }
+
+                #[tokio::test]
+                async fn a_session_expires() {
+                    let (store, _guard) = $make(Duration::from_secs(1));
+                    let (session, cookie) = store.start("bob").await.unwrap();
+                    assert!(session.remaining(session.auth_time) >= 1);
+                    tokio::time::sleep(Duration::from_millis(2100)).await;
+                    assert_eq!(store.by_cookie(&cookie).await.unwrap(), None);
+                    assert!(!store.add_client(&session.sid, "orders").await.unwrap());
+                }
+            }
+        };
+    }
+
+    fn memory(ttl: Duration) -> (Arc<dyn SsoSessionStore>, ()) {
+        (Arc::new(MemorySsoSessionStore::new(ttl)), ())
+    }
+
+    fn redis(ttl: Duration) -> (Arc<dyn SsoSessionStore>, redis_server::RedisServer) {
+        let server = redis_server::RedisServer::start();
+        let store =
+            RedisSsoSessionStore::connect(&server.url(), "tta-test:", ttl, Duration::from_secs(2))
+                .expect("client");
+        (Arc::new(store), server)
+    }
+
+    session_store_tests!(memory_store, memory);
+    session_store_tests!(redis_store, redis);
+
+    #[tokio::test]
+    async fn redis_down_is_an_error_not_a_decision() {
+        let mut server = redis_server::RedisServer::start();
+        let store = RedisSsoSessionStore::connect(
+            &server.url(),
+            "tta-test:",
+            TTL,
+            Duration::from_millis(300),
+        )
+        .expect("client");
+        let (session, cookie) = store.start("alice").await.unwrap();
+        server.kill();
+        let down = |e: SsoSessionError| {
+            matches!(
+                e,
+                SsoSessionError::Unavailable(_) | SsoSessionError::Timeout
+            )
+        };
+        assert!(down(store.by_cookie(&cookie).await.unwrap_err()));
+        assert!(down(
+            store.add_client(&session.sid, "orders").await.unwrap_err()
+        ));
+        assert!(down(store.end(&session.sid).await.unwrap_err()));
+        assert!(down(store.start("bob").await.unwrap_err()));
+    }
+}
+
+mod oauth_error {
+    use http::{StatusCode, header};
+    use http_body_util::BodyExt;
+    use tower_token_auth::endpoint::OAuthError;
+
+    #[tokio::test]
+    async fn a_public_oauth_error_answers_rfc_6749_json_with_its_headers() {
+        let e = OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client");
+        assert_eq!(
+            (e.status(), e.code()),
+            (StatusCode::UNAUTHORIZED, "invalid_client")
+        );
+        assert_eq!(e.description(), "unknown client");
+        let res = e.response();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let want =
+            serde_json::json!({ "error": "invalid_client", "error_description": "unknown client" });
+        assert_eq!(body, want);
+
+        let busy = OAuthError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "x",
+        );
+        let res = busy.response();
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        assert!(!res.headers().contains_key(header::WWW_AUTHENTICATE));
+        let bad = OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", "x").response();
+        assert!(!bad.headers().contains_key(header::RETRY_AFTER));
+    }
+}
+
+mod token_grants {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use http::StatusCode;
+    use tower_token_auth::refresh::MemoryRefreshStore;
+    use tower_token_auth::revocation::MemoryStore;
+    use tower_token_auth::sso::code::{AuthorizationCodeStore, CodeGrant, MemoryCodeStore};
+    use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
+    use tower_token_auth::sso::session::{MemorySsoSessionStore, SsoSessionStore};
+    use tower_token_auth::sso::token_endpoint::{BoxError, TokenError, TokenGrants};
+    use tower_token_auth::{NoCustomClaims, Verifier};
+
+    use super::{CLIENT, REDIRECT, VERIFIER};
+    use tower_token_auth::sso::code::s256_challenge;
+
+    const ISSUER: &str = "https://sso.example";
+
+    struct Setup {
+        grants: TokenGrants,
+        codes: Arc<MemoryCodeStore>,
+        sessions: Arc<MemorySsoSessionStore>,
+        verifier: Verifier,
+    }
+
+    fn setup() -> Setup {
+        let ring = SigningKeyRing::new(RingKey::generate_ed25519().unwrap());
+        let verifier = Verifier::builder(ring.key_set().unwrap())
+            .issuer(ISSUER)
+            .audience(CLIENT)
+            .audience("members")
+            .require_typ("at+jwt")
+            .build()
+            .unwrap();
+        let codes = Arc::new(MemoryCodeStore::new());
+        let sessions = Arc::new(MemorySsoSessionStore::new(Duration::from_secs(3600)));
+        let stores = (
+            Arc::new(MemoryRefreshStore::new()) as _,
+            Arc::new(MemoryStore::new()) as _,
+        );
+        let grants = TokenGrants::new(
+            ISSUER,
+            ring,
+            verifier.clone(),
+            codes.clone(),
+            sessions.clone(),
+            stores,
+        )
+        .access_ttl(Duration::from_secs(300));
+        Setup {
+            grants,
+            codes,
+            sessions,
+            verifier,
+        }
+    }
+
+    fn params(code: &str) -> HashMap<String, String> {
+        [
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into()
+    }
+
+    async fn scope(_: String) -> Result<String, BoxError> {
+        Ok("orders".to_owned())
+    }
+
+    fn refused(r: Result<serde_json::Value, TokenError>) -> (StatusCode, &'static str) {
+        match r {
+            Err(TokenError::Refused(e)) => (e.status(), e.code()),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    async fn code_for(s: &Setup, sid: &str, scope: &str) -> String {
+        let grant = CodeGrant::new(CLIENT, REDIRECT, s256_challenge(VERIFIER), "alice", sid)
+            .unwrap()
+            .scope(scope)
+            .nonce("n-1");
+        s.codes.issue(&grant).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_code_gives_tokens_once_and_a_replay_revokes_them() {
+        let s = setup();
+        let (session, _) = s.sessions.start("alice").await.unwrap();
+        let code = code_for(&s, &session.sid, "openid offline_access").await;
+        let body = s
+            .grants
+            .code_grant(CLIENT, &params(&code), scope)
+            .await
+            .unwrap();
+        assert_eq!(body["scope"], "orders");
+        assert!(body["id_token"].is_string());
+        let access = body["access_token"].as_str().unwrap();
+        let claims = s.verifier.verify::<NoCustomClaims>(access).unwrap();
+        assert_eq!(claims.sub.as_deref(), Some("alice"));
+        let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+        let family = refresh.split('.').next().unwrap();
+        let live = s.sessions.get(&session.sid).await.unwrap().unwrap();
+        assert!(live.families.contains(family));
+
+        // The family is the client's: another client is refused.
+        let other = s.grants.refresh_grant("members", &refresh).await;
+        assert_eq!(refused(other), (StatusCode::BAD_REQUEST, "invalid_grant"));
+        let rotated = s.grants.refresh_grant(CLIENT, &refresh).await.unwrap();
+        let refresh = rotated["refresh_token"].as_str().unwrap().to_owned();
+
+        let again = s.grants.code_grant(CLIENT, &params(&code), scope).await;
+        assert_eq!(refused(again), (StatusCode::BAD_REQUEST, "invalid_grant"));
+        let revoked = s.grants.refresh_grant(CLIENT, &refresh).await;
+        assert_eq!(refused(revoked), (StatusCode::BAD_REQUEST, "invalid_grant"));
+    }
+
+    #[tokio::test]
+    async fn ending_a_session_revokes_its_tokens_and_families_and_names_its_clients() {
+        let s = setup();
+        let (session, _) = s.sessions.start("alice").await.unwrap();
+        s.sessions.add_client(&session.sid, CLIENT).await.unwrap();
+        let code = code_for(&s, &session.sid, "offline_access").await;
+        let body = s
+            .grants
+            .code_grant(CLIENT, &params(&code), scope)
+            .await
+            .unwrap();
+        let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+        let family = refresh.split('.').next().unwrap();
+        assert_eq!(s.grants.sso_session_of(family).await.unwrap(), session.sid);
+        assert_eq!(s.grants.sso_session_of("other").await.unwrap(), "other");
+
+        let clients = s.grants.end_session("alice", &session.sid).await.unwrap();
+        assert_eq!(clients, [CLIENT.to_owned()].into());
+        let r = s.grants.refresh_grant(CLIENT, &refresh).await;
+        assert_eq!(refused(r), (StatusCode::BAD_REQUEST, "invalid_grant"));
+        assert_eq!(s.sessions.get(&session.sid).await.unwrap(), None);
+        // Ending it again revokes again, and names nobody.
+        let clients = s.grants.end_session("alice", &session.sid).await.unwrap();
+        assert!(clients.is_empty());
+    }
+
+    #[tokio::test]
+    async fn no_tokens_for_an_ended_session_or_an_incomplete_request() {
+        let s = setup();
+        let (session, _) = s.sessions.start("alice").await.unwrap();
+        let code = code_for(&s, &session.sid, "openid").await;
+        s.sessions.end(&session.sid).await.unwrap();
+        let r = s.grants.code_grant(CLIENT, &params(&code), scope).await;
+        assert_eq!(refused(r), (StatusCode::BAD_REQUEST, "invalid_grant"));
+
+        let (session, _) = s.sessions.start("alice").await.unwrap();
+        let code = code_for(&s, &session.sid, "openid").await;
+        let mut p = params(&code);
+        p.remove("code_verifier");
+        let r = s.grants.code_grant(CLIENT, &p, scope).await;
+        assert_eq!(refused(r), (StatusCode::BAD_REQUEST, "invalid_request"));
+        let r = s
+            .grants
+            .code_grant(CLIENT, &params("nonsense"), scope)
+            .await;
+        assert_eq!(refused(r), (StatusCode::BAD_REQUEST, "invalid_grant"));
+        let r = s.grants.refresh_grant(CLIENT, "").await;
+        assert_eq!(refused(r), (StatusCode::BAD_REQUEST, "invalid_grant"));
+
+        // Without offline_access: an access token only, never outliving the SSO session.
+        let body = s
+            .grants
+            .code_grant(CLIENT, &params(&code), scope)
+            .await
+            .unwrap();
+        assert!(body.get("refresh_token").is_none());
+        assert!(body["expires_in"].as_u64().unwrap() <= 300);
+    }
+}
+
+mod end_session {
+    use std::collections::HashMap;
+
+    use tower_token_auth::sso::clients::{ClientRegistry, RegisteredClient};
+    use tower_token_auth::sso::end_session::{hinted_session, post_logout_redirect};
+    use tower_token_auth::sso::key_ring::{RingKey, SigningKeyRing};
+    use tower_token_auth::{NoCustomClaims, TokenIssuer, Verifier};
+
+    const ISSUER: &str = "https://sso.example";
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_hint_counts_only_verified_and_for_its_client() {
+        let ring = SigningKeyRing::new(RingKey::generate_ed25519().unwrap());
+        let verifier = Verifier::builder(ring.key_set().unwrap())
+            .issuer(ISSUER)
+            .audience("orders")
+            .audience("members")
+            .require_typ("JWT")
+            .build()
+            .unwrap();
+        let issuer = TokenIssuer::new(ring.signing_key()).issuer(ISSUER);
+        let none = NoCustomClaims {};
+        let id_token = issuer.clone().audience("orders").typ("JWT");
+        let id_token = id_token
+            .issue_in_session("alice", "", Some("sid-1"), &none)
+            .unwrap();
+        let hint = id_token.token.as_str();
+        let found = hinted_session(
+            &verifier,
+            &params(&[("id_token_hint", hint), ("client_id", "orders")]),
+        );
+        assert_eq!(found, Some(("alice".to_owned(), "sid-1".to_owned())));
+        let other = params(&[("id_token_hint", hint), ("client_id", "members")]);
+        assert_eq!(hinted_session(&verifier, &other), None);
+        assert_eq!(
+            hinted_session(&verifier, &params(&[("client_id", "orders")])),
+            None
+        );
+        let garbage = params(&[("id_token_hint", "a.b.c"), ("client_id", "orders")]);
+        assert_eq!(hinted_session(&verifier, &garbage), None);
+        let access = issuer.audience("orders").typ("at+jwt");
+        let access = access
+            .issue_in_session("alice", "", Some("sid-1"), &none)
+            .unwrap();
+        let access = params(&[("id_token_hint", &access.token), ("client_id", "orders")]);
+        assert_eq!(
+            hinted_session(&verifier, &access),
+            None,
+            "an access token is no hint"
+        );
+    }
+
+    #[test]
+    fn the_browser_goes_back_only_to_a_registered_uri() {
+        let mut clients = ClientRegistry::new();
+        let client = RegisteredClient::new("orders").unwrap();
+        let client = client
+            .redirect_uri("https://orders.example/callback")
+            .unwrap();
+        let client = client
+            .post_logout_redirect_uri("https://orders.example/bye")
+            .unwrap();
+        clients.insert(client).unwrap();
+        let uri = "https://orders.example/bye";
+        let p = params(&[
+            ("client_id", "orders"),
+            ("post_logout_redirect_uri", uri),
+            ("state", "s 1"),
+        ]);
+        assert_eq!(
+            post_logout_redirect(&clients, &p).as_deref(),
+            Some("https://orders.example/bye?state=s+1")
+        );
+        let p = params(&[("client_id", "orders"), ("post_logout_redirect_uri", uri)]);
+        assert_eq!(
+            post_logout_redirect(&clients, &p).as_deref(),
+            Some("https://orders.example/bye?")
+        );
+        for bad in [
+            params(&[("client_id", "members"), ("post_logout_redirect_uri", uri)]),
+            params(&[("post_logout_redirect_uri", uri)]),
+            params(&[
+                ("client_id", "orders"),
+                ("post_logout_redirect_uri", "https://orders.example/bye/"),
+            ]),
+            params(&[("client_id", "orders")]),
+        ] {
+            assert_eq!(post_logout_redirect(&clients, &bad), None, "{bad:?}");
+        }
+    }
+}
+
+mod client_spec {
+    use tower_token_auth::sso::clients::ClientRegistry;
+
+    #[test]
+    fn a_one_line_list_registers_clients_and_refuses_what_it_cannot_read() {
+        let spec = " orders=http://127.0.0.1:4001/callback;backchannel_logout_uri=http://127.0.0.1:4001/bc,\
+                    ,members=http://127.0.0.1:4002/callback;post_logout_redirect_uri=http://127.0.0.1:4002/ ";
+        let clients = ClientRegistry::from_spec(spec).unwrap();
+        let orders = clients.get("orders").expect("orders");
+        assert!(orders.allows_redirect_uri("http://127.0.0.1:4001/callback"));
+        let members = clients.get("members").expect("members");
+        assert!(members.allows_post_logout_redirect_uri("http://127.0.0.1:4002/"));
+        assert!(!orders.allows_post_logout_redirect_uri("http://127.0.0.1:4002/"));
+        assert!(
+            ClientRegistry::from_spec("")
+                .unwrap()
+                .get("orders")
+                .is_none()
+        );
+        for bad in [
+            "orders",
+            "orders=not a uri",
+            "orders=http://127.0.0.1:4001/callback;colour=blue",
+            "orders=http://127.0.0.1:4001/callback;backchannel_logout_uri",
+            "orders=http://127.0.0.1:4001/cb,orders=http://127.0.0.1:4001/cb",
+        ] {
+            assert!(ClientRegistry::from_spec(bad).is_err(), "{bad:?}");
+        }
+    }
+}

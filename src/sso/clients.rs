@@ -223,6 +223,47 @@ impl ClientRegistry {
         Ok(self)
     }
 
+    /// A registry from a one-line list (an environment variable, a flag):
+    /// `client_id=redirect_uri[;backchannel_logout_uri=URI][;post_logout_redirect_uri=URI]`,
+    /// entries separated by commas, blank entries skipped. Every URI is checked as by the
+    /// builders; an unknown setting, a malformed entry or a duplicate client fails.
+    ///
+    /// ```
+    /// use tower_token_auth::sso::clients::ClientRegistry;
+    ///
+    /// let clients = ClientRegistry::from_spec(
+    ///     "orders=https://orders.example/cb;post_logout_redirect_uri=https://orders.example/bye",
+    /// )?;
+    /// assert!(clients.get("orders").is_some());
+    /// assert!(ClientRegistry::from_spec("orders").is_err());
+    /// # Ok::<(), tower_token_auth::ConfigError>(())
+    /// ```
+    pub fn from_spec(spec: &str) -> Result<Self, ConfigError> {
+        let mut registry = Self::new();
+        for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let mut parts = entry.split(';').map(|part| part.split_once('='));
+            let Some(Some((id, uri))) = parts.next() else {
+                let why = format!("client entry {entry:?} is not client_id=redirect_uri");
+                return Err(ConfigError::new(why));
+            };
+            let mut client = RegisteredClient::new(id)?.redirect_uri(uri)?;
+            for part in parts {
+                client = match part {
+                    Some(("backchannel_logout_uri", uri)) => client.backchannel_logout_uri(uri)?,
+                    Some(("post_logout_redirect_uri", uri)) => {
+                        client.post_logout_redirect_uri(uri)?
+                    }
+                    _ => {
+                        let why = format!("client entry {entry:?}: unknown setting");
+                        return Err(ConfigError::new(why));
+                    }
+                };
+            }
+            registry.insert(client)?;
+        }
+        Ok(registry)
+    }
+
     /// Adds a client in place; see [`with_client`](Self::with_client).
     pub fn insert(&mut self, client: RegisteredClient) -> Result<(), ConfigError> {
         if client.redirect_uris.is_empty() {

@@ -17,16 +17,25 @@
 //!   - [`key_ring`]: signing keys published before they sign, kept until their tokens expired.
 //!   - [`discovery_document`]: the OpenID Provider Metadata at
 //!     `/.well-known/openid-configuration`.
+//!   - [`end_session`]: RP-initiated logout, the `id_token_hint` and the
+//!     `post_logout_redirect_uri` checks.
+//!   - [`session`]: the provider's SSO sessions (cookie, clients, refresh families), in
+//!     memory or Redis.
+//!   - [`token_endpoint`]: the authorization-code and refresh grants of a provider's token
+//!     endpoint, joining the code store, the SSO sessions and `TokenLifecycle`.
 //!   - `logout_sender` (feature `http-client`): back-channel logout tokens minted with the key
 //!     ring and POSTed to every client of an ended session, with a timeout and bounded retries.
 
 pub mod clients;
 pub mod code;
 pub mod discovery_document;
+pub mod end_session;
 pub mod key_ring;
 #[cfg(feature = "http-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
 pub mod logout_sender;
+pub mod session;
+pub mod token_endpoint;
 
 pub mod login;
 pub use login::local_session_id;
