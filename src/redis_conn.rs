@@ -18,6 +18,35 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
+    /// A reconnecting connection to one server (`redis://host:port/db`), opened lazily: Redis
+    /// need not be up yet. `op_timeout` bounds connecting and every response; reconnection
+    /// backs off to at most 500 ms.
+    pub(crate) fn single(url: &str, op_timeout: Duration) -> Result<Self, ConnError> {
+        let client = redis::Client::open(url).map_err(ConnError::Redis)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(op_timeout))
+            .set_response_timeout(Some(op_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        ConnectionManager::new_lazy_with_config(client, config)
+            .map(Conn::Single)
+            .map_err(ConnError::Redis)
+    }
+
+    /// A connection to a Redis Cluster through its seed nodes, which must be reachable now
+    /// (within four times `op_timeout`).
+    pub(crate) async fn cluster(nodes: &[&str], op_timeout: Duration) -> Result<Self, ConnError> {
+        let client = redis::cluster::ClusterClient::builder(nodes.iter().copied())
+            .connection_timeout(op_timeout)
+            .response_timeout(op_timeout)
+            .retries(1)
+            .build()
+            .map_err(ConnError::Redis)?;
+        bounded(op_timeout * 4, client.get_async_connection())
+            .await
+            .map(Conn::Cluster)
+    }
+
     /// Runs `cmd`. On a standalone server, a command that failed because the pooled
     /// connection was found dead (Redis restarted, connection cut) is sent once more on the
     /// fresh connection the manager opens: without this, the first command after every Redis

@@ -4,9 +4,7 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
-use redis::{Client, Script};
+use redis::Script;
 
 use super::{ReplayCheck, ReplayError, ReplayStore};
 use crate::redis_conn::{Conn, ConnError, bounded};
@@ -66,15 +64,8 @@ impl RedisReplayStore {
     /// `prefix` (e.g. `tta:`). `op_timeout` bounds every check. Must be called inside a Tokio
     /// runtime; Redis need not be up yet (until it is, checks fail closed).
     pub fn connect(url: &str, prefix: &str, op_timeout: Duration) -> Result<Self, ReplayError> {
-        let client = Client::open(url).map_err(|e| ReplayError::from(ConnError::Redis(e)))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(op_timeout))
-            .set_response_timeout(Some(op_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| ReplayError::from(ConnError::Redis(e)))?;
-        Ok(Self::with_conn(Conn::Single(manager), prefix, op_timeout))
+        let conn = Conn::single(url, op_timeout).map_err(ReplayError::from)?;
+        Ok(Self::with_conn(conn, prefix, op_timeout))
     }
 
     /// Connects to a Redis Cluster through its seed nodes, which must be reachable now.
@@ -83,14 +74,10 @@ impl RedisReplayStore {
         prefix: &str,
         op_timeout: Duration,
     ) -> Result<Self, ReplayError> {
-        let client = ClusterClient::builder(nodes.iter().copied())
-            .connection_timeout(op_timeout)
-            .response_timeout(op_timeout)
-            .retries(1)
-            .build()
-            .map_err(|e| ReplayError::from(ConnError::Redis(e)))?;
-        let conn = bounded(op_timeout * 4, client.get_async_connection()).await?;
-        Ok(Self::with_conn(Conn::Cluster(conn), prefix, op_timeout))
+        let conn = Conn::cluster(nodes, op_timeout)
+            .await
+            .map_err(ReplayError::from)?;
+        Ok(Self::with_conn(conn, prefix, op_timeout))
     }
 
     fn with_conn(conn: Conn, prefix: &str, op_timeout: Duration) -> Self {

@@ -4,14 +4,12 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
-use redis::{Client, Script, Value};
+use redis::{Script, Value};
 
 use super::{
     FoundToken, PresentedToken, RefreshRecord, RefreshStore, RefreshStoreError, Rotation, TokenHash,
 };
-use crate::redis_conn::{Conn, ConnError, add_to_index, bounded};
+use crate::redis_conn::{Conn, add_to_index, bounded};
 use crate::revocation::BoxFuture;
 
 /// A [`RefreshStore`] in Redis or Redis Cluster (feature `redis`).
@@ -106,14 +104,8 @@ impl RedisRefreshStore {
         prefix: &str,
         op_timeout: Duration,
     ) -> Result<Self, RefreshStoreError> {
-        let client = Client::open(url).map_err(|e| RefreshStoreError::from(ConnError::Redis(e)))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(op_timeout))
-            .set_response_timeout(Some(op_timeout))
-            .set_number_of_retries(1);
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| RefreshStoreError::from(ConnError::Redis(e)))?;
-        Ok(Self::with_conn(Conn::Single(manager), prefix, op_timeout))
+        let conn = Conn::single(url, op_timeout).map_err(RefreshStoreError::from)?;
+        Ok(Self::with_conn(conn, prefix, op_timeout))
     }
 
     /// Connects to a Redis Cluster through its seed nodes.
@@ -122,13 +114,10 @@ impl RedisRefreshStore {
         prefix: &str,
         op_timeout: Duration,
     ) -> Result<Self, RefreshStoreError> {
-        let client = ClusterClient::builder(nodes.iter().copied())
-            .connection_timeout(op_timeout)
-            .response_timeout(op_timeout)
-            .build()
-            .map_err(|e| RefreshStoreError::from(ConnError::Redis(e)))?;
-        let conn = bounded(op_timeout * 4, client.get_async_connection()).await?;
-        Ok(Self::with_conn(Conn::Cluster(conn), prefix, op_timeout))
+        let conn = Conn::cluster(nodes, op_timeout)
+            .await
+            .map_err(RefreshStoreError::from)?;
+        Ok(Self::with_conn(conn, prefix, op_timeout))
     }
 
     fn with_conn(conn: Conn, prefix: &str, op_timeout: Duration) -> Self {

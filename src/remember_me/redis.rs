@@ -4,8 +4,7 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script, Value};
+use redis::{Script, Value};
 
 use super::store::{Device, RememberMeStore, RememberMeStoreError, SeriesCheck, SeriesRecord};
 use crate::redis_conn::{Conn, ConnError, add_to_index, bounded};
@@ -88,15 +87,9 @@ impl RedisRememberMeStore {
         prefix: &str,
         op_timeout: Duration,
     ) -> Result<Self, RememberMeStoreError> {
-        let client = Client::open(url).map_err(|e| err(ConnError::Redis(e)))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(op_timeout))
-            .set_response_timeout(Some(op_timeout))
-            .set_number_of_retries(1);
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| err(ConnError::Redis(e)))?;
+        let conn = Conn::single(url, op_timeout).map_err(err)?;
         Ok(Self {
-            conn: Conn::Single(manager),
+            conn,
             prefix: prefix.to_owned(),
             op_timeout,
         })

@@ -4,9 +4,7 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
-use redis::{Client, Script};
+use redis::Script;
 
 use super::{
     AuthorizationCodeStore, CodeGrant, CodeHash, CodeStoreError, DEFAULT_CODE_TTL,
@@ -105,15 +103,8 @@ impl RedisCodeStore {
     /// `prefix`. `op_timeout` bounds every operation. Must be called inside a Tokio runtime;
     /// Redis need not be up yet (until it is, operations fail with a transient error).
     pub fn connect(url: &str, prefix: &str, op_timeout: Duration) -> Result<Self, CodeStoreError> {
-        let client = Client::open(url).map_err(|e| CodeStoreError::from(ConnError::Redis(e)))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(op_timeout))
-            .set_response_timeout(Some(op_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| CodeStoreError::from(ConnError::Redis(e)))?;
-        Ok(Self::with_conn(Conn::Single(manager), prefix, op_timeout))
+        let conn = Conn::single(url, op_timeout).map_err(CodeStoreError::from)?;
+        Ok(Self::with_conn(conn, prefix, op_timeout))
     }
 
     /// Connects to a Redis Cluster through its seed nodes, which must be reachable now.
@@ -122,14 +113,10 @@ impl RedisCodeStore {
         prefix: &str,
         op_timeout: Duration,
     ) -> Result<Self, CodeStoreError> {
-        let client = ClusterClient::builder(nodes.iter().copied())
-            .connection_timeout(op_timeout)
-            .response_timeout(op_timeout)
-            .retries(1)
-            .build()
-            .map_err(|e| CodeStoreError::from(ConnError::Redis(e)))?;
-        let conn = bounded(op_timeout * 4, client.get_async_connection()).await?;
-        Ok(Self::with_conn(Conn::Cluster(conn), prefix, op_timeout))
+        let conn = Conn::cluster(nodes, op_timeout)
+            .await
+            .map_err(CodeStoreError::from)?;
+        Ok(Self::with_conn(conn, prefix, op_timeout))
     }
 
     fn with_conn(conn: Conn, prefix: &str, op_timeout: Duration) -> Self {

@@ -5,8 +5,7 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::Script;
 
 use super::{FamilyOwner, SsoSession, SsoSessionError, SsoSessionStore, now_secs};
 use crate::redis_conn::{Conn, ConnError, bounded};
@@ -93,16 +92,9 @@ impl RedisSsoSessionStore {
         session_ttl: Duration,
         op_timeout: Duration,
     ) -> Result<Self, SsoSessionError> {
-        let err = |e| SsoSessionError::from(ConnError::Redis(e));
-        let client = Client::open(url).map_err(err)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(op_timeout))
-            .set_response_timeout(Some(op_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(err)?;
+        let conn = Conn::single(url, op_timeout).map_err(SsoSessionError::from)?;
         Ok(Self {
-            conn: Conn::Single(manager),
+            conn,
             prefix: prefix.to_owned(),
             session_ttl,
             op_timeout,
