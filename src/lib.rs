@@ -117,6 +117,7 @@ mod future;
 mod handler_service;
 pub mod introspection;
 mod issuer;
+mod json_document;
 pub mod keys;
 mod layer;
 mod lifecycle;

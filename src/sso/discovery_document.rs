@@ -27,7 +27,7 @@ use std::future::{Ready, ready};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::Full;
 use jsonwebtoken::Algorithm;
 use serde::Serialize;
@@ -308,35 +308,10 @@ impl<B> Service<Request<B>> for ProviderMetadataService {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let method = req.method();
-        let mut res = if method == Method::GET || method == Method::HEAD {
-            let body = if method == Method::HEAD {
-                Bytes::new()
-            } else {
-                self.body.clone()
-            };
-            let mut res = Response::new(Full::new(body));
-            let h = res.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            h.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            );
-            res
-        } else {
-            let mut res = Response::new(Full::new(Bytes::new()));
-            *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            res.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            res
-        };
-        res.headers_mut().insert(
-            header::HeaderName::from_static("x-content-type-options"),
-            HeaderValue::from_static("nosniff"),
-        );
-        ready(Ok(res))
+        ready(Ok(crate::json_document::json_document_response(
+            req.method(),
+            || self.body.clone(),
+            HeaderValue::from_static("public, max-age=300"),
+        )))
     }
 }

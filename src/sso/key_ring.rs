@@ -42,7 +42,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, EncodingKey};
@@ -378,35 +378,13 @@ impl<B> Service<Request<B>> for JwksService {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let method = req.method();
-        let mut res = if method == Method::GET || method == Method::HEAD {
-            let body = if method == Method::HEAD {
-                Bytes::new()
-            } else {
-                Bytes::from(self.ring.jwks_json())
-            };
-            let mut res = Response::new(Full::new(body));
-            let h = res.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            let max_age = format!("public, max-age={}", self.ring.cache_max_age().as_secs());
-            if let Ok(v) = HeaderValue::from_str(&max_age) {
-                h.insert(header::CACHE_CONTROL, v);
-            }
-            res
-        } else {
-            let mut res = Response::new(Full::new(Bytes::new()));
-            *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            res.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            res
-        };
-        res.headers_mut().insert(
-            header::HeaderName::from_static("x-content-type-options"),
-            HeaderValue::from_static("nosniff"),
-        );
-        ready(Ok(res))
+        let max_age = format!("public, max-age={}", self.ring.cache_max_age().as_secs());
+        let cache_control = HeaderValue::from_str(&max_age)
+            .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
+        ready(Ok(crate::json_document::json_document_response(
+            req.method(),
+            || Bytes::from(self.ring.jwks_json()),
+            cache_control,
+        )))
     }
 }
