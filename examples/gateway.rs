@@ -53,7 +53,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use bytes::Bytes;
 use rand::RngCore;
-use shared::env_or;
+use shared::{env_or, without_password};
 use tower_token_auth::revocation::RevocationStore;
 use tower_token_auth::{
     AccessCookie, Algorithm, AuthError, AuthErrorKind, Claims, InvalidToken, JwtAuthLayer, KeySet,
@@ -200,15 +200,19 @@ async fn revocation_store() -> anyhow::Result<Arc<dyn RevocationStore>> {
         let store = RedisRevocationStore::connect(&url, RedisStoreConfig::default()).await?;
         if !store.wait_live(std::time::Duration::from_secs(3)).await {
             tracing::warn!(
-                "Redis at {url} is not answering yet: requests are refused until it does"
+                "Redis at {} is not answering yet: requests are refused until it does",
+                without_password(&url)
             );
         }
-        tracing::info!("revocation store: Redis at {url}");
+        tracing::info!("revocation store: Redis at {}", without_password(&url));
         Ok(Arc::new(store))
     }
     #[cfg(not(feature = "redis"))]
     {
-        bail!("REDIS_URL is set ({url}) but this build lacks the `redis` feature")
+        bail!(
+            "REDIS_URL is set ({}) but this build lacks the `redis` feature",
+            without_password(&url)
+        )
     }
 }
 

@@ -65,7 +65,7 @@ use axum::{Json, Router};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
-use shared::{env_flag, hash_password, verify_password};
+use shared::{env_flag, hash_password, verify_password, without_password};
 use tower_http::csrf::{CsrfLayer, ProtectionError};
 use tower_token_auth::endpoint::{RevocationEndpoint, TokenCookies, TokenEndpoint};
 use tower_token_auth::refresh::{MemoryRefreshStore, RedisRefreshStore, RefreshStore};
@@ -300,21 +300,6 @@ async fn database_stores(
     bail!(
         "DATABASE_URL is set, but this build has no database support: run it with `cargo run --example quickstart --features {feature}`"
     )
-}
-
-/// `url` with any password replaced by `***`, for logs.
-fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
 }
 
 /// Cookie mode's settings, or `None` when `COOKIE_MODE` is off.

@@ -65,7 +65,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use shared::{env_flag, esc, hash_password, verify_password};
+use shared::{env_flag, esc, hash_password, verify_password, without_password};
 use tower_http::csrf::{CsrfLayer, ProtectionError};
 use tower_token_auth::remember_me::{
     MemoryRememberMeStore, RedisRememberMeStore, RememberMe, StaticUsers, UserRecord,
@@ -225,7 +225,8 @@ async fn stores(
             let store = RedisRevocationStore::connect(url, RedisStoreConfig::default()).await?;
             if !store.wait_live(Duration::from_secs(3)).await {
                 tracing::warn!(
-                    "Redis at {url} is not answering yet: token checks answer 503 until it does"
+                    "Redis at {} is not answering yet: token checks answer 503 until it does",
+                    without_password(url)
                 );
             }
             Arc::new(store)

@@ -49,7 +49,7 @@ use tower_token_auth::{AccessCookie, Algorithm, NoCustomClaims};
 
 use common::{bearer, bounded, cookie_value, csrf_layer, env_or, env_u64, esc, fill};
 use common::{now_secs, page, redirect, sha256_hex};
-use shared::{hash_password, verify_password};
+use shared::{hash_password, verify_password, without_password};
 
 const DEFAULT_CLIENTS: &str =
     "orders=http://127.0.0.1:4001/callback,members=http://127.0.0.1:4002/callback";
@@ -119,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
     // Fail closed (the default): a revocation that cannot be written is an error.
     let revocation = RedisRevocationStore::connect(&url, RedisStoreConfig::default()).await?;
     if !revocation.wait_live(secs(3)).await {
-        tracing::warn!("Redis at {url} is not answering yet");
+        tracing::warn!("Redis at {} is not answering yet", without_password(&url));
     }
     let config = ConnectionManagerConfig::new().set_response_timeout(Some(REDIS_TIMEOUT));
     let redis = redis::Client::open(url.as_str())?;

@@ -1,5 +1,5 @@
 //! Plumbing the examples share (included with `#[path]`): logging set-up, environment
-//! variables, demo password hashing, HTML escaping. Nothing here is about tower-token-auth
+//! variables, demo password hashing, HTML escaping, URLs without their password for logs. Nothing here is about tower-token-auth
 //! itself.
 // Each binary uses part of this module.
 #![allow(dead_code)]
@@ -80,4 +80,19 @@ pub(crate) fn esc(text: &str) -> String {
         }
     }
     out
+}
+
+/// `url` with any password replaced by `***`, for logs.
+pub(crate) fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
 }
